@@ -1,0 +1,216 @@
+//! The configuration model and its readers.
+//!
+//! A configuration directory holds either the classic trio `ha.cf` + `haresources` +
+//! `authkeys`, read exactly as Heartbeat 3.0.6 reads them, or one `ha.toml` (which may refer
+//! to an `authkeys` file). Both produce the same [`ClusterConfig`]. Every problem is reported
+//! with file, line, column where it helps, the directive, and what was expected; warnings
+//! (deprecated or unimplemented directives) are returned beside the configuration so that the
+//! caller logs each one.
+
+mod authkeys;
+mod diag;
+mod duration;
+mod hacf;
+mod haresources;
+mod model;
+mod tomlform;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+pub use authkeys::{check_secret_file_mode, parse_authkeys};
+pub use diag::{ConfigError, Diagnostic, Location};
+pub use duration::{format_time, parse_time};
+pub use hacf::{check_node_name, defaults, parse_bool, parse_ha_cf, HaCf};
+pub use haresources::{check_agent_name, parse_haresources, parse_resource_token};
+pub use model::*;
+pub use tomlform::{parse_toml, to_toml};
+
+/// File names inside a configuration directory.
+pub mod files {
+    /// Heartbeat's main file.
+    pub const HA_CF: &str = "ha.cf";
+    /// Heartbeat v1 resource groups.
+    pub const HARESOURCES: &str = "haresources";
+    /// Authentication keys.
+    pub const AUTHKEYS: &str = "authkeys";
+    /// The TOML form.
+    pub const HA_TOML: &str = "ha.toml";
+}
+
+/// Which form a configuration was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// ha.cf + haresources + authkeys.
+    Classic {
+        /// ha.cf.
+        ha_cf: PathBuf,
+    },
+    /// ha.toml.
+    Toml {
+        /// ha.toml.
+        path: PathBuf,
+    },
+}
+
+/// A configuration read from disk, with what to warn about.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The configuration.
+    pub config: ClusterConfig,
+    /// Warnings, to be logged once each.
+    pub warnings: Vec<Diagnostic>,
+    /// Where it came from.
+    pub source: Source,
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    fs::read_to_string(path).map_err(|error| ConfigError::file(path, format!("cannot read: {error}")))
+}
+
+/// Reads an authkeys file, refusing it when group or others can access it.
+pub fn load_authkeys(path: &Path) -> Result<(AuthKeys, Vec<Diagnostic>), ConfigError> {
+    let metadata = fs::metadata(path).map_err(|error| ConfigError::file(path, format!("cannot read: {error}")))?;
+    check_secret_file_mode(path, metadata.permissions().mode())?;
+    parse_authkeys(path, &read(path)?)
+}
+
+/// Reads the classic trio from `dir`. A missing haresources means no resource groups.
+pub fn load_classic(dir: &Path) -> Result<Loaded, ConfigError> {
+    let ha_cf_path = dir.join(files::HA_CF);
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let ha_cf = match read(&ha_cf_path).and_then(|text| parse_ha_cf(&ha_cf_path, &text)) {
+        Ok((ha_cf, found)) => {
+            warnings.extend(found);
+            Some(ha_cf)
+        }
+        Err(error) => {
+            errors.extend(error.errors);
+            None
+        }
+    };
+    let haresources_path = dir.join(files::HARESOURCES);
+    let nodes = ha_cf.as_ref().map(|c| c.nodes.clone()).unwrap_or_default();
+    let groups = if haresources_path.exists() {
+        match read(&haresources_path).and_then(|text| parse_haresources(&haresources_path, &text, &nodes)) {
+            Ok((groups, found)) => {
+                warnings.extend(found);
+                groups
+            }
+            Err(error) => {
+                errors.extend(error.errors);
+                Vec::new()
+            }
+        }
+    } else {
+        warnings.push(Diagnostic::new(
+            Location::file(&haresources_path),
+            None,
+            "no haresources file: this cluster manages no resources",
+        ));
+        Vec::new()
+    };
+    let auth = match load_authkeys(&dir.join(files::AUTHKEYS)) {
+        Ok((auth, found)) => {
+            warnings.extend(found);
+            Some(auth)
+        }
+        Err(error) => {
+            errors.extend(error.errors);
+            None
+        }
+    };
+    match (ha_cf, auth) {
+        (Some(ha_cf), Some(auth)) if errors.is_empty() => Ok(Loaded {
+            config: assemble(ha_cf, groups, auth),
+            warnings,
+            source: Source::Classic { ha_cf: ha_cf_path },
+        }),
+        _ => Err(ConfigError { errors }),
+    }
+}
+
+fn assemble(ha_cf: HaCf, groups: Vec<ResourceGroup>, auth: AuthKeys) -> ClusterConfig {
+    ClusterConfig {
+        cluster_name: ha_cf.cluster_name,
+        nodes: ha_cf.nodes,
+        media: ha_cf.media,
+        udp_port: ha_cf.udp_port,
+        timing: ha_cf.timing,
+        ping_nodes: ha_cf.ping_nodes,
+        auto_failback: ha_cf.auto_failback,
+        respawn: ha_cf.respawn,
+        env: ha_cf.env,
+        stonith: ha_cf.stonith,
+        api_auth: ha_cf.api_auth,
+        logging: ha_cf.logging,
+        watchdog: ha_cf.watchdog,
+        max_rexmit_delay: ha_cf.max_rexmit_delay,
+        msgfmt: ha_cf.msgfmt,
+        hopfudge: ha_cf.hopfudge,
+        autojoin: ha_cf.autojoin,
+        generation_method: ha_cf.generation_method,
+        groups,
+        auth,
+    }
+}
+
+/// Reads `dir/ha.toml`. When it holds keys itself it must be private, like authkeys.
+pub fn load_toml(dir: &Path) -> Result<Loaded, ConfigError> {
+    let path = dir.join(files::HA_TOML);
+    let text = read(&path)?;
+    let load_keys = |file: &str| load_authkeys(&dir.join(file));
+    let (config, warnings) = parse_toml(&path, &text, &load_keys)?;
+    let holds_secrets = config.auth.keys.values().any(|k| !k.secret.is_empty())
+        && !text.lines().any(|l| l.trim_start().starts_with("file"));
+    if holds_secrets {
+        let mode = fs::metadata(&path)
+            .map_err(|error| ConfigError::file(&path, format!("cannot read: {error}")))?
+            .permissions()
+            .mode();
+        check_secret_file_mode(&path, mode)?;
+    }
+    Ok(Loaded {
+        config,
+        warnings,
+        source: Source::Toml { path },
+    })
+}
+
+/// Reads whichever form `dir` holds: ha.toml when present, else the classic trio.
+pub fn load_dir(dir: &Path) -> Result<Loaded, ConfigError> {
+    if dir.join(files::HA_TOML).exists() {
+        let mut loaded = load_toml(dir)?;
+        if dir.join(files::HA_CF).exists() {
+            loaded.warnings.push(Diagnostic::new(
+                Location::file(&dir.join(files::HA_CF)),
+                None,
+                "ignored: ha.toml is present and takes precedence",
+            ));
+        }
+        Ok(loaded)
+    } else {
+        load_classic(dir)
+    }
+}
+
+/// Checks that `node` is a member, as Heartbeat does at start-up.
+pub fn check_local_node(config: &ClusterConfig, node: &str, source: &Source) -> Result<(), ConfigError> {
+    if config.nodes.iter().any(|n| n == node) {
+        return Ok(());
+    }
+    let file = match source {
+        Source::Classic { ha_cf } => ha_cf.clone(),
+        Source::Toml { path } => path.clone(),
+    };
+    Err(ConfigError::single(Diagnostic::new(
+        Location::file(&file),
+        Some("node"),
+        format!(
+            "this node, {node:?}, is not in the configuration (nodes: {}); nodes are named as `uname -n` prints them, or by --node",
+            config.nodes.join(", ")
+        ),
+    )))
+}

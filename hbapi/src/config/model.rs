@@ -1,0 +1,446 @@
+//! The cluster configuration model: what `ha.cf` + `haresources` + `authkeys` (or one
+//! `ha.toml`) say, validated, with Heartbeat's defaults applied.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// The whole configuration of a cluster, the same on every node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// `cluster`: the cluster's name (Heartbeat's default `linux-ha`).
+    pub cluster_name: String,
+    /// `node`: member names, lower-cased, in declaration order.
+    pub nodes: Vec<String>,
+    /// `bcast`, `mcast`, `mcast6`, `ucast`, `ucast6`: the heartbeat links.
+    pub media: Vec<Medium>,
+    /// `udpport`: UDP port of bcast and ucast links (694).
+    pub udp_port: u16,
+    /// keepalive, warntime, deadtime, initdead, deadping.
+    pub timing: Timing,
+    /// `ping`, `ping6`, `ping_group`: pseudo-nodes judged by reachability.
+    pub ping_nodes: Vec<PingNode>,
+    /// `auto_failback`.
+    pub auto_failback: AutoFailback,
+    /// `respawn`: processes the master starts and restarts.
+    pub respawn: Vec<RespawnSpec>,
+    /// `env NAME=value`, stored with Heartbeat's `HA_` prefix already applied.
+    pub env: Vec<(String, String)>,
+    /// `stonith` and `stonith_host`.
+    pub stonith: Vec<StonithSpec>,
+    /// `apiauth`: which users and groups may use which client service.
+    pub api_auth: Vec<ApiAuth>,
+    /// Logging: `logfile`, `debugfile`, `logfacility`, `use_logd`, `debug`.
+    pub logging: Logging,
+    /// `watchdog`: a watchdog device to keep alive.
+    pub watchdog: Option<String>,
+    /// `max_rexmit_delay`: upper bound of the delay before a retransmission request is answered.
+    pub max_rexmit_delay: Duration,
+    /// `msgfmt`: the wire format this node sends.
+    pub msgfmt: MsgFormat,
+    /// `hopfudge`: hops above the cluster size a message may travel.
+    pub hopfudge: u8,
+    /// `autojoin`: whether unknown nodes may join.
+    pub autojoin: AutoJoin,
+    /// `hbgenmethod`: how the generation number is kept.
+    pub generation_method: GenerationMethod,
+    /// Resource groups, from `haresources` or `[[group]]` tables.
+    pub groups: Vec<ResourceGroup>,
+    /// The authentication keys, from `authkeys` or `[auth]`.
+    pub auth: AuthKeys,
+}
+
+/// The membership timers, all on the monotonic clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// Interval between heartbeats.
+    pub keepalive: Duration,
+    /// Silence after which a node is declared dead.
+    pub deadtime: Duration,
+    /// Silence after which a "late heartbeat" warning is logged.
+    pub warntime: Duration,
+    /// Deadtime that applies until a node has been heard once after start-up.
+    pub initdead: Duration,
+    /// Deadtime of ping pseudo-nodes.
+    pub deadping: Duration,
+}
+
+/// One heartbeat link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Medium {
+    /// `bcast DEV`: UDP broadcast on the device.
+    Bcast {
+        /// Interface name.
+        device: String,
+    },
+    /// `mcast DEV GROUP PORT TTL LOOP` (IPv4) or `mcast6 DEV GROUP PORT HOPS LOOP`.
+    Mcast {
+        /// Interface name.
+        device: String,
+        /// Multicast group.
+        group: IpAddr,
+        /// UDP port.
+        port: u16,
+        /// TTL (IPv4) or hop limit (IPv6).
+        ttl: u8,
+        /// Whether our own packets loop back.
+        loopback: bool,
+    },
+    /// `ucast DEV PEER…` / `ucast6 DEV PEER…`: UDP unicast to each peer address.
+    Ucast {
+        /// Interface name.
+        device: String,
+        /// Peer address or host name.
+        peer: String,
+        /// Whether the line was `ucast6`.
+        ipv6: bool,
+    },
+}
+
+impl Medium {
+    /// The ha.cf directive that declares this medium.
+    pub fn directive(&self) -> &'static str {
+        match self {
+            Medium::Bcast { .. } => "bcast",
+            Medium::Mcast { group, .. } if group.is_ipv6() => "mcast6",
+            Medium::Mcast { .. } => "mcast",
+            Medium::Ucast { ipv6: true, .. } => "ucast6",
+            Medium::Ucast { .. } => "ucast",
+        }
+    }
+
+    /// Heartbeat's name for the link (what `cl_status listhblinks` prints).
+    pub fn link_name(&self) -> String {
+        match self {
+            Medium::Bcast { device } | Medium::Ucast { device, .. } | Medium::Mcast { device, .. } => {
+                device.clone()
+            }
+        }
+    }
+}
+
+impl fmt::Display for Medium {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Medium::Bcast { device } => write!(f, "bcast {device}"),
+            Medium::Mcast {
+                device,
+                group,
+                port,
+                ttl,
+                loopback,
+            } => write!(
+                f,
+                "{} {device} {group} {port} {ttl} {}",
+                self.directive(),
+                u8::from(*loopback)
+            ),
+            Medium::Ucast { device, peer, .. } => write!(f, "{} {device} {peer}", self.directive()),
+        }
+    }
+}
+
+/// A ping pseudo-node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PingNode {
+    /// `ping ADDR` / `ping6 ADDR`: one address is one pseudo-node.
+    Single {
+        /// The address pinged (also the pseudo-node's name).
+        address: IpAddr,
+    },
+    /// `ping_group NAME ADDR…`: alive while any member answers.
+    Group {
+        /// The pseudo-node's name.
+        name: String,
+        /// Member addresses.
+        addresses: Vec<IpAddr>,
+    },
+}
+
+impl PingNode {
+    /// The name the pseudo-node is published under.
+    pub fn name(&self) -> String {
+        match self {
+            PingNode::Single { address } => address.to_string(),
+            PingNode::Group { name, .. } => name.clone(),
+        }
+    }
+}
+
+/// `auto_failback`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoFailback {
+    /// Resources go back to their preferred node when it returns.
+    On,
+    /// Resources stay where they are.
+    Off,
+    /// Heartbeat's pre-1.2 behaviour (no nice_failback); deprecated, warns.
+    Legacy,
+}
+
+impl AutoFailback {
+    /// The ha.cf spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AutoFailback::On => "on",
+            AutoFailback::Off => "off",
+            AutoFailback::Legacy => "legacy",
+        }
+    }
+}
+
+/// `respawn USER /path args…`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RespawnSpec {
+    /// The user it runs as.
+    pub user: String,
+    /// Program and arguments, split on white space (no shell is involved).
+    pub command: Vec<String>,
+}
+
+impl RespawnSpec {
+    /// The child's name in the supervisor: the program's file name.
+    pub fn name(&self) -> String {
+        let program = self.command.first().map(String::as_str).unwrap_or("");
+        program.rsplit('/').next().unwrap_or(program).to_owned()
+    }
+}
+
+/// A fencing device declaration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StonithSpec {
+    /// `stonith TYPE CONFIGFILE`.
+    ConfigFile {
+        /// Plugin type, e.g. `external/ssh`.
+        device_type: String,
+        /// The plugin's configuration file.
+        config_file: String,
+    },
+    /// `stonith_host FROM|* TYPE PARAMS…`.
+    Host {
+        /// The node that may use this device, or `*` for all.
+        from: String,
+        /// Plugin type.
+        device_type: String,
+        /// The plugin's parameters, as written.
+        params: Vec<String>,
+    },
+}
+
+/// `apiauth CLIENT uid=… gid=…`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiAuth {
+    /// Client service name.
+    pub client: String,
+    /// Allowed user names or numbers.
+    pub uids: Vec<String>,
+    /// Allowed group names or numbers.
+    pub gids: Vec<String>,
+}
+
+/// Logging directives.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Logging {
+    /// `logfile`.
+    pub logfile: Option<String>,
+    /// `debugfile`.
+    pub debugfile: Option<String>,
+    /// `logfacility` (syslog facility name, e.g. `local0`), `none` disables syslog.
+    pub facility: Option<String>,
+    /// `use_logd`.
+    pub use_logd: bool,
+    /// `debug` level, 0..=255.
+    pub debug: u8,
+}
+
+/// `msgfmt`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MsgFormat {
+    /// `classic`: the `>>>` … `<<<` text form.
+    Classic,
+    /// `netstring`: the `###` … `%%%` length-prefixed form.
+    Netstring,
+}
+
+/// `autojoin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoJoin {
+    /// Only nodes named in the configuration.
+    None,
+    /// Nodes that once were members may rejoin.
+    Other,
+    /// Any node with the key may join.
+    Any,
+}
+
+/// `hbgenmethod`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GenerationMethod {
+    /// A counter persisted in the state directory.
+    File,
+    /// Derived from the wall clock.
+    Time,
+}
+
+/// A resource group: started left to right on one node, stopped right to left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceGroup {
+    /// The group's identifier (haresources: its first resource).
+    pub id: String,
+    /// The node it runs on when that node is up.
+    pub preferred_node: String,
+    /// Members, in start order.
+    pub resources: Vec<Resource>,
+}
+
+/// One resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    /// Unique identifier (haresources: the whole `Name::arg::arg` token).
+    pub id: String,
+    /// Which kind of agent runs it.
+    pub class: AgentClass,
+    /// The agent's name: script name, init script or OCF type.
+    pub agent: String,
+    /// Positional arguments (heartbeat class: `Name::a::b`).
+    pub args: Vec<String>,
+    /// Named parameters (OCF class: `OCF_RESKEY_<name>`).
+    pub params: BTreeMap<String, String>,
+    /// Operation settings.
+    pub ops: OpSettings,
+}
+
+/// Agent classes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentClass {
+    /// Heartbeat resource.d scripts (and init scripts called Heartbeat's way).
+    Heartbeat,
+    /// LSB init scripts.
+    Lsb,
+    /// OCF agents of a provider.
+    Ocf {
+        /// e.g. `heartbeat`, `pacemaker`.
+        provider: String,
+    },
+}
+
+impl AgentClass {
+    /// The class's name as in `ocf:heartbeat:Dummy`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AgentClass::Heartbeat => "heartbeat",
+            AgentClass::Lsb => "lsb",
+            AgentClass::Ocf { .. } => "ocf",
+        }
+    }
+}
+
+/// Timeouts, monitoring and failure handling of one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpSettings {
+    /// Recurring monitor interval; none for Heartbeat v1 resources.
+    pub monitor_interval: Option<Duration>,
+    /// Timeout of each monitor.
+    pub monitor_timeout: Duration,
+    /// Timeout of start.
+    pub start_timeout: Duration,
+    /// Timeout of stop.
+    pub stop_timeout: Duration,
+    /// Failures in place before the group moves.
+    pub migration_threshold: u32,
+    /// How long a failure counts; none means until cleaned up.
+    pub failure_timeout: Option<Duration>,
+}
+
+impl Default for OpSettings {
+    fn default() -> Self {
+        OpSettings {
+            monitor_interval: None,
+            monitor_timeout: Duration::from_secs(20),
+            start_timeout: Duration::from_secs(20),
+            stop_timeout: Duration::from_secs(20),
+            migration_threshold: 1,
+            failure_timeout: None,
+        }
+    }
+}
+
+/// `authkeys`: the key used to sign what we send, and every key accepted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthKeys {
+    /// `auth N`: the key index used for sending (and, with no downgrade, for receiving).
+    pub active: u8,
+    /// Keys by index.
+    pub keys: BTreeMap<u8, AuthKey>,
+}
+
+impl AuthKeys {
+    /// The key that signs and verifies packets.
+    pub fn active_key(&self) -> Option<&AuthKey> {
+        self.keys.get(&self.active)
+    }
+}
+
+impl fmt::Debug for AuthKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthKeys")
+            .field("active", &self.active)
+            .field("keys", &self.keys)
+            .finish()
+    }
+}
+
+/// One key of `authkeys`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthKey {
+    /// The method.
+    pub method: AuthMethod,
+    /// The shared secret (empty for crc). Never printed by `Debug`.
+    pub secret: String,
+}
+
+impl fmt::Debug for AuthKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthKey")
+            .field("method", &self.method)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Authentication methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// CRC32: no key, no security.
+    Crc,
+    /// HMAC-MD5.
+    Md5,
+    /// HMAC-SHA1.
+    Sha1,
+    /// HMAC-SHA256 (heartbeat-rs only; recommended without Heartbeat nodes).
+    Sha256,
+}
+
+impl AuthMethod {
+    /// The authkeys spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Crc => "crc",
+            AuthMethod::Md5 => "md5",
+            AuthMethod::Sha1 => "sha1",
+            AuthMethod::Sha256 => "sha256",
+        }
+    }
+
+    /// Parses the authkeys spelling.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "crc" => Some(AuthMethod::Crc),
+            "md5" => Some(AuthMethod::Md5),
+            "sha1" => Some(AuthMethod::Sha1),
+            "sha256" => Some(AuthMethod::Sha256),
+            _ => None,
+        }
+    }
+}
