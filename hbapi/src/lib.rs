@@ -10,8 +10,10 @@
 pub mod bus;
 pub mod config;
 pub mod error;
+pub mod logging;
 pub mod master;
 pub mod names;
+pub mod notify;
 
 /// The version every daemon and tool reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,5 @@
+//! heartbeat-rs messaging layer and the master process.
+//!
+//! [`master`] is the `heartbeat` program: configuration, the bus, supervision.
+
+pub mod master;

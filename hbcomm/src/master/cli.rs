@@ -1,0 +1,322 @@
+//! The `heartbeat` command line, compatible with Heartbeat's (`-k`, `-s`, `-r`) plus
+//! `--check` and `--to-toml`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use tokio::sync::mpsc;
+
+use hbapi::config::{self, parse_time, Source};
+
+use super::bus::BusChoice;
+use super::iface::Command;
+use super::policy::RespawnPolicy;
+use super::{running_pid, MasterOptions};
+
+/// LSB status codes (what `heartbeat -s` exits with).
+pub mod lsb_status {
+    /// Running.
+    pub const OK: u8 = 0;
+    /// Dead, but the pid file exists.
+    pub const DEAD_WITH_PID_FILE: u8 = 1;
+    /// Not running.
+    pub const STOPPED: u8 = 3;
+    /// Status unknown.
+    pub const UNKNOWN: u8 = 4;
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    parse_time(text)
+}
+
+/// Heartbeat cluster master: supervises the cluster daemons on this node.
+#[derive(Debug, Parser)]
+#[command(name = "heartbeat", version = hbapi::VERSION)]
+pub struct Args {
+    /// Configuration directory (ha.cf, haresources, authkeys, or ha.toml).
+    #[arg(long, value_name = "DIR", default_value = "/etc/ha.d", env = "HB_CONFIG_DIR")]
+    pub config_dir: PathBuf,
+    /// This node's name (default: `uname -n`, lower-cased).
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// State directory.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/heartbeat", env = "HB_STATE_DIR")]
+    pub state_dir: PathBuf,
+    /// Run directory (pid file, bus socket, bus address).
+    #[arg(long, value_name = "DIR", default_value = "/run/heartbeat", env = "HB_RUN_DIR")]
+    pub run_dir: PathBuf,
+    /// Which bus: auto, system, private (embedded busd), dbus-daemon, or a D-Bus address.
+    #[arg(long, value_name = "BUS", default_value = "auto", value_parser = |s: &str| s.parse::<BusChoice>())]
+    pub bus: BusChoice,
+    /// Where the core daemons (hbcomm, lrmd, stonithd, crmd) are installed (default: beside
+    /// this program).
+    #[arg(long, value_name = "DIR")]
+    pub daemon_dir: Option<PathBuf>,
+    /// Stop the running heartbeat gracefully and wait until it has stopped.
+    #[arg(short = 'k', long = "kill", group = "mode")]
+    pub kill: bool,
+    /// Report whether heartbeat runs (exit 0 running, 3 stopped, 1 dead with a pid file).
+    #[arg(short = 's', long = "status", group = "mode")]
+    pub status: bool,
+    /// Make the running heartbeat reread its configuration (as SIGHUP).
+    #[arg(short = 'r', long = "reload", group = "mode")]
+    pub reload: bool,
+    /// Validate the configuration, print warnings and errors, and exit.
+    #[arg(long, group = "mode")]
+    pub check: bool,
+    /// Print the ha.toml equivalent of the configuration and exit.
+    #[arg(long, group = "mode")]
+    pub to_toml: bool,
+    /// More debugging output (repeatable).
+    #[arg(short = 'd', action = clap::ArgAction::Count)]
+    pub debug: u8,
+    /// Delay before the restart after a second quick death (doubles after each).
+    #[arg(long, value_name = "TIME", default_value = "100ms", value_parser = duration)]
+    pub respawn_base_delay: Duration,
+    /// Longest delay between restarts of a crash-looping child.
+    #[arg(long, value_name = "TIME", default_value = "5", value_parser = duration)]
+    pub respawn_max_delay: Duration,
+    /// Time a child gets to stop after SIGTERM before SIGKILL.
+    #[arg(long, value_name = "TIME", default_value = "10", value_parser = duration)]
+    pub stop_timeout: Duration,
+}
+
+fn default_node() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.nodename().to_string_lossy().to_lowercase())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+fn print_diagnostics(loaded_warnings: &[config::Diagnostic]) {
+    for warning in loaded_warnings {
+        eprintln!("warning: {warning}");
+    }
+}
+
+fn print_errors(error: &config::ConfigError) {
+    for diagnostic in &error.errors {
+        eprintln!("error: {diagnostic}");
+    }
+}
+
+/// `heartbeat`'s entry point.
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    let node = match args.node.as_deref().map(config::check_node_name) {
+        Some(Ok(node)) => node,
+        Some(Err(message)) => {
+            eprintln!("heartbeat: --node: {message}");
+            return ExitCode::from(2);
+        }
+        None => default_node(),
+    };
+    if args.status {
+        return status(&args.run_dir, &node);
+    }
+    if args.kill {
+        return signal_running(&args.run_dir, nix::sys::signal::Signal::SIGTERM, true);
+    }
+    if args.reload {
+        return signal_running(&args.run_dir, nix::sys::signal::Signal::SIGHUP, false);
+    }
+
+    let loaded = match config::load_dir(&args.config_dir) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            print_errors(&error);
+            eprintln!("heartbeat: configuration in {} refused", args.config_dir.display());
+            return ExitCode::from(6);
+        }
+    };
+    let daemon_dir = args.daemon_dir.clone().unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| PathBuf::from("/usr/lib/heartbeat-rs"))
+    });
+
+    if args.to_toml {
+        print_diagnostics(&loaded.warnings);
+        let authkeys = match &loaded.source {
+            Source::Toml { .. } => config::files::AUTHKEYS,
+            Source::Classic { .. } => config::files::AUTHKEYS,
+        };
+        print!("{}", config::to_toml(&loaded.config, authkeys));
+        return ExitCode::SUCCESS;
+    }
+    if args.check {
+        print_diagnostics(&loaded.warnings);
+        let mut ok = true;
+        if let Err(error) = config::check_local_node(&loaded.config, &node, &loaded.source) {
+            print_errors(&error);
+            ok = false;
+        }
+        if let Err(error) = super::preflight(&super::child_specs(&loaded.config, &daemon_dir)) {
+            eprintln!("error: {error}");
+            ok = false;
+        }
+        if ok {
+            println!(
+                "configuration OK: {} nodes, {} links, {} resource groups, {} respawn lines",
+                loaded.config.nodes.len(),
+                loaded.config.media.len(),
+                loaded.config.groups.len(),
+                loaded.config.respawn.len()
+            );
+            return ExitCode::SUCCESS;
+        }
+        return ExitCode::from(6);
+    }
+
+    let level = hbapi::logging::level_for_debug(loaded.config.logging.debug.max(args.debug));
+    hbapi::logging::init("heartbeat", level);
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    if let Err(error) = config::check_local_node(&loaded.config, &node, &loaded.source) {
+        for diagnostic in &error.errors {
+            tracing::error!("{diagnostic}");
+        }
+        return ExitCode::from(6);
+    }
+    // Children and tools get these paths, and the bus address is built from the run dir: all
+    // must be absolute.
+    let absolute = |path: &Path| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let options = MasterOptions {
+        config_dir: absolute(&args.config_dir),
+        node,
+        state_dir: absolute(&args.state_dir),
+        run_dir: absolute(&args.run_dir),
+        bus: args.bus.clone(),
+        daemon_dir,
+        policy: RespawnPolicy {
+            base_delay: args.respawn_base_delay,
+            max_delay: args.respawn_max_delay,
+            ..RespawnPolicy::default()
+        },
+        stop_timeout: args.stop_timeout,
+    };
+    // One thread: children are forked from it, and the parent-death signal they carry is tied
+    // to the thread that forked them.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("heartbeat: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let (commands_tx, commands) = mpsc::unbounded_channel();
+        if let Err(error) = forward_signals(commands_tx.clone()) {
+            tracing::error!("cannot install signal handlers: {error}");
+            return ExitCode::FAILURE;
+        }
+        match super::run(options, loaded, commands_tx, commands).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                tracing::error!("heartbeat not started or stopped on error: {error}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// SIGTERM and SIGINT shut down; SIGHUP rereads the configuration.
+fn forward_signals(commands: mpsc::UnboundedSender<Command>) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        loop {
+            let command = tokio::select! {
+                _ = term.recv() => { tracing::info!("SIGTERM received"); Command::Shutdown }
+                _ = interrupt.recv() => { tracing::info!("SIGINT received"); Command::Shutdown }
+                _ = hangup.recv() => { tracing::info!("SIGHUP received: rereading the configuration"); Command::Reload(None) }
+            };
+            if commands.send(command).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(())
+}
+
+fn status(run_dir: &Path, node: &str) -> ExitCode {
+    match running_pid(run_dir) {
+        Ok(Some(pid)) => {
+            println!("heartbeat OK [pid {pid} et al] is running on {node} [{node}]...");
+            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime.block_on(print_children(run_dir)),
+                Err(error) => eprintln!("heartbeat: cannot query the children: {error}"),
+            }
+            ExitCode::from(lsb_status::OK)
+        }
+        Ok(None) => {
+            println!("heartbeat is stopped. No process");
+            ExitCode::from(lsb_status::STOPPED)
+        }
+        Err(Some(pid)) => {
+            println!("heartbeat is dead but its pid file ({}) names pid {pid}", run_dir.join(hbapi::names::run_files::PID).display());
+            ExitCode::from(lsb_status::DEAD_WITH_PID_FILE)
+        }
+        Err(None) => {
+            println!("heartbeat status unknown: unreadable pid file in {}", run_dir.display());
+            ExitCode::from(lsb_status::UNKNOWN)
+        }
+    }
+}
+
+async fn print_children(run_dir: &Path) {
+    let Some(address) = hbapi::bus::find_address(run_dir) else {
+        eprintln!("heartbeat: no bus address in {}", run_dir.display());
+        return;
+    };
+    let children = async {
+        let connection = hbapi::bus::connect(&address).await?;
+        let proxy = hbapi::master::HeartbeatProxy::new(&connection).await?;
+        proxy.list_children().await
+    };
+    match children.await {
+        Ok(children) => {
+            for child in children {
+                let pid = if child.pid == 0 { "-".to_string() } else { child.pid.to_string() };
+                let last = if child.last_exit.is_empty() { String::new() } else { format!(", last {}", child.last_exit) };
+                println!("  {:<12} {:<9} pid {:<8} restarts {}{}", child.name, child.state, pid, child.restarts, last);
+                if child.state == hbapi::master::ChildState::GaveUp.as_str() {
+                    println!("  {:<12} gave up: it died too often too soon after starting", "");
+                }
+            }
+        }
+        Err(error) => eprintln!("heartbeat: cannot query the master on {address}: {error}"),
+    }
+}
+
+fn signal_running(run_dir: &Path, signal: nix::sys::signal::Signal, wait: bool) -> ExitCode {
+    let pid = match running_pid(run_dir) {
+        Ok(Some(pid)) => pid,
+        _ => {
+            eprintln!("heartbeat is not running (no live pid in {})", run_dir.join(hbapi::names::run_files::PID).display());
+            return ExitCode::from(lsb_status::STOPPED);
+        }
+    };
+    if let Err(error) = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal) {
+        eprintln!("heartbeat: cannot signal pid {pid}: {error}");
+        return ExitCode::FAILURE;
+    }
+    if !wait {
+        return ExitCode::SUCCESS;
+    }
+    let proc_path = PathBuf::from(format!("/proc/{pid}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while proc_path.exists() {
+        if std::time::Instant::now() > deadline {
+            eprintln!("heartbeat: pid {pid} still running after 120 s");
+            return ExitCode::FAILURE;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ExitCode::SUCCESS
+}

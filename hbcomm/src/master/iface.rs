@@ -1,0 +1,109 @@
+//! The master's D-Bus interface (`org.heartbeatrs.Heartbeat1`).
+
+use tokio::sync::{mpsc, oneshot, watch};
+use zbus::message::Header;
+use zbus::object_server::SignalEmitter;
+use zbus::{interface, Connection};
+
+use hbapi::error::HbError;
+use hbapi::master::ChildInfo;
+
+/// What the interface (and signal handlers) ask the supervisor to do.
+#[derive(Debug)]
+pub enum Command {
+    /// Reread the configuration; the reply says whether it was accepted.
+    Reload(Option<oneshot::Sender<Result<(), String>>>),
+    /// Stop everything and exit.
+    Shutdown,
+    /// Restart one child.
+    RestartChild(String, oneshot::Sender<Result<(), String>>),
+}
+
+/// The served object.
+pub struct MasterInterface {
+    pub(crate) node_name: String,
+    pub(crate) children: watch::Receiver<Vec<ChildInfo>>,
+    pub(crate) commands: mpsc::UnboundedSender<Command>,
+}
+
+fn gone() -> HbError {
+    HbError::Failed("the master is shutting down".into())
+}
+
+#[interface(name = "org.heartbeatrs.Heartbeat1")]
+impl MasterInterface {
+    /// The node this master runs.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn node_name(&self) -> String {
+        self.node_name.clone()
+    }
+
+    /// heartbeat-rs version.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn version(&self) -> String {
+        hbapi::VERSION.to_owned()
+    }
+
+    /// The master's pid.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn pid(&self) -> u32 {
+        std::process::id()
+    }
+
+    /// Every supervised child: name, pid, state, restarts, last exit, command line, core.
+    fn list_children(&self) -> Vec<ChildInfo> {
+        self.children.borrow().clone()
+    }
+
+    /// Rereads the configuration (operators only).
+    async fn reload(
+        &self,
+        #[zbus(connection)] connection: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), HbError> {
+        let uid = hbapi::bus::authorise_operator(connection, &header).await?;
+        tracing::info!(uid, "reload requested over the bus");
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::Reload(Some(reply))).map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?.map_err(HbError::BadConfig)
+    }
+
+    /// Stops every child in reverse start order, then the master (operators only).
+    async fn shutdown(
+        &self,
+        #[zbus(connection)] connection: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), HbError> {
+        let uid = hbapi::bus::authorise_operator(connection, &header).await?;
+        tracing::info!(uid, "shutdown requested over the bus");
+        self.commands.send(Command::Shutdown).map_err(|_| gone())
+    }
+
+    /// Stops (if running) and starts one child, clearing a give-up (operators only).
+    async fn restart_child(
+        &self,
+        name: String,
+        #[zbus(connection)] connection: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), HbError> {
+        let uid = hbapi::bus::authorise_operator(connection, &header).await?;
+        tracing::info!(uid, child = %name, "restart requested over the bus");
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::RestartChild(name, reply)).map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?.map_err(HbError::NotFound)
+    }
+
+    /// A child changed state.
+    #[zbus(signal)]
+    pub async fn child_state_changed(emitter: &SignalEmitter<'_>, child: ChildInfo) -> zbus::Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use zbus::object_server::Interface;
+
+    #[test]
+    fn interface_name_matches_the_contract() {
+        assert_eq!(super::MasterInterface::name().as_str(), hbapi::names::master::INTERFACE);
+    }
+}

@@ -1,0 +1,328 @@
+//! `heartbeat`, the master process: reads the configuration, provides the bus, starts and
+//! respawns the core daemons and every ha.cf `respawn` line, and serves its own interface.
+//!
+//! What a core daemon's death means for the node's resources:
+//! - `hbcomm`: this node stops sending heartbeats. It is respawned at once (well within
+//!   deadtime, measured in milliseconds); if it stays down longer than deadtime, the peers
+//!   declare this node dead and take over its resources — which is why the master restarts it
+//!   before anything else and why fencing matters.
+//! - `crmd`: no decisions are made on this node while it is down; resources keep running and
+//!   are found again by crmd's start-up probes when it comes back.
+//! - `lrmd`: running resources keep running (agents are separate processes); monitors pause
+//!   until it is back and has reloaded its persisted history.
+//! - `stonithd`: fencing requests wait until it is back; takeover that needs fencing waits too.
+
+pub mod bus;
+pub mod child;
+pub mod cli;
+pub mod iface;
+pub mod policy;
+pub mod supervisor;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use zbus::object_server::SignalEmitter;
+
+use hbapi::config::{ClusterConfig, Loaded};
+use hbapi::names;
+
+use self::bus::{BusChoice, ProvidedBus};
+use self::child::ChildSpec;
+use self::iface::{Command, MasterInterface};
+use self::policy::RespawnPolicy;
+use self::supervisor::Supervisor;
+
+/// The core daemons, in start order: messaging first, then the executor and fencing that
+/// the resource manager needs.
+pub const CORE_DAEMONS: &[(&str, &str)] = &[
+    ("hbcomm", names::comm::BUS_NAME),
+    ("lrmd", names::lrmd::BUS_NAME),
+    ("stonithd", names::stonithd::BUS_NAME),
+    ("crmd", names::crmd::BUS_NAME),
+];
+
+/// How the master is run.
+#[derive(Debug, Clone)]
+pub struct MasterOptions {
+    /// Configuration directory (`/etc/ha.d`).
+    pub config_dir: PathBuf,
+    /// This node's name.
+    pub node: String,
+    /// State directory (`/var/lib/heartbeat`).
+    pub state_dir: PathBuf,
+    /// Run directory (`/run/heartbeat`).
+    pub run_dir: PathBuf,
+    /// Which bus.
+    pub bus: BusChoice,
+    /// Where the core daemons' binaries are.
+    pub daemon_dir: PathBuf,
+    /// Respawn tunables.
+    pub policy: RespawnPolicy,
+    /// How long a child gets between SIGTERM and SIGKILL.
+    pub stop_timeout: Duration,
+}
+
+/// Errors that stop the master.
+#[derive(Debug, thiserror::Error)]
+pub enum MasterError {
+    /// The configuration is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// The bus could not be provided.
+    #[error(transparent)]
+    Bus(#[from] bus::BusError),
+    /// Talking on the bus failed.
+    #[error("bus: {0}")]
+    ZBus(#[from] zbus::Error),
+    /// Files in the run or state directory.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Another master runs with this run directory.
+    #[error("heartbeat is already running with pid {0} (see {1})")]
+    AlreadyRunning(i32, PathBuf),
+}
+
+/// The children a configuration asks for: core daemons found in `daemon_dir`, then the
+/// respawn lines.
+pub fn child_specs(config: &ClusterConfig, daemon_dir: &Path) -> Vec<ChildSpec> {
+    let mut specs: Vec<ChildSpec> = CORE_DAEMONS
+        .iter()
+        .map(|(name, _)| daemon_dir.join(name))
+        .filter(|path| nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_ok())
+        .map(|program| ChildSpec {
+            name: program.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            program,
+            args: Vec::new(),
+            user: None,
+            core: true,
+        })
+        .collect();
+    for respawn in &config.respawn {
+        let base = respawn.name();
+        let mut name = base.clone();
+        let mut suffix = 2;
+        while specs.iter().any(|s| s.name == name) {
+            name = format!("{base}-{suffix}");
+            suffix += 1;
+        }
+        specs.push(ChildSpec {
+            name,
+            program: PathBuf::from(&respawn.command[0]),
+            args: respawn.command[1..].to_vec(),
+            user: Some(respawn.user.clone()),
+            core: false,
+        });
+    }
+    specs
+}
+
+/// The environment every child gets.
+pub fn child_env(options: &MasterOptions, config: &ClusterConfig, bus_address: &str) -> Vec<(String, String)> {
+    let mut env = vec![
+        (names::env::BUS_ADDRESS.to_owned(), bus_address.to_owned()),
+        (names::env::NODE_NAME.to_owned(), options.node.clone()),
+        (names::env::CONFIG_DIR.to_owned(), options.config_dir.display().to_string()),
+        (names::env::STATE_DIR.to_owned(), options.state_dir.display().to_string()),
+        (names::env::RUN_DIR.to_owned(), options.run_dir.display().to_string()),
+    ];
+    if config.logging.debug > 0 {
+        env.push((names::env::DEBUG.to_owned(), config.logging.debug.to_string()));
+    }
+    env.extend(config.env.iter().cloned());
+    env
+}
+
+/// Checks the respawn lines can run: every program executable, every user known.
+pub fn preflight(specs: &[ChildSpec]) -> Result<(), MasterError> {
+    let problems: Vec<String> = specs
+        .iter()
+        .filter_map(|spec| child::preflight(spec).err().map(|e| format!("respawn {}: {e}", spec.command_line())))
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(MasterError::Config(problems.join("\n")))
+    }
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> MasterError + '_ {
+    move |source| MasterError::Io { path: path.to_path_buf(), source }
+}
+
+/// The pid in RUN_DIR/heartbeat.pid if that process is alive.
+pub fn running_pid(run_dir: &Path) -> Result<Option<i32>, Option<i32>> {
+    let path = run_dir.join(names::run_files::PID);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let Ok(pid) = text.trim().parse::<i32>() else {
+        return Err(None);
+    };
+    if pid > 0 && Path::new(&format!("/proc/{pid}")).exists() {
+        Ok(Some(pid))
+    } else {
+        Err(Some(pid))
+    }
+}
+
+/// Runs the master until a [`Command::Shutdown`] arrives on `commands` (or the bus it runs
+/// dies). `commands_tx` is handed to the bus interface.
+pub async fn run(
+    options: MasterOptions,
+    loaded: Loaded,
+    commands_tx: mpsc::UnboundedSender<Command>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) -> Result<(), MasterError> {
+    let specs = child_specs(&loaded.config, &options.daemon_dir);
+    preflight(&specs)?;
+    for dir in [&options.run_dir, &options.state_dir] {
+        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    }
+    let pid_path = options.run_dir.join(names::run_files::PID);
+    if let Ok(Some(pid)) = running_pid(&options.run_dir) {
+        if pid != std::process::id() as i32 {
+            return Err(MasterError::AlreadyRunning(pid, pid_path));
+        }
+    }
+    std::fs::write(&pid_path, format!("{}\n", std::process::id())).map_err(io_error(&pid_path))?;
+
+    let result = serve(&options, loaded, specs, commands_tx, &mut commands).await;
+
+    let _ = std::fs::remove_file(&pid_path);
+    let _ = std::fs::remove_file(options.run_dir.join(names::run_files::BUS_ADDRESS));
+    result
+}
+
+async fn serve(
+    options: &MasterOptions,
+    loaded: Loaded,
+    specs: Vec<ChildSpec>,
+    commands_tx: mpsc::UnboundedSender<Command>,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+) -> Result<(), MasterError> {
+    let mut provided: ProvidedBus = bus::provide(&options.bus, &options.run_dir).await?;
+    tracing::info!(address = %provided.address, kind = provided.kind, "cluster bus ready");
+    let address_path = options.run_dir.join(names::run_files::BUS_ADDRESS);
+    std::fs::write(&address_path, format!("{}\n", provided.address)).map_err(io_error(&address_path))?;
+
+    let env = child_env(options, &loaded.config, &provided.address);
+    let mut supervisor = Supervisor::new(options.policy, options.stop_timeout, env);
+    let interface = MasterInterface {
+        node_name: options.node.clone(),
+        children: supervisor.subscribe(),
+        commands: commands_tx,
+    };
+    let connection = zbus::connection::Builder::address(provided.address.as_str())
+        .method_timeout(hbapi::bus::METHOD_TIMEOUT)
+        .serve_at(names::master::OBJECT_PATH, interface)
+        .name(names::master::BUS_NAME)
+        .build()
+        .await;
+    let connection = match connection {
+        Ok(connection) => connection,
+        Err(error) => {
+            provided.stop().await;
+            return Err(error.into());
+        }
+    };
+    supervisor.set_emitter(SignalEmitter::new(&connection, names::master::OBJECT_PATH)?.into_owned());
+
+    let core: Vec<String> = specs.iter().filter(|s| s.core).map(|s| s.name.clone()).collect();
+    for spec in specs {
+        supervisor.add(spec).await;
+    }
+    wait_for_core_daemons(&connection, &core).await;
+    let _ = hbapi::notify::notify(&format!("READY=1\nSTATUS=heartbeat running on {}", options.node));
+    tracing::info!(node = %options.node, children = ?supervisor.names(), "heartbeat started");
+    let watchdog_interval = hbapi::notify::watchdog_interval();
+
+    let mut config = loaded.config;
+    let mut bus_died = None;
+    loop {
+        let watchdog = async {
+            match watchdog_interval {
+                Some(interval) => tokio::time::sleep(interval).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = supervisor.step() => {}
+            command = commands.recv() => match command {
+                None | Some(Command::Shutdown) => break,
+                Some(Command::Reload(reply)) => {
+                    let outcome = reload(options, &mut config, &mut supervisor, &provided.address).await;
+                    if let Err(message) = &outcome {
+                        tracing::error!("reload refused; keeping the running configuration:\n{message}");
+                    }
+                    if let Some(reply) = reply {
+                        let _ = reply.send(outcome);
+                    }
+                }
+                Some(Command::RestartChild(name, reply)) => {
+                    let _ = reply.send(supervisor.restart(&name).await);
+                }
+            },
+            reason = provided.died() => {
+                tracing::error!("{reason}; shutting down");
+                bus_died = Some(reason);
+                break;
+            }
+            () = watchdog => {
+                let _ = hbapi::notify::notify("WATCHDOG=1");
+            }
+        }
+    }
+    let _ = hbapi::notify::notify("STOPPING=1");
+    tracing::info!("shutting down: stopping children in reverse start order");
+    supervisor.stop_all().await;
+    drop(connection);
+    provided.stop().await;
+    tracing::info!("heartbeat stopped");
+    match bus_died {
+        Some(reason) => Err(MasterError::Config(reason)),
+        None => Ok(()),
+    }
+}
+
+/// Waits (up to 10 s each) until each core daemon owns its well-known name.
+async fn wait_for_core_daemons(connection: &zbus::Connection, core: &[String]) {
+    use futures_util::StreamExt;
+    let Ok(dbus) = zbus::fdo::DBusProxy::new(connection).await else { return };
+    for (name, bus_name) in CORE_DAEMONS.iter().filter(|(name, _)| core.iter().any(|c| c == name)) {
+        let Ok(well_known) = zbus::names::BusName::try_from(*bus_name) else { continue };
+        let Ok(mut changes) = dbus.receive_name_owner_changed_with_args(&[(0, bus_name)]).await else { continue };
+        if dbus.name_has_owner(well_known).await.unwrap_or(false) {
+            continue;
+        }
+        if tokio::time::timeout(Duration::from_secs(10), changes.next()).await.is_err() {
+            tracing::warn!(daemon = name, "did not take its bus name {bus_name} within 10 s");
+        }
+    }
+}
+
+async fn reload(
+    options: &MasterOptions,
+    config: &mut ClusterConfig,
+    supervisor: &mut Supervisor,
+    bus_address: &str,
+) -> Result<(), String> {
+    let loaded = hbapi::config::load_dir(&options.config_dir).map_err(|e| e.to_string())?;
+    hbapi::config::check_local_node(&loaded.config, &options.node, &loaded.source).map_err(|e| e.to_string())?;
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    let specs = child_specs(&loaded.config, &options.daemon_dir);
+    preflight(&specs).map_err(|e| e.to_string())?;
+    supervisor.set_env(child_env(options, &loaded.config, bus_address));
+    supervisor.reconcile(specs.into_iter().filter(|s| !s.core).collect()).await;
+    *config = loaded.config;
+    tracing::info!("configuration reloaded");
+    Ok(())
+}
