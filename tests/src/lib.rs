@@ -1,1 +1,325 @@
+//! The heartbeat-rs lab: complete nodes on one machine, each with its own directories, node
+//! name and private bus, for integration tests, benchmarks and the demo.
+//!
+//! Everything here waits on events — the master's `READY=1` on a notify socket, bus signals —
+//! never on fixed sleeps. Timeouts exist only so that a broken build fails instead of hanging.
 
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use hbapi::master::{ChildInfo, HeartbeatProxy};
+use tokio::process::{Child, Command};
+
+/// How long any single wait may take before the test is failed.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Path of a binary built from this workspace (same profile as the running test).
+pub fn bin(name: &str) -> PathBuf {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_hb-testchild").filter(|_| name == "hb-testchild") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace` (or `cargo test --workspace`, which builds it)",
+        path.display()
+    );
+    path
+}
+
+/// Which bus a node's master provides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BusKind {
+    /// The embedded busd.
+    Busd,
+    /// A spawned dbus-daemon.
+    DbusDaemon,
+}
+
+/// A node to be started.
+pub struct NodeBuilder {
+    node: String,
+    nodes: Vec<String>,
+    extra_ha_cf: Vec<String>,
+    bus: BusKind,
+    master_args: Vec<String>,
+}
+
+impl NodeBuilder {
+    /// A node named `node` in a two-node cluster with a loopback ucast link.
+    pub fn new(node: &str) -> Self {
+        NodeBuilder {
+            node: node.to_owned(),
+            nodes: vec![node.to_owned(), "peer".to_owned()],
+            extra_ha_cf: Vec::new(),
+            bus: BusKind::Busd,
+            master_args: Vec::new(),
+        }
+    }
+
+    /// Adds an ha.cf line.
+    pub fn ha_cf(mut self, line: impl Into<String>) -> Self {
+        self.extra_ha_cf.push(line.into());
+        self
+    }
+
+    /// Adds `respawn root <hb-testchild> ARGS`.
+    pub fn test_child(self, args: &str) -> Self {
+        let line = format!("respawn root {} {args}", bin("hb-testchild").display());
+        self.ha_cf(line)
+    }
+
+    /// Chooses the bus.
+    pub fn bus(mut self, bus: BusKind) -> Self {
+        self.bus = bus;
+        self
+    }
+
+    /// Passes an option to the master.
+    pub fn master_arg(mut self, arg: impl Into<String>) -> Self {
+        self.master_args.push(arg.into());
+        self
+    }
+
+    /// The ha.cf text.
+    pub fn ha_cf_text(&self) -> String {
+        let mut text = format!(
+            "# written by hb-lab\nnode {}\nucast lo 127.0.0.1\nkeepalive 200ms\ndeadtime 1\ninitdead 10\nauto_failback off\n",
+            self.nodes.join(" ")
+        );
+        for line in &self.extra_ha_cf {
+            text.push_str(line);
+            text.push('\n');
+        }
+        text
+    }
+
+    /// Writes the configuration and starts the master; returns once it said READY=1.
+    pub async fn start(self) -> Node {
+        let root = tempfile::Builder::new().prefix(&format!("hb-lab-{}-", self.node)).tempdir().expect("tempdir");
+        let config_dir = root.path().join("ha.d");
+        let state_dir = root.path().join("state");
+        let run_dir = root.path().join("run");
+        std::fs::create_dir_all(&config_dir).expect("config dir");
+        std::fs::write(config_dir.join("ha.cf"), self.ha_cf_text()).expect("ha.cf");
+        std::fs::write(config_dir.join("haresources"), "").expect("haresources");
+        let authkeys = config_dir.join("authkeys");
+        std::fs::write(&authkeys, "auth 1\n1 sha256 hb-lab-test-key\n").expect("authkeys");
+        std::fs::set_permissions(&authkeys, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+
+        let notify_path = root.path().join("notify.sock");
+        let notify = UnixDatagram::bind(&notify_path).expect("notify socket");
+        notify.set_nonblocking(true).expect("nonblocking");
+        let notify = tokio::net::UnixDatagram::from_std(notify).expect("notify socket");
+
+        let mut command = Command::new(bin("heartbeat"));
+        command
+            .arg("--config-dir").arg(&config_dir)
+            .arg("--node").arg(&self.node)
+            .arg("--state-dir").arg(&state_dir)
+            .arg("--run-dir").arg(&run_dir)
+            .arg("--bus").arg(match self.bus { BusKind::Busd => "private", BusKind::DbusDaemon => "dbus-daemon" })
+            .args(&self.master_args)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env("HB_LOG_STDERR", "1")
+            .stdin(Stdio::null());
+        let mut master = command.spawn().expect("spawn heartbeat");
+        // Until the node is handed out, a failure here must not leave the master running.
+        let guard = TermOnDrop(master.id());
+        let mut buffer = vec![0u8; 4096];
+        let ready = tokio::select! {
+            received = tokio::time::timeout(PATIENCE, async {
+                loop {
+                    let length = notify.recv(&mut buffer).await.expect("notify recv");
+                    if String::from_utf8_lossy(&buffer[..length]).lines().any(|l| l == "READY=1") {
+                        break;
+                    }
+                }
+            }) => received.is_ok(),
+            status = master.wait() => panic!("heartbeat exited before READY=1: {status:?}"),
+        };
+        assert!(ready, "heartbeat did not send READY=1 within {PATIENCE:?}");
+        let address = std::fs::read_to_string(run_dir.join(hbapi::names::run_files::BUS_ADDRESS))
+            .expect("bus.address")
+            .trim()
+            .to_owned();
+        let connection = hbapi::bus::connect(&address).await.expect("connect to the node's bus");
+        std::mem::forget(guard);
+        Node { node: self.node, root, config_dir, run_dir, address, master, connection }
+    }
+}
+
+struct TermOnDrop(Option<u32>);
+
+impl Drop for TermOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+        }
+    }
+}
+
+/// Waits until `name` is owned on the bus by process `pid`.
+pub async fn wait_name_owner(connection: &zbus::Connection, name: &str, pid: u32) {
+    let dbus = zbus::fdo::DBusProxy::new(connection).await.expect("dbus proxy");
+    let mut changes = dbus.receive_name_owner_changed_with_args(&[(0, name)]).await.expect("subscribe");
+    let done = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if name_owner_pid(connection, name).await == Some(pid) {
+                return;
+            }
+            changes.next().await.expect("NameOwnerChanged stream ended");
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "{name} not owned by pid {pid} within {PATIENCE:?}");
+}
+
+/// A running node.
+pub struct Node {
+    /// Its name.
+    pub node: String,
+    root: tempfile::TempDir,
+    /// Its configuration directory.
+    pub config_dir: PathBuf,
+    /// Its run directory.
+    pub run_dir: PathBuf,
+    /// Its bus address.
+    pub address: String,
+    master: Child,
+    /// A connection to its bus.
+    pub connection: zbus::Connection,
+}
+
+impl Drop for Node {
+    /// A node left running by a failed test is stopped the way an admin would, so that it
+    /// cleans up its bus and children.
+    fn drop(&mut self) {
+        if let Ok(None) = self.master.try_wait() {
+            if let Some(pid) = self.master.id() {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+            }
+        }
+    }
+}
+
+impl Node {
+    /// A scratch path inside the node's directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.root.path().join(name)
+    }
+
+    /// The master's pid.
+    pub fn master_pid(&self) -> u32 {
+        self.master.id().unwrap_or(0)
+    }
+
+    /// A proxy to the master.
+    pub async fn master(&self) -> HeartbeatProxy<'static> {
+        HeartbeatProxy::new(&self.connection).await.expect("master proxy")
+    }
+
+    /// Waits until the child `name` satisfies `condition`, by its state-change signals.
+    pub async fn wait_child(&self, name: &str, condition: impl Fn(&ChildInfo) -> bool) -> ChildInfo {
+        let proxy = self.master().await;
+        let mut changes = proxy.receive_child_state_changed().await.expect("subscribe");
+        let current = proxy.list_children().await.expect("list children");
+        if let Some(child) = current.into_iter().find(|c| c.name == name && condition(c)) {
+            return child;
+        }
+        let found = tokio::time::timeout(PATIENCE, async {
+            while let Some(signal) = changes.next().await {
+                let child = signal.args().expect("signal args").child;
+                if child.name == name && condition(&child) {
+                    return child;
+                }
+            }
+            panic!("signal stream ended");
+        })
+        .await;
+        match found {
+            Ok(child) => child,
+            Err(_) => panic!(
+                "child {name} did not reach the expected state within {PATIENCE:?}; now: {:?}",
+                proxy.list_children().await
+            ),
+        }
+    }
+
+    /// Sends SIGTERM to the master and waits for it to exit.
+    pub async fn terminate(&mut self) -> ExitStatus {
+        if let Some(pid) = self.master.id() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+        }
+        tokio::time::timeout(PATIENCE, self.master.wait())
+            .await
+            .expect("heartbeat did not stop within the patience")
+            .expect("wait heartbeat")
+    }
+
+    /// Waits for the master to exit on its own.
+    pub async fn wait_exit(&mut self) -> ExitStatus {
+        tokio::time::timeout(PATIENCE, self.master.wait()).await.expect("heartbeat did not exit").expect("wait")
+    }
+
+    /// Runs `heartbeat ARGS` against this node's directories and returns (exit code, stdout).
+    pub async fn heartbeat_cli(&self, args: &[&str]) -> (i32, String, String) {
+        let output = Command::new(bin("heartbeat"))
+            .arg("--config-dir").arg(&self.config_dir)
+            .arg("--node").arg(&self.node)
+            .arg("--run-dir").arg(&self.run_dir)
+            .args(args)
+            .output()
+            .await
+            .expect("run heartbeat");
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
+/// Reads a test child's ledger: `(event, pid)` per line.
+pub fn ledger(path: &Path) -> Vec<(String, u32)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let (event, pid) = line.split_once(' ')?;
+            Some((event.to_owned(), pid.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Pids of live processes whose process group is `pgid`.
+pub fn processes_in_group(pgid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return found };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // Fields after the parenthesised command: state ppid pgrp …
+        let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest) else { continue };
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        if fields.get(2).and_then(|f| f.parse::<u32>().ok()) == Some(pgid) && fields.first() != Some(&"Z") {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// The pid owning `name` on the bus.
+pub async fn name_owner_pid(connection: &zbus::Connection, name: &str) -> Option<u32> {
+    let dbus = zbus::fdo::DBusProxy::new(connection).await.ok()?;
+    let name = zbus::names::BusName::try_from(name).ok()?;
+    dbus.get_connection_unix_process_id(name).await.ok()
+}

@@ -262,7 +262,20 @@ async fn start_dbus_daemon(run_dir: &Path, socket: &Path) -> Result<ProvidedBus,
         .arg("--print-address")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
+        // dbus-daemon speaks sd_notify itself; only the master may tell systemd it is ready.
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
         .kill_on_drop(true);
+    // SAFETY: setsid and prctl are async-signal-safe. The bus must not outlive the master that
+    // provides it, even when the master is killed with SIGKILL.
+    unsafe {
+        command.pre_exec(|| {
+            nix::unistd::setsid()?;
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)?;
+            Ok(())
+        });
+    }
     let mut child = command.spawn().map_err(|error| BusError::DbusDaemon(format!("cannot start dbus-daemon (is the dbus-daemon package installed?): {error}")))?;
     let stdout = child.stdout.take().ok_or_else(|| BusError::DbusDaemon("no stdout".into()))?;
     let mut lines = BufReader::new(stdout).lines();

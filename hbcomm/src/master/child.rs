@@ -74,7 +74,14 @@ pub fn spawn(spec: &ChildSpec, env: &[(String, String)]) -> Result<tokio::proces
         None => None,
     };
     let mut command = tokio::process::Command::new(&spec.program);
-    command.args(&spec.args).envs(env.iter().map(|(k, v)| (k, v))).stdin(Stdio::null());
+    command
+        .args(&spec.args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        // Readiness and the watchdog are the master's to report, not its children's.
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
+        .stdin(Stdio::null());
     if let Some(credentials) = &credentials {
         command.env("HOME", &credentials.home).env("USER", &credentials.name).env("LOGNAME", &credentials.name);
     }

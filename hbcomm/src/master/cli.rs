@@ -309,9 +309,8 @@ fn signal_running(run_dir: &Path, signal: nix::sys::signal::Signal, wait: bool) 
     if !wait {
         return ExitCode::SUCCESS;
     }
-    let proc_path = PathBuf::from(format!("/proc/{pid}"));
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while proc_path.exists() {
+    while super::process_alive(pid) {
         if std::time::Instant::now() > deadline {
             eprintln!("heartbeat: pid {pid} still running after 120 s");
             return ExitCode::FAILURE;

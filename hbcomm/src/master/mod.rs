@@ -165,10 +165,21 @@ pub fn running_pid(run_dir: &Path) -> Result<Option<i32>, Option<i32>> {
     let Ok(pid) = text.trim().parse::<i32>() else {
         return Err(None);
     };
-    if pid > 0 && Path::new(&format!("/proc/{pid}")).exists() {
+    if pid > 0 && process_alive(pid) {
         Ok(Some(pid))
     } else {
         Err(Some(pid))
+    }
+}
+
+/// Whether `pid` is a live process (a zombie has finished: only its parent has not reaped it).
+pub fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
     }
 }
 
@@ -282,7 +293,11 @@ async fn serve(
     let _ = hbapi::notify::notify("STOPPING=1");
     tracing::info!("shutting down: stopping children in reverse start order");
     supervisor.stop_all().await;
-    drop(connection);
+    drop(supervisor);
+    // Replies in flight (a Shutdown call's own, for one) go out before the bus goes away.
+    if tokio::time::timeout(Duration::from_secs(2), connection.graceful_shutdown()).await.is_err() {
+        tracing::debug!("bus connection still busy after 2 s; closing anyway");
+    }
     provided.stop().await;
     tracing::info!("heartbeat stopped");
     match bus_died {

@@ -59,22 +59,30 @@ async fn main() -> ExitCode {
     }
     let _connection = match (&options.name, std::env::var(hbapi::names::env::BUS_ADDRESS)) {
         (Some(name), Ok(address)) => {
-            let connection = match zbus::connection::Builder::address(address.as_str()).name(name.as_str()).build().await {
+            let connection = match zbus::connection::Builder::address(address.as_str()).build().await {
                 Ok(connection) => connection,
                 Err(error) => {
-                    eprintln!("hb-testchild: cannot own {name} on {address}: {error}");
+                    eprintln!("hb-testchild: cannot connect to {address}: {error}");
                     return ExitCode::from(3);
                 }
             };
+            // The ledger line comes first: whoever sees the name owned can rely on it.
+            record(&options.ledger, "start");
+            if let Err(error) = connection.request_name(name.as_str()).await {
+                eprintln!("hb-testchild: cannot own {name} on {address}: {error}");
+                return ExitCode::from(3);
+            }
             Some(connection)
         }
         (Some(_), Err(_)) => {
             eprintln!("hb-testchild: no {} in the environment", hbapi::names::env::BUS_ADDRESS);
             return ExitCode::from(3);
         }
-        (None, _) => None,
+        (None, _) => {
+            record(&options.ledger, "start");
+            None
+        }
     };
-    record(&options.ledger, "start");
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(term) => term,
         Err(error) => {

@@ -1,0 +1,186 @@
+//! The master with real processes on a real bus (embedded busd and dbus-daemon).
+
+use hb_lab::{ledger, processes_in_group, wait_name_owner, BusKind, NodeBuilder};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const CHILD_NAME: &str = "org.heartbeatrs.test.Child";
+
+async fn respawned_child_comes_back(bus: BusKind) {
+    let ledger_path = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    let node = NodeBuilder::new("alpha")
+        .bus(bus)
+        .test_child(&format!("--name {CHILD_NAME} --ledger {}", ledger_path.display()))
+        .start()
+        .await;
+    let first = node.wait_child("hb-testchild", |c| c.state == "running").await;
+    assert_eq!(first.restarts, 0);
+    assert!(!first.core);
+    wait_name_owner(&node.connection, CHILD_NAME, first.pid).await;
+
+    kill(Pid::from_raw(first.pid as i32), Signal::SIGKILL).unwrap();
+    let second = node.wait_child("hb-testchild", |c| c.state == "running" && c.restarts == 1).await;
+    assert_ne!(second.pid, first.pid);
+    assert_eq!(second.last_exit, "signal SIGKILL");
+
+    // The new process owns the bus name again.
+    wait_name_owner(&node.connection, CHILD_NAME, second.pid).await;
+    let starts: Vec<u32> = ledger(&ledger_path).into_iter().filter(|(e, _)| e == "start").map(|(_, p)| p).collect();
+    assert_eq!(starts, [first.pid, second.pid]);
+}
+
+#[tokio::test]
+async fn respawned_child_comes_back_on_busd() {
+    respawned_child_comes_back(BusKind::Busd).await;
+}
+
+#[tokio::test]
+async fn respawned_child_comes_back_on_dbus_daemon() {
+    respawned_child_comes_back(BusKind::DbusDaemon).await;
+}
+
+#[tokio::test]
+async fn exit_100_is_not_respawned() {
+    let ledger_path = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    let node = NodeBuilder::new("alpha")
+        .test_child(&format!("--exit-after-ms 20 --code 100 --ledger {}", ledger_path.display()))
+        .start()
+        .await;
+    let child = node.wait_child("hb-testchild", |c| c.state == "exited").await;
+    assert_eq!(child.restarts, 0);
+    assert_eq!(child.last_exit, "exit 100");
+    assert_eq!(child.pid, 0);
+    // A restart of another kind proves the loop still runs and this one stays down.
+    let children = node.master().await.list_children().await.unwrap();
+    assert_eq!(children[0].state, "exited");
+    assert_eq!(ledger(&ledger_path).iter().filter(|(e, _)| e == "start").count(), 1);
+}
+
+#[tokio::test]
+async fn crash_loop_gives_up_and_says_so() {
+    let ledger_path = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    let node = NodeBuilder::new("alpha")
+        .master_arg("--respawn-base-delay=1ms")
+        .master_arg("--respawn-max-delay=4ms")
+        .test_child(&format!("--exit-after-ms 1 --code 1 --ledger {}", ledger_path.display()))
+        .start()
+        .await;
+    let child = node.wait_child("hb-testchild", |c| c.state == "gave-up").await;
+    // Heartbeat's rule: more than 10 deaths, each soon after its start.
+    assert_eq!(child.restarts, 10);
+    assert_eq!(child.last_exit, "exit 1");
+    assert_eq!(ledger(&ledger_path).iter().filter(|(e, _)| e == "start").count(), 11);
+
+    let (code, stdout, _) = node.heartbeat_cli(&["-s"]).await;
+    assert_eq!(code, 0);
+    assert!(stdout.contains("hb-testchild gave-up"), "{stdout}");
+    assert!(stdout.contains("gave up: it died too often"), "{stdout}");
+
+    // An operator can clear the give-up.
+    node.master().await.restart_child("hb-testchild").await.unwrap();
+    node.wait_child("hb-testchild", |c| c.state != "gave-up").await;
+    let error = node.master().await.restart_child("no-such-child").await.unwrap_err();
+    assert!(error.to_string().contains("no child named"), "{error}");
+}
+
+#[tokio::test]
+async fn sigterm_stops_everything_in_reverse_order_with_no_orphan() {
+    let ledger_path = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    let first_path = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    let testchild = hb_lab::bin("hb-testchild");
+    // Two copies of the program get distinct names (hb-testchild, hb-testchild-2).
+    let mut node = NodeBuilder::new("alpha")
+        .master_arg("--stop-timeout=300ms")
+        .test_child(&format!("--ledger {} --fork-grandchild", first_path.display()))
+        .ha_cf(format!("respawn root {} --ledger {} --ignore-term --fork-grandchild", testchild.display(), ledger_path.display()))
+        .start()
+        .await;
+    let first = node.wait_child("hb-testchild", |c| c.state == "running").await;
+    let second = node.wait_child("hb-testchild-2", |c| c.state == "running").await;
+    assert!(processes_in_group(first.pid).len() >= 2, "the grandchild shares its parent's group");
+
+    let status = node.terminate().await;
+    assert!(status.success(), "{status:?}");
+    // The second child ignored SIGTERM: it was killed after the stop timeout; the first, started
+    // earlier, was stopped only after it.
+    let second_events = ledger(&ledger_path);
+    assert!(second_events.iter().any(|(e, _)| e == "ignored-term"), "{second_events:?}");
+    let first_events = ledger(&first_path);
+    assert!(first_events.iter().any(|(e, _)| e == "stop"), "{first_events:?}");
+    let ignored_at = std::fs::metadata(&ledger_path).unwrap().modified().unwrap();
+    let stopped_at = std::fs::metadata(&first_path).unwrap().modified().unwrap();
+    assert!(ignored_at <= stopped_at, "children must stop in reverse start order");
+    for pid in [first.pid, second.pid] {
+        assert_eq!(processes_in_group(pid), Vec::<u32>::new(), "process group {pid} left behind");
+    }
+    assert!(!node.run_dir.join("heartbeat.pid").exists());
+    assert!(!node.run_dir.join("bus.sock").exists(), "the private bus socket is removed");
+}
+
+#[tokio::test]
+async fn shutdown_over_the_bus_and_status_codes() {
+    let mut node = NodeBuilder::new("alpha").bus(BusKind::DbusDaemon).start().await;
+    let (code, stdout, _) = node.heartbeat_cli(&["-s"]).await;
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.starts_with(&format!("heartbeat OK [pid {} et al] is running on alpha [alpha]...", node.master_pid())), "{stdout}");
+    let master = node.master().await;
+    assert_eq!(master.node_name().await.unwrap(), "alpha");
+    assert_eq!(master.pid().await.unwrap(), node.master_pid());
+    master.shutdown().await.unwrap();
+    assert!(node.wait_exit().await.success());
+    let (code, stdout, _) = node.heartbeat_cli(&["-s"]).await;
+    assert_eq!((code, stdout.as_str()), (3, "heartbeat is stopped. No process\n"));
+}
+
+#[tokio::test]
+async fn heartbeat_k_stops_the_running_instance() {
+    let mut node = NodeBuilder::new("alpha").test_child("").start().await;
+    node.wait_child("hb-testchild", |c| c.state == "running").await;
+    let (code, _, stderr) = node.heartbeat_cli(&["-k"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(node.wait_exit().await.success());
+}
+
+#[tokio::test]
+async fn sighup_rereads_respawn_lines() {
+    let node = NodeBuilder::new("alpha").start().await;
+    assert!(node.master().await.list_children().await.unwrap().is_empty());
+    let mut ha_cf = std::fs::read_to_string(node.config_dir.join("ha.cf")).unwrap();
+    ha_cf.push_str(&format!("respawn root {}\n", hb_lab::bin("hb-testchild").display()));
+    std::fs::write(node.config_dir.join("ha.cf"), &ha_cf).unwrap();
+    kill(Pid::from_raw(node.master_pid() as i32), Signal::SIGHUP).unwrap();
+    node.wait_child("hb-testchild", |c| c.state == "running").await;
+
+    // A broken configuration is refused and the running one kept.
+    std::fs::write(node.config_dir.join("ha.cf"), format!("{ha_cf}keepalive 2min\n")).unwrap();
+    let error = node.master().await.reload().await.unwrap_err().to_string();
+    assert!(error.contains("ha.cf:") && error.contains("keepalive: unknown time unit"), "{error}");
+    assert_eq!(node.master().await.list_children().await.unwrap()[0].state, "running");
+}
+
+#[tokio::test]
+async fn unprivileged_callers_are_refused_operator_methods() {
+    let node = NodeBuilder::new("alpha").bus(BusKind::DbusDaemon).start().await;
+    // Open the socket to everyone so that the in-daemon uid check is what refuses.
+    std::fs::set_permissions(node.run_dir.join("bus.sock"), std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let output = tokio::process::Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "busctl"])
+        .arg(format!("--address={}", node.address))
+        .args(["call", "org.heartbeatrs.Heartbeat", "/org/heartbeatrs/Heartbeat", "org.heartbeatrs.Heartbeat1", "Shutdown"])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("may not do this"), "{stderr}");
+    // Reading is allowed to anyone.
+    let output = tokio::process::Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "busctl"])
+        .arg(format!("--address={}", node.address))
+        .args(["call", "org.heartbeatrs.Heartbeat", "/org/heartbeatrs/Heartbeat", "org.heartbeatrs.Heartbeat1", "ListChildren"])
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(node.master().await.node_name().await.unwrap(), "alpha", "still running");
+}
