@@ -235,6 +235,13 @@ struct Parser<'p> {
 
 /// Reads ha.cf text. `path` names the file in every diagnostic.
 pub fn parse_ha_cf(path: &Path, text: &str) -> Result<(HaCf, Vec<Diagnostic>), ConfigError> {
+    let (config, diag) = parse_ha_cf_lenient(path, text);
+    diag.finish(config)
+}
+
+/// Reads ha.cf text, returning what could be read beside every problem, so that the other
+/// files can still be checked against it (a haresources node name against the node list).
+pub(crate) fn parse_ha_cf_lenient(path: &Path, text: &str) -> (HaCf, Collector) {
     let mut parser = Parser {
         path,
         diag: Collector::default(),
@@ -728,7 +735,7 @@ impl Parser<'_> {
         });
     }
 
-    fn finish(mut self, auto_failback_line: Option<usize>) -> Result<(HaCf, Vec<Diagnostic>), ConfigError> {
+    fn finish(mut self, auto_failback_line: Option<usize>) -> (HaCf, Collector) {
         let file = Location::file(self.path);
         if self.config.media.is_empty() {
             self.diag.error(file.clone(), None, "no heartbeat media defined: add a bcast, mcast, mcast6, ucast or ucast6 line");
@@ -745,8 +752,7 @@ impl Parser<'_> {
         }
         let timing = resolve_timing(self.path, &self.timing, &mut self.diag);
         self.config.timing = timing;
-        let config = self.config;
-        self.diag.finish(config)
+        (self.config, self.diag)
     }
 }
 

@@ -81,9 +81,11 @@ pub fn load_classic(dir: &Path) -> Result<Loaded, ConfigError> {
     let ha_cf_path = dir.join(files::HA_CF);
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
-    let ha_cf = match read(&ha_cf_path).and_then(|text| parse_ha_cf(&ha_cf_path, &text)) {
-        Ok((ha_cf, found)) => {
-            warnings.extend(found);
+    let ha_cf = match read(&ha_cf_path) {
+        Ok(text) => {
+            let (ha_cf, found) = hacf::parse_ha_cf_lenient(&ha_cf_path, &text);
+            errors.extend(found.errors);
+            warnings.extend(found.warnings);
             Some(ha_cf)
         }
         Err(error) => {
