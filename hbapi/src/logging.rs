@@ -20,9 +20,11 @@ pub fn level_for_debug(debug: u8) -> &'static str {
 pub fn init(identifier: &str, default_level: &str) {
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let journald = if Path::new(JOURNALD_SOCKET).exists() && std::env::var_os("HB_LOG_STDERR").is_none() {
-        tracing_journald::layer()
-            .ok()
-            .map(|layer| layer.with_syslog_identifier(identifier.to_owned()).with_filter(filter()))
+        tracing_journald::layer().ok().map(|layer| {
+            layer
+                .with_syslog_identifier(identifier.to_owned())
+                .with_filter(filter())
+        })
     } else {
         None
     };
@@ -32,5 +34,8 @@ pub fn init(identifier: &str, default_level: &str) {
             .with_target(false)
             .with_filter(filter())
     });
-    let _ = tracing_subscriber::registry().with(journald).with(stderr).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(journald)
+        .with(stderr)
+        .try_init();
 }

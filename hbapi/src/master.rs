@@ -41,7 +41,10 @@ impl ChildState {
 
     /// Whether the child has a live process.
     pub fn is_alive(self) -> bool {
-        matches!(self, ChildState::Starting | ChildState::Running | ChildState::Stopping)
+        matches!(
+            self,
+            ChildState::Starting | ChildState::Running | ChildState::Stopping
+        )
     }
 }
 

@@ -28,7 +28,10 @@ fn examples(text: &str) -> Vec<(usize, String)> {
         .enumerate()
         .filter_map(|(index, line)| {
             let rest = line.strip_prefix('#')?;
-            let directive: String = rest.chars().take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_').collect();
+            let directive: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
             let after = &rest[directive.len()..];
             (!directive.is_empty() && after.starts_with([' ', '\t'])).then(|| (index + 1, rest.to_owned()))
         })
@@ -41,7 +44,10 @@ fn every_example_of_the_sample_ha_cf_is_accepted() {
     // The file as shipped: every line a comment except `auto_failback on`; Heartbeat refuses
     // it for want of nodes and media, and so do we.
     let error = parse_ha_cf(Path::new("ha.cf"), &text).unwrap_err().to_string();
-    assert!(error.contains("no heartbeat media defined") && error.contains("no nodes defined"), "{error}");
+    assert!(
+        error.contains("no heartbeat media defined") && error.contains("no nodes defined"),
+        "{error}"
+    );
 
     let examples = examples(&text);
     assert!(examples.len() > 30, "found only {} examples", examples.len());
@@ -54,7 +60,10 @@ fn every_example_of_the_sample_ha_cf_is_accepted() {
     }
     // The one example that is a list of choices rather than a value, which Heartbeat refuses too.
     assert_eq!(refused.len(), 1, "{refused:#?}");
-    assert!(refused[0].contains("msgfmt") && refused[0].contains("expected classic or netstring"), "{refused:?}");
+    assert!(
+        refused[0].contains("msgfmt") && refused[0].contains("expected classic or netstring"),
+        "{refused:?}"
+    );
 }
 
 #[test]
@@ -74,7 +83,12 @@ fn every_example_of_the_sample_haresources_is_accepted() {
         assert_eq!(groups.len(), 1, "{example}");
         assert!(!groups[0].resources.is_empty());
     }
-    let (groups, _) = parse_haresources(Path::new("haresources"), "just.linux-ha.org\t135.9.216.3/28/eth0/135.9.216.12 httpd", &nodes).unwrap();
+    let (groups, _) = parse_haresources(
+        Path::new("haresources"),
+        "just.linux-ha.org\t135.9.216.3/28/eth0/135.9.216.12 httpd",
+        &nodes,
+    )
+    .unwrap();
     assert_eq!(groups[0].resources[0].agent, "IPaddr");
     assert_eq!(groups[0].resources[0].args, ["135.9.216.3/28/eth0/135.9.216.12"]);
 }

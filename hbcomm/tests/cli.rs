@@ -47,10 +47,17 @@ fn heartbeat(dir: &Path, args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn check_accepts_a_good_configuration() {
-    let dir = config_dir(HA_CF, "alpha 10.213.77.100 Filesystem::/dev/sdb1::/srv::ext4 apache\n", 0o600);
+    let dir = config_dir(
+        HA_CF,
+        "alpha 10.213.77.100 Filesystem::/dev/sdb1::/srv::ext4 apache\n",
+        0o600,
+    );
     let (code, stdout, stderr) = heartbeat(dir.path(), &["--check"]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(stdout, "configuration OK: 2 nodes, 2 links, 1 resource groups, 1 respawn lines\n");
+    assert_eq!(
+        stdout,
+        "configuration OK: 2 nodes, 2 links, 1 resource groups, 1 respawn lines\n"
+    );
 }
 
 #[test]
@@ -95,16 +102,26 @@ fn check_refuses_a_node_that_is_not_a_member() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(6));
-    assert!(stderr.contains("this node, \"zulu\", is not in the configuration (nodes: alpha, bravo)"), "{stderr}");
+    assert!(
+        stderr.contains("this node, \"zulu\", is not in the configuration (nodes: alpha, bravo)"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn check_refuses_a_respawn_line_that_cannot_run() {
-    let dir = config_dir(&format!("{HA_CF}respawn nosuchuser /bin/true\nrespawn root /nonexistent/ipfail\n"), "", 0o600);
+    let dir = config_dir(
+        &format!("{HA_CF}respawn nosuchuser /bin/true\nrespawn root /nonexistent/ipfail\n"),
+        "",
+        0o600,
+    );
     let (code, _, stderr) = heartbeat(dir.path(), &["--check"]);
     assert_eq!(code, 6);
     assert!(stderr.contains("user nosuchuser does not exist"), "{stderr}");
-    assert!(stderr.contains("/nonexistent/ipfail is not executable"), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/ipfail is not executable"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -112,7 +129,10 @@ fn toml_conversion_reads_back_to_the_same_model() {
     let classic = config_dir(HA_CF, "alpha 10.213.77.100 apache\nbravo Dummy::x\n", 0o600);
     let (code, toml, stderr) = heartbeat(classic.path(), &["--to-toml"]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(toml.contains("file = \"authkeys\""), "no secrets are written out:\n{toml}");
+    assert!(
+        toml.contains("file = \"authkeys\""),
+        "no secrets are written out:\n{toml}"
+    );
     assert!(!toml.contains("anchor-secret"), "{toml}");
 
     let modern = tempfile::tempdir().unwrap();
@@ -123,7 +143,10 @@ fn toml_conversion_reads_back_to_the_same_model() {
     assert_eq!(again, toml);
     let (code, stdout, stderr) = heartbeat(modern.path(), &["--check"]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(stdout, "configuration OK: 2 nodes, 2 links, 2 resource groups, 1 respawn lines\n");
+    assert_eq!(
+        stdout,
+        "configuration OK: 2 nodes, 2 links, 2 resource groups, 1 respawn lines\n"
+    );
 }
 
 #[test]
@@ -134,7 +157,10 @@ fn toml_errors_name_line_and_column() {
     let (code, _, stderr) = heartbeat(dir.path(), &["--check"]);
     assert_eq!(code, 6);
     let path = dir.path().join("ha.toml").display().to_string();
-    assert!(stderr.contains(&format!("error: {path}:3:13: unknown time unit \"min\"")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("error: {path}:3:13: unknown time unit \"min\"")),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -155,10 +181,54 @@ fn toml_with_inline_keys_must_be_private() {
 #[test]
 fn status_of_a_stopped_node() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(HEARTBEAT).arg("--run-dir").arg(dir.path()).arg("-s").output().unwrap();
+    let output = Command::new(HEARTBEAT)
+        .arg("--run-dir")
+        .arg(dir.path())
+        .arg("-s")
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(3));
-    assert_eq!(String::from_utf8_lossy(&output.stdout), "heartbeat is stopped. No process\n");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "heartbeat is stopped. No process\n"
+    );
     std::fs::write(dir.path().join("heartbeat.pid"), "999999999\n").unwrap();
-    let output = Command::new(HEARTBEAT).arg("--run-dir").arg(dir.path()).arg("-s").output().unwrap();
+    let output = Command::new(HEARTBEAT)
+        .arg("--run-dir")
+        .arg(dir.path())
+        .arg("-s")
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(1));
+}
+
+#[test]
+fn the_shipped_samples_are_valid_and_equivalent() {
+    let etc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../etc");
+    let classic = tempfile::tempdir().unwrap();
+    for file in ["ha.cf", "haresources", "authkeys"] {
+        std::fs::copy(etc.join(file), classic.path().join(file)).unwrap();
+    }
+    std::fs::set_permissions(
+        classic.path().join("authkeys"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = heartbeat(classic.path(), &["--check"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout,
+        "configuration OK: 2 nodes, 1 links, 1 resource groups, 0 respawn lines\n"
+    );
+
+    let modern = tempfile::tempdir().unwrap();
+    std::fs::copy(etc.join("ha.toml"), modern.path().join("ha.toml")).unwrap();
+    std::fs::copy(classic.path().join("authkeys"), modern.path().join("authkeys")).unwrap();
+    let (_, from_classic, _) = heartbeat(classic.path(), &["--to-toml"]);
+    let (code, from_modern, stderr) = heartbeat(modern.path(), &["--to-toml"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        from_modern, from_classic,
+        "etc/ha.toml must say what etc/ha.cf + haresources say"
+    );
 }

@@ -104,7 +104,10 @@ impl NodeBuilder {
 
     /// Writes the configuration and starts the master; returns once it said READY=1.
     pub async fn start(self) -> Node {
-        let root = tempfile::Builder::new().prefix(&format!("hb-lab-{}-", self.node)).tempdir().expect("tempdir");
+        let root = tempfile::Builder::new()
+            .prefix(&format!("hb-lab-{}-", self.node))
+            .tempdir()
+            .expect("tempdir");
         let config_dir = root.path().join("ha.d");
         let state_dir = root.path().join("state");
         let run_dir = root.path().join("run");
@@ -113,7 +116,8 @@ impl NodeBuilder {
         std::fs::write(config_dir.join("haresources"), "").expect("haresources");
         let authkeys = config_dir.join("authkeys");
         std::fs::write(&authkeys, "auth 1\n1 sha256 hb-lab-test-key\n").expect("authkeys");
-        std::fs::set_permissions(&authkeys, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+        std::fs::set_permissions(&authkeys, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod");
 
         let notify_path = root.path().join("notify.sock");
         let notify = UnixDatagram::bind(&notify_path).expect("notify socket");
@@ -122,11 +126,19 @@ impl NodeBuilder {
 
         let mut command = Command::new(bin("heartbeat"));
         command
-            .arg("--config-dir").arg(&config_dir)
-            .arg("--node").arg(&self.node)
-            .arg("--state-dir").arg(&state_dir)
-            .arg("--run-dir").arg(&run_dir)
-            .arg("--bus").arg(match self.bus { BusKind::Busd => "private", BusKind::DbusDaemon => "dbus-daemon" })
+            .arg("--config-dir")
+            .arg(&config_dir)
+            .arg("--node")
+            .arg(&self.node)
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .arg("--run-dir")
+            .arg(&run_dir)
+            .arg("--bus")
+            .arg(match self.bus {
+                BusKind::Busd => "private",
+                BusKind::DbusDaemon => "dbus-daemon",
+            })
             .args(&self.master_args)
             .env("NOTIFY_SOCKET", &notify_path)
             .env("HB_LOG_STDERR", "1")
@@ -151,9 +163,19 @@ impl NodeBuilder {
             .expect("bus.address")
             .trim()
             .to_owned();
-        let connection = hbapi::bus::connect(&address).await.expect("connect to the node's bus");
+        let connection = hbapi::bus::connect(&address)
+            .await
+            .expect("connect to the node's bus");
         std::mem::forget(guard);
-        Node { node: self.node, root, config_dir, run_dir, address, master, connection }
+        Node {
+            node: self.node,
+            root,
+            config_dir,
+            run_dir,
+            address,
+            master,
+            connection,
+        }
     }
 }
 
@@ -162,7 +184,10 @@ struct TermOnDrop(Option<u32>);
 impl Drop for TermOnDrop {
     fn drop(&mut self) {
         if let Some(pid) = self.0 {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
         }
     }
 }
@@ -170,7 +195,10 @@ impl Drop for TermOnDrop {
 /// Waits until `name` is owned on the bus by process `pid`.
 pub async fn wait_name_owner(connection: &zbus::Connection, name: &str, pid: u32) {
     let dbus = zbus::fdo::DBusProxy::new(connection).await.expect("dbus proxy");
-    let mut changes = dbus.receive_name_owner_changed_with_args(&[(0, name)]).await.expect("subscribe");
+    let mut changes = dbus
+        .receive_name_owner_changed_with_args(&[(0, name)])
+        .await
+        .expect("subscribe");
     let done = tokio::time::timeout(PATIENCE, async {
         loop {
             if name_owner_pid(connection, name).await == Some(pid) {
@@ -205,7 +233,10 @@ impl Drop for Node {
     fn drop(&mut self) {
         if let Ok(None) = self.master.try_wait() {
             if let Some(pid) = self.master.id() {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
             }
         }
     }
@@ -257,7 +288,10 @@ impl Node {
     /// Sends SIGTERM to the master and waits for it to exit.
     pub async fn terminate(&mut self) -> ExitStatus {
         if let Some(pid) = self.master.id() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
         }
         tokio::time::timeout(PATIENCE, self.master.wait())
             .await
@@ -267,15 +301,21 @@ impl Node {
 
     /// Waits for the master to exit on its own.
     pub async fn wait_exit(&mut self) -> ExitStatus {
-        tokio::time::timeout(PATIENCE, self.master.wait()).await.expect("heartbeat did not exit").expect("wait")
+        tokio::time::timeout(PATIENCE, self.master.wait())
+            .await
+            .expect("heartbeat did not exit")
+            .expect("wait")
     }
 
     /// Runs `heartbeat ARGS` against this node's directories and returns (exit code, stdout).
     pub async fn heartbeat_cli(&self, args: &[&str]) -> (i32, String, String) {
         let output = Command::new(bin("heartbeat"))
-            .arg("--config-dir").arg(&self.config_dir)
-            .arg("--node").arg(&self.node)
-            .arg("--run-dir").arg(&self.run_dir)
+            .arg("--config-dir")
+            .arg(&self.config_dir)
+            .arg("--node")
+            .arg(&self.node)
+            .arg("--run-dir")
+            .arg(&self.run_dir)
             .args(args)
             .output()
             .await
@@ -303,12 +343,20 @@ pub fn ledger(path: &Path) -> Vec<(String, u32)> {
 /// Pids of live processes whose process group is `pgid`.
 pub fn processes_in_group(pgid: u32) -> Vec<u32> {
     let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return found };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
     for entry in entries.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
         // Fields after the parenthesised command: state ppid pgrp …
-        let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest) else { continue };
+        let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+            continue;
+        };
         let fields: Vec<&str> = after.split_whitespace().collect();
         if fields.get(2).and_then(|f| f.parse::<u32>().ok()) == Some(pgid) && fields.first() != Some(&"Z") {
             found.push(pid);

@@ -19,13 +19,19 @@ async fn respawned_child_comes_back(bus: BusKind) {
     wait_name_owner(&node.connection, CHILD_NAME, first.pid).await;
 
     kill(Pid::from_raw(first.pid as i32), Signal::SIGKILL).unwrap();
-    let second = node.wait_child("hb-testchild", |c| c.state == "running" && c.restarts == 1).await;
+    let second = node
+        .wait_child("hb-testchild", |c| c.state == "running" && c.restarts == 1)
+        .await;
     assert_ne!(second.pid, first.pid);
     assert_eq!(second.last_exit, "signal SIGKILL");
 
     // The new process owns the bus name again.
     wait_name_owner(&node.connection, CHILD_NAME, second.pid).await;
-    let starts: Vec<u32> = ledger(&ledger_path).into_iter().filter(|(e, _)| e == "start").map(|(_, p)| p).collect();
+    let starts: Vec<u32> = ledger(&ledger_path)
+        .into_iter()
+        .filter(|(e, _)| e == "start")
+        .map(|(_, p)| p)
+        .collect();
     assert_eq!(starts, [first.pid, second.pid]);
 }
 
@@ -43,7 +49,10 @@ async fn respawned_child_comes_back_on_dbus_daemon() {
 async fn exit_100_is_not_respawned() {
     let ledger_path = tempfile::NamedTempFile::new().unwrap().into_temp_path();
     let node = NodeBuilder::new("alpha")
-        .test_child(&format!("--exit-after-ms 20 --code 100 --ledger {}", ledger_path.display()))
+        .test_child(&format!(
+            "--exit-after-ms 20 --code 100 --ledger {}",
+            ledger_path.display()
+        ))
         .start()
         .await;
     let child = node.wait_child("hb-testchild", |c| c.state == "exited").await;
@@ -53,7 +62,10 @@ async fn exit_100_is_not_respawned() {
     // A restart of another kind proves the loop still runs and this one stays down.
     let children = node.master().await.list_children().await.unwrap();
     assert_eq!(children[0].state, "exited");
-    assert_eq!(ledger(&ledger_path).iter().filter(|(e, _)| e == "start").count(), 1);
+    assert_eq!(
+        ledger(&ledger_path).iter().filter(|(e, _)| e == "start").count(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -62,14 +74,20 @@ async fn crash_loop_gives_up_and_says_so() {
     let node = NodeBuilder::new("alpha")
         .master_arg("--respawn-base-delay=1ms")
         .master_arg("--respawn-max-delay=4ms")
-        .test_child(&format!("--exit-after-ms 1 --code 1 --ledger {}", ledger_path.display()))
+        .test_child(&format!(
+            "--exit-after-ms 1 --code 1 --ledger {}",
+            ledger_path.display()
+        ))
         .start()
         .await;
     let child = node.wait_child("hb-testchild", |c| c.state == "gave-up").await;
     // Heartbeat's rule: more than 10 deaths, each soon after its start.
     assert_eq!(child.restarts, 10);
     assert_eq!(child.last_exit, "exit 1");
-    assert_eq!(ledger(&ledger_path).iter().filter(|(e, _)| e == "start").count(), 11);
+    assert_eq!(
+        ledger(&ledger_path).iter().filter(|(e, _)| e == "start").count(),
+        11
+    );
 
     let (code, stdout, _) = node.heartbeat_cli(&["-s"]).await;
     assert_eq!(code, 0);
@@ -79,7 +97,12 @@ async fn crash_loop_gives_up_and_says_so() {
     // An operator can clear the give-up.
     node.master().await.restart_child("hb-testchild").await.unwrap();
     node.wait_child("hb-testchild", |c| c.state != "gave-up").await;
-    let error = node.master().await.restart_child("no-such-child").await.unwrap_err();
+    let error = node
+        .master()
+        .await
+        .restart_child("no-such-child")
+        .await
+        .unwrap_err();
     assert!(error.to_string().contains("no child named"), "{error}");
 }
 
@@ -92,29 +115,49 @@ async fn sigterm_stops_everything_in_reverse_order_with_no_orphan() {
     let mut node = NodeBuilder::new("alpha")
         .master_arg("--stop-timeout=300ms")
         .test_child(&format!("--ledger {} --fork-grandchild", first_path.display()))
-        .ha_cf(format!("respawn root {} --ledger {} --ignore-term --fork-grandchild", testchild.display(), ledger_path.display()))
+        .ha_cf(format!(
+            "respawn root {} --ledger {} --ignore-term --fork-grandchild",
+            testchild.display(),
+            ledger_path.display()
+        ))
         .start()
         .await;
     let first = node.wait_child("hb-testchild", |c| c.state == "running").await;
     let second = node.wait_child("hb-testchild-2", |c| c.state == "running").await;
-    assert!(processes_in_group(first.pid).len() >= 2, "the grandchild shares its parent's group");
+    assert!(
+        processes_in_group(first.pid).len() >= 2,
+        "the grandchild shares its parent's group"
+    );
 
     let status = node.terminate().await;
     assert!(status.success(), "{status:?}");
     // The second child ignored SIGTERM: it was killed after the stop timeout; the first, started
     // earlier, was stopped only after it.
     let second_events = ledger(&ledger_path);
-    assert!(second_events.iter().any(|(e, _)| e == "ignored-term"), "{second_events:?}");
+    assert!(
+        second_events.iter().any(|(e, _)| e == "ignored-term"),
+        "{second_events:?}"
+    );
     let first_events = ledger(&first_path);
     assert!(first_events.iter().any(|(e, _)| e == "stop"), "{first_events:?}");
     let ignored_at = std::fs::metadata(&ledger_path).unwrap().modified().unwrap();
     let stopped_at = std::fs::metadata(&first_path).unwrap().modified().unwrap();
-    assert!(ignored_at <= stopped_at, "children must stop in reverse start order");
+    assert!(
+        ignored_at <= stopped_at,
+        "children must stop in reverse start order"
+    );
     for pid in [first.pid, second.pid] {
-        assert_eq!(processes_in_group(pid), Vec::<u32>::new(), "process group {pid} left behind");
+        assert_eq!(
+            processes_in_group(pid),
+            Vec::<u32>::new(),
+            "process group {pid} left behind"
+        );
     }
     assert!(!node.run_dir.join("heartbeat.pid").exists());
-    assert!(!node.run_dir.join("bus.sock").exists(), "the private bus socket is removed");
+    assert!(
+        !node.run_dir.join("bus.sock").exists(),
+        "the private bus socket is removed"
+    );
 }
 
 #[tokio::test]
@@ -122,7 +165,13 @@ async fn shutdown_over_the_bus_and_status_codes() {
     let mut node = NodeBuilder::new("alpha").bus(BusKind::DbusDaemon).start().await;
     let (code, stdout, _) = node.heartbeat_cli(&["-s"]).await;
     assert_eq!(code, 0, "{stdout}");
-    assert!(stdout.starts_with(&format!("heartbeat OK [pid {} et al] is running on alpha [alpha]...", node.master_pid())), "{stdout}");
+    assert!(
+        stdout.starts_with(&format!(
+            "heartbeat OK [pid {} et al] is running on alpha [alpha]...",
+            node.master_pid()
+        )),
+        "{stdout}"
+    );
     let master = node.master().await;
     assert_eq!(master.node_name().await.unwrap(), "alpha");
     assert_eq!(master.pid().await.unwrap(), node.master_pid());
@@ -146,7 +195,10 @@ async fn sighup_rereads_respawn_lines() {
     let node = NodeBuilder::new("alpha").start().await;
     assert!(node.master().await.list_children().await.unwrap().is_empty());
     let mut ha_cf = std::fs::read_to_string(node.config_dir.join("ha.cf")).unwrap();
-    ha_cf.push_str(&format!("respawn root {}\n", hb_lab::bin("hb-testchild").display()));
+    ha_cf.push_str(&format!(
+        "respawn root {}\n",
+        hb_lab::bin("hb-testchild").display()
+    ));
     std::fs::write(node.config_dir.join("ha.cf"), &ha_cf).unwrap();
     kill(Pid::from_raw(node.master_pid() as i32), Signal::SIGHUP).unwrap();
     node.wait_child("hb-testchild", |c| c.state == "running").await;
@@ -154,19 +206,35 @@ async fn sighup_rereads_respawn_lines() {
     // A broken configuration is refused and the running one kept.
     std::fs::write(node.config_dir.join("ha.cf"), format!("{ha_cf}keepalive 2min\n")).unwrap();
     let error = node.master().await.reload().await.unwrap_err().to_string();
-    assert!(error.contains("ha.cf:") && error.contains("keepalive: unknown time unit"), "{error}");
-    assert_eq!(node.master().await.list_children().await.unwrap()[0].state, "running");
+    assert!(
+        error.contains("ha.cf:") && error.contains("keepalive: unknown time unit"),
+        "{error}"
+    );
+    assert_eq!(
+        node.master().await.list_children().await.unwrap()[0].state,
+        "running"
+    );
 }
 
 #[tokio::test]
 async fn unprivileged_callers_are_refused_operator_methods() {
     let node = NodeBuilder::new("alpha").bus(BusKind::DbusDaemon).start().await;
     // Open the socket to everyone so that the in-daemon uid check is what refuses.
-    std::fs::set_permissions(node.run_dir.join("bus.sock"), std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    std::fs::set_permissions(
+        node.run_dir.join("bus.sock"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .unwrap();
     let output = tokio::process::Command::new("setpriv")
         .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "busctl"])
         .arg(format!("--address={}", node.address))
-        .args(["call", "org.heartbeatrs.Heartbeat", "/org/heartbeatrs/Heartbeat", "org.heartbeatrs.Heartbeat1", "Shutdown"])
+        .args([
+            "call",
+            "org.heartbeatrs.Heartbeat",
+            "/org/heartbeatrs/Heartbeat",
+            "org.heartbeatrs.Heartbeat1",
+            "Shutdown",
+        ])
         .output()
         .await
         .unwrap();
@@ -177,10 +245,24 @@ async fn unprivileged_callers_are_refused_operator_methods() {
     let output = tokio::process::Command::new("setpriv")
         .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "busctl"])
         .arg(format!("--address={}", node.address))
-        .args(["call", "org.heartbeatrs.Heartbeat", "/org/heartbeatrs/Heartbeat", "org.heartbeatrs.Heartbeat1", "ListChildren"])
+        .args([
+            "call",
+            "org.heartbeatrs.Heartbeat",
+            "/org/heartbeatrs/Heartbeat",
+            "org.heartbeatrs.Heartbeat1",
+            "ListChildren",
+        ])
         .output()
         .await
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert_eq!(node.master().await.node_name().await.unwrap(), "alpha", "still running");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        node.master().await.node_name().await.unwrap(),
+        "alpha",
+        "still running"
+    );
 }

@@ -40,25 +40,45 @@ pub fn parse_authkeys(path: &Path, text: &str) -> Result<(AuthKeys, Vec<Diagnost
         let at = Location::line(path, line);
         if fields[0] == "auth" {
             if active.is_some() {
-                diag.error(at, Some("auth"), "'auth' given twice; exactly one selects the key used to send");
+                diag.error(
+                    at,
+                    Some("auth"),
+                    "'auth' given twice; exactly one selects the key used to send",
+                );
                 continue;
             }
             match fields.get(1).and_then(|n| n.parse::<u8>().ok()) {
                 Some(n) if n <= MAX_KEY_INDEX && fields.len() == 2 => active = Some((n, line)),
-                _ => diag.error(at, Some("auth"), format!("expected 'auth N' with N from 0 to {MAX_KEY_INDEX}")),
+                _ => diag.error(
+                    at,
+                    Some("auth"),
+                    format!("expected 'auth N' with N from 0 to {MAX_KEY_INDEX}"),
+                ),
             }
             continue;
         }
         let Some(number) = fields[0].parse::<u8>().ok().filter(|n| *n <= MAX_KEY_INDEX) else {
-            diag.error(at, Some(fields[0]), format!("expected 'auth N' or 'N METHOD [SECRET]' with N from 0 to {MAX_KEY_INDEX}"));
+            diag.error(
+                at,
+                Some(fields[0]),
+                format!("expected 'auth N' or 'N METHOD [SECRET]' with N from 0 to {MAX_KEY_INDEX}"),
+            );
             continue;
         };
         let Some(method_name) = fields.get(1) else {
-            diag.error(at, Some(fields[0]), "expected a method after the key number: sha256, sha1, md5 or crc");
+            diag.error(
+                at,
+                Some(fields[0]),
+                "expected a method after the key number: sha256, sha1, md5 or crc",
+            );
             continue;
         };
         let Some(method) = AuthMethod::parse(method_name) else {
-            diag.error(at, Some(fields[0]), format!("unknown method {method_name:?}: expected sha256, sha1, md5 or crc"));
+            diag.error(
+                at,
+                Some(fields[0]),
+                format!("unknown method {method_name:?}: expected sha256, sha1, md5 or crc"),
+            );
             continue;
         };
         // A secret may contain spaces: it is the rest of the line.
@@ -68,11 +88,19 @@ pub fn parse_authkeys(path: &Path, text: &str) -> Result<(AuthKeys, Vec<Diagnost
         };
         match method {
             AuthMethod::Crc if !secret.is_empty() => {
-                diag.warn(at.clone(), Some(fields[0]), "crc takes no key; the text after it is ignored");
+                diag.warn(
+                    at.clone(),
+                    Some(fields[0]),
+                    "crc takes no key; the text after it is ignored",
+                );
             }
             AuthMethod::Crc => {}
             _ if secret.is_empty() => {
-                diag.error(at.clone(), Some(fields[0]), format!("{method_name} needs a secret: '{number} {method_name} SECRET'"));
+                diag.error(
+                    at.clone(),
+                    Some(fields[0]),
+                    format!("{method_name} needs a secret: '{number} {method_name} SECRET'"),
+                );
                 continue;
             }
             _ => {}
@@ -81,12 +109,20 @@ pub fn parse_authkeys(path: &Path, text: &str) -> Result<(AuthKeys, Vec<Diagnost
             diag.error(at, Some(fields[0]), format!("key {number} is listed twice"));
             continue;
         }
-        let secret = if method == AuthMethod::Crc { String::new() } else { secret };
+        let secret = if method == AuthMethod::Crc {
+            String::new()
+        } else {
+            secret
+        };
         keys.insert(number, AuthKey { method, secret });
     }
     let file = Location::file(path);
     match active {
-        None => diag.error(file, Some("auth"), "no 'auth N' line: it must say which key signs what this node sends"),
+        None => diag.error(
+            file,
+            Some("auth"),
+            "no 'auth N' line: it must say which key signs what this node sends",
+        ),
         Some((number, line)) if !keys.contains_key(&number) => diag.error(
             Location::line(path, line),
             Some("auth"),
@@ -113,7 +149,10 @@ mod tests {
         assert_eq!(key.method, AuthMethod::Sha1);
         assert_eq!(key.secret, "anchor-secret-0123456789");
         assert_eq!(keys.keys[&2].secret, "two words");
-        assert!(!format!("{keys:?}").contains("anchor-secret"), "Debug must not print secrets");
+        assert!(
+            !format!("{keys:?}").contains("anchor-secret"),
+            "Debug must not print secrets"
+        );
     }
 
     #[test]
@@ -123,8 +162,14 @@ mod tests {
             ("auth 2\n1 sha1 x\n", "authkeys:1: auth: auth key 2 is not listed"),
             ("auth 1\n1 sha1\n", "authkeys:2: 1: sha1 needs a secret"),
             ("auth 1\n1 rot13 x\n", "authkeys:2: 1: unknown method \"rot13\""),
-            ("auth 1\n16 sha1 x\n", "authkeys:2: 16: expected 'auth N' or 'N METHOD [SECRET]'"),
-            ("auth 1\nauth 1\n1 md5 x\n", "authkeys:2: auth: 'auth' given twice"),
+            (
+                "auth 1\n16 sha1 x\n",
+                "authkeys:2: 16: expected 'auth N' or 'N METHOD [SECRET]'",
+            ),
+            (
+                "auth 1\nauth 1\n1 md5 x\n",
+                "authkeys:2: auth: 'auth' given twice",
+            ),
         ] {
             let error = parse(text).unwrap_err().to_string();
             assert!(error.contains(expected), "{text:?}: {error}");

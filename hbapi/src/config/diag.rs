@@ -134,14 +134,12 @@ pub struct Collector {
 impl Collector {
     /// Records an error.
     pub fn error(&mut self, location: Location, directive: Option<&str>, message: impl Into<String>) {
-        self.errors
-            .push(Diagnostic::new(location, directive, message));
+        self.errors.push(Diagnostic::new(location, directive, message));
     }
 
     /// Records a warning.
     pub fn warn(&mut self, location: Location, directive: Option<&str>, message: impl Into<String>) {
-        self.warnings
-            .push(Diagnostic::new(location, directive, message));
+        self.warnings.push(Diagnostic::new(location, directive, message));
     }
 
     /// The value if nothing was wrong, else every error.
@@ -149,9 +147,7 @@ impl Collector {
         if self.errors.is_empty() {
             Ok((value, self.warnings))
         } else {
-            Err(ConfigError {
-                errors: self.errors,
-            })
+            Err(ConfigError { errors: self.errors })
         }
     }
 }

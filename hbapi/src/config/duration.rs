@@ -43,7 +43,7 @@ pub fn parse_time(text: &str) -> Result<Duration, String> {
 /// Writes a duration the way ha.cf and ha.toml both read it back.
 pub fn format_time(duration: Duration) -> String {
     let millis = duration.as_millis();
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         format!("{}", millis / 1000)
     } else {
         format!("{millis}ms")

@@ -78,20 +78,44 @@ pub mod defaults {
 
 /// Directives Heartbeat 3.0.6 accepts that heartbeat-rs reads but does not act on, with why.
 const NOT_IMPLEMENTED: &[(&str, &str)] = &[
-    ("serial", "serial links are not supported; use a second network link instead"),
+    (
+        "serial",
+        "serial links are not supported; use a second network link instead",
+    ),
     ("baud", "serial links are not supported"),
     ("hbaping", "Fibre Channel HBA pings are not supported"),
-    ("compression", "messages are small enough that heartbeat-rs never compresses them"),
+    (
+        "compression",
+        "messages are small enough that heartbeat-rs never compresses them",
+    ),
     ("compression_threshold", "heartbeat-rs never compresses messages"),
-    ("traditional_compression", "heartbeat-rs never compresses messages"),
-    ("conn_logd_time", "there is no logd; logs go to journald or stderr"),
-    ("log_badpack", "bad packets are always counted and reported on the bus"),
-    ("use_apphbd", "there is no apphbd; the master supervises every process itself"),
+    (
+        "traditional_compression",
+        "heartbeat-rs never compresses messages",
+    ),
+    (
+        "conn_logd_time",
+        "there is no logd; logs go to journald or stderr",
+    ),
+    (
+        "log_badpack",
+        "bad packets are always counted and reported on the bus",
+    ),
+    (
+        "use_apphbd",
+        "there is no apphbd; the master supervises every process itself",
+    ),
     ("record_config_changes", "there is no CIB (crm mode is not used)"),
-    ("record_pengine_inputs", "there is no policy engine (crm mode is not used)"),
+    (
+        "record_pengine_inputs",
+        "there is no policy engine (crm mode is not used)",
+    ),
     ("enable_config_writes", "there is no CIB (crm mode is not used)"),
     ("memreserve", "memory is not preallocated"),
-    ("quorum_server", "there is no quorum server; quorum comes from membership, fencing and ping nodes"),
+    (
+        "quorum_server",
+        "there is no quorum server; quorum comes from membership, fencing and ping nodes",
+    ),
     ("normalpoll", "the event loop is always the system's"),
     ("realtime", "daemons do not switch to realtime scheduling"),
     ("rtprio", "daemons do not switch to realtime scheduling"),
@@ -146,8 +170,8 @@ const KNOWN: &[&str] = &[
 ];
 
 const SYSLOG_FACILITIES: &[&str] = &[
-    "auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail", "news", "syslog", "user",
-    "uucp", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7", "none",
+    "auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail", "news", "syslog", "user", "uucp",
+    "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7", "none",
 ];
 
 /// A value on a line, with its 1-based column.
@@ -333,7 +357,12 @@ impl Parser<'_> {
     fn directive(&mut self, line: usize, column: usize, directive: &str, rest: &str, offset: usize) {
         let mut directive = directive;
         if directive == "udp" {
-            self.warn(line, column, "udp", "directive 'udp' is an old name; it is read as 'bcast'");
+            self.warn(
+                line,
+                column,
+                "udp",
+                "directive 'udp' is an old name; it is read as 'bcast'",
+            );
             directive = "bcast";
         }
         if let Some((_, why)) = NOT_IMPLEMENTED.iter().find(|(name, _)| *name == directive) {
@@ -427,12 +456,22 @@ impl Parser<'_> {
                 self.note_single(line, directive_column, directive);
                 match text.parse::<u16>() {
                     Ok(port) if port > 0 => self.config.udp_port = port,
-                    _ => self.error(line, column, directive, format!("expected a UDP port number from 1 to 65535, found {text:?}")),
+                    _ => self.error(
+                        line,
+                        column,
+                        directive,
+                        format!("expected a UDP port number from 1 to 65535, found {text:?}"),
+                    ),
                 }
             }
-            "bcast" => self.push_medium(line, column, directive, Medium::Bcast {
-                device: text.to_owned(),
-            }),
+            "bcast" => self.push_medium(
+                line,
+                column,
+                directive,
+                Medium::Bcast {
+                    device: text.to_owned(),
+                },
+            ),
             "ping" | "ping6" => match text.parse::<IpAddr>() {
                 Ok(address) if (directive == "ping6") == address.is_ipv6() => {
                     self.config.ping_nodes.push(PingNode::Single { address })
@@ -441,9 +480,18 @@ impl Parser<'_> {
                     line,
                     column,
                     directive,
-                    format!("{text} is not an IPv{} address (use {})", if directive == "ping" { 4 } else { 6 }, if directive == "ping" { "ping6" } else { "ping" }),
+                    format!(
+                        "{text} is not an IPv{} address (use {})",
+                        if directive == "ping" { 4 } else { 6 },
+                        if directive == "ping" { "ping6" } else { "ping" }
+                    ),
                 ),
-                Err(_) => self.error(line, column, directive, format!("expected an IP address, found {text:?}")),
+                Err(_) => self.error(
+                    line,
+                    column,
+                    directive,
+                    format!("expected an IP address, found {text:?}"),
+                ),
             },
             "auto_failback" => {
                 self.note_single(line, directive_column, directive);
@@ -452,30 +500,49 @@ impl Parser<'_> {
                     Some(false) => AutoFailback::Off,
                     None if text.eq_ignore_ascii_case("legacy") => AutoFailback::Legacy,
                     None => {
-                        self.error(line, column, directive, format!("expected on, off or legacy, found {text:?}"));
+                        self.error(
+                            line,
+                            column,
+                            directive,
+                            format!("expected on, off or legacy, found {text:?}"),
+                        );
                         return;
                     }
                 };
             }
             "nice_failback" => match parse_bool(text) {
                 Some(true) => {
-                    self.warn(line, directive_column, directive, "nice_failback is obsolete; 'nice_failback on' is read as 'auto_failback off'");
+                    self.warn(
+                        line,
+                        directive_column,
+                        directive,
+                        "nice_failback is obsolete; 'nice_failback on' is read as 'auto_failback off'",
+                    );
                     self.config.auto_failback = AutoFailback::Off;
                 }
                 Some(false) => {
                     self.warn(line, directive_column, directive, "nice_failback is obsolete; 'nice_failback off' is read as 'auto_failback legacy' (consider 'auto_failback on')");
                     self.config.auto_failback = AutoFailback::Legacy;
                 }
-                None => self.error(line, column, directive, format!("expected on or off, found {text:?}")),
+                None => self.error(
+                    line,
+                    column,
+                    directive,
+                    format!("expected on or off, found {text:?}"),
+                ),
             },
             "env" => match text.split_once('=') {
                 Some((name, env_value))
-                    if !name.is_empty()
-                        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+                    if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
                 {
                     self.config.env.push((format!("HA_{name}"), env_value.to_owned()))
                 }
-                _ => self.error(line, column, directive, format!("expected NAME=value with a name of letters, digits and _, found {text:?}")),
+                _ => self.error(
+                    line,
+                    column,
+                    directive,
+                    format!("expected NAME=value with a name of letters, digits and _, found {text:?}"),
+                ),
             },
             "logfile" | "debugfile" => {
                 self.note_single(line, directive_column, directive);
@@ -491,7 +558,15 @@ impl Parser<'_> {
                 if SYSLOG_FACILITIES.contains(&text) {
                     self.config.logging.facility = Some(text.to_owned());
                 } else {
-                    self.error(line, column, directive, format!("{text:?} is not a syslog facility (expected one of {})", SYSLOG_FACILITIES.join(", ")));
+                    self.error(
+                        line,
+                        column,
+                        directive,
+                        format!(
+                            "{text:?} is not a syslog facility (expected one of {})",
+                            SYSLOG_FACILITIES.join(", ")
+                        ),
+                    );
                 }
             }
             "use_logd" => match parse_bool(text) {
@@ -501,11 +576,21 @@ impl Parser<'_> {
                     }
                     self.config.logging.use_logd = use_logd;
                 }
-                None => self.error(line, column, directive, format!("expected on or off, found {text:?}")),
+                None => self.error(
+                    line,
+                    column,
+                    directive,
+                    format!("expected on or off, found {text:?}"),
+                ),
             },
             "debug" => match text.parse::<u8>() {
                 Ok(level) => self.config.logging.debug = level,
-                Err(_) => self.error(line, column, directive, format!("expected a debug level from 0 to 255, found {text:?}")),
+                Err(_) => self.error(
+                    line,
+                    column,
+                    directive,
+                    format!("expected a debug level from 0 to 255, found {text:?}"),
+                ),
             },
             "watchdog" => {
                 if self.config.watchdog.is_some() {
@@ -518,36 +603,74 @@ impl Parser<'_> {
                 Ok(millis) if millis > 0 => {
                     self.config.max_rexmit_delay = Duration::from_millis(u64::from(millis))
                 }
-                _ => self.error(line, column, directive, format!("expected a positive number of milliseconds, found {text:?}")),
+                _ => self.error(
+                    line,
+                    column,
+                    directive,
+                    format!("expected a positive number of milliseconds, found {text:?}"),
+                ),
             },
             "msgfmt" => match text {
                 "classic" => self.config.msgfmt = MsgFormat::Classic,
                 "netstring" => self.config.msgfmt = MsgFormat::Netstring,
-                _ => self.error(line, column, directive, format!("expected classic or netstring, found {text:?}")),
+                _ => self.error(
+                    line,
+                    column,
+                    directive,
+                    format!("expected classic or netstring, found {text:?}"),
+                ),
             },
             "hopfudge" => match text.parse::<u8>() {
                 Ok(hops) => self.config.hopfudge = hops,
-                Err(_) => self.error(line, column, directive, format!("expected a number from 0 to 255, found {text:?}")),
+                Err(_) => self.error(
+                    line,
+                    column,
+                    directive,
+                    format!("expected a number from 0 to 255, found {text:?}"),
+                ),
             },
             "autojoin" => match text.to_ascii_lowercase().as_str() {
                 "none" => self.config.autojoin = AutoJoin::None,
                 "other" | "any" => {
                     self.warn(line, directive_column, directive, format!("autojoin {text} is not implemented: only nodes named by 'node' lines are members"));
-                    self.config.autojoin = if text.eq_ignore_ascii_case("any") { AutoJoin::Any } else { AutoJoin::Other };
+                    self.config.autojoin = if text.eq_ignore_ascii_case("any") {
+                        AutoJoin::Any
+                    } else {
+                        AutoJoin::Other
+                    };
                 }
-                _ => self.error(line, column, directive, format!("expected none, other or any, found {text:?}")),
+                _ => self.error(
+                    line,
+                    column,
+                    directive,
+                    format!("expected none, other or any, found {text:?}"),
+                ),
             },
             "hbgenmethod" => match text {
                 "file" => self.config.generation_method = GenerationMethod::File,
                 "time" => self.config.generation_method = GenerationMethod::Time,
-                _ => self.error(line, column, directive, format!("expected file or time, found {text:?}")),
+                _ => self.error(
+                    line,
+                    column,
+                    directive,
+                    format!("expected file or time, found {text:?}"),
+                ),
             },
             "crm" | "pacemaker" => {
                 let enabled = match parse_bool(text) {
                     Some(enabled) => enabled,
-                    None if ["respawn", "manual", "valgrind"].contains(&text.to_ascii_lowercase().as_str()) => true,
+                    None if ["respawn", "manual", "valgrind"]
+                        .contains(&text.to_ascii_lowercase().as_str()) =>
+                    {
+                        true
+                    }
                     None => {
-                        self.error(line, column, directive, format!("expected on, off, respawn, manual or valgrind, found {text:?}"));
+                        self.error(
+                            line,
+                            column,
+                            directive,
+                            format!("expected on, off, respawn, manual or valgrind, found {text:?}"),
+                        );
                         return;
                     }
                 };
@@ -561,9 +684,19 @@ impl Parser<'_> {
 
     fn push_medium(&mut self, line: usize, column: usize, directive: &str, medium: Medium) {
         if self.config.media.len() >= defaults::MAX_MEDIA {
-            self.error(line, column, directive, format!("too many media (more than {})", defaults::MAX_MEDIA));
+            self.error(
+                line,
+                column,
+                directive,
+                format!("too many media (more than {})", defaults::MAX_MEDIA),
+            );
         } else if self.config.media.contains(&medium) {
-            self.warn(line, column, directive, format!("'{medium}' is declared twice; the second is ignored"));
+            self.warn(
+                line,
+                column,
+                directive,
+                format!("'{medium}' is declared twice; the second is ignored"),
+            );
         } else {
             self.config.media.push(medium);
         }
@@ -575,27 +708,52 @@ impl Parser<'_> {
             "ucast" | "ucast6" => {
                 let ipv6 = directive == "ucast6";
                 if fields.len() < 2 {
-                    self.error(line, column, directive, format!("expected '{directive} DEVICE PEER-ADDRESS…'"));
+                    self.error(
+                        line,
+                        column,
+                        directive,
+                        format!("expected '{directive} DEVICE PEER-ADDRESS…'"),
+                    );
                     return;
                 }
                 for peer in &fields[1..] {
                     match peer.text.parse::<IpAddr>() {
                         Ok(address) if address.is_ipv6() != ipv6 => {
-                            self.error(line, peer.column, directive, format!("{} is an IPv{} address; use {}", peer.text, if ipv6 { 4 } else { 6 }, if ipv6 { "ucast" } else { "ucast6" }));
+                            self.error(
+                                line,
+                                peer.column,
+                                directive,
+                                format!(
+                                    "{} is an IPv{} address; use {}",
+                                    peer.text,
+                                    if ipv6 { 4 } else { 6 },
+                                    if ipv6 { "ucast" } else { "ucast6" }
+                                ),
+                            );
                             continue;
                         }
                         Ok(_) => {}
                         Err(_) if is_host_name(peer.text) => {}
                         Err(_) => {
-                            self.error(line, peer.column, directive, format!("expected an IP address or host name, found {:?}", peer.text));
+                            self.error(
+                                line,
+                                peer.column,
+                                directive,
+                                format!("expected an IP address or host name, found {:?}", peer.text),
+                            );
                             continue;
                         }
                     }
-                    self.push_medium(line, column, directive, Medium::Ucast {
-                        device: fields[0].text.to_owned(),
-                        peer: peer.text.to_owned(),
-                        ipv6,
-                    });
+                    self.push_medium(
+                        line,
+                        column,
+                        directive,
+                        Medium::Ucast {
+                            device: fields[0].text.to_owned(),
+                            peer: peer.text.to_owned(),
+                            ipv6,
+                        },
+                    );
                 }
             }
             "ping_group" => {
@@ -607,7 +765,12 @@ impl Parser<'_> {
                 for field in &fields[1..] {
                     match field.text.parse::<IpAddr>() {
                         Ok(address) => addresses.push(address),
-                        Err(_) => self.error(line, field.column, directive, format!("expected an IP address, found {:?}", field.text)),
+                        Err(_) => self.error(
+                            line,
+                            field.column,
+                            directive,
+                            format!("expected an IP address, found {:?}", field.text),
+                        ),
                     }
                 }
                 self.config.ping_nodes.push(PingNode::Group {
@@ -617,11 +780,21 @@ impl Parser<'_> {
             }
             "respawn" => {
                 if fields.len() < 2 {
-                    self.error(line, column, directive, "expected 'respawn USER /full/path/to/program [ARGS…]'");
+                    self.error(
+                        line,
+                        column,
+                        directive,
+                        "expected 'respawn USER /full/path/to/program [ARGS…]'",
+                    );
                     return;
                 }
                 if !fields[1].text.starts_with('/') {
-                    self.error(line, fields[1].column, directive, format!("command {:?} is not a full path name", fields[1].text));
+                    self.error(
+                        line,
+                        fields[1].column,
+                        directive,
+                        format!("command {:?} is not a full path name", fields[1].text),
+                    );
                     return;
                 }
                 self.config.respawn.push(RespawnSpec {
@@ -641,7 +814,12 @@ impl Parser<'_> {
             }
             "stonith_host" => {
                 if fields.len() < 2 {
-                    self.error(line, column, directive, "expected 'stonith_host FROM-NODE|* TYPE [PARAMS…]'");
+                    self.error(
+                        line,
+                        column,
+                        directive,
+                        "expected 'stonith_host FROM-NODE|* TYPE [PARAMS…]'",
+                    );
                     return;
                 }
                 self.config.stonith.push(StonithSpec::Host {
@@ -652,7 +830,11 @@ impl Parser<'_> {
             }
             "apiauth" => {
                 let client = fields[0].text;
-                let mut auth = ApiAuth { client: client.to_owned(), uids: Vec::new(), gids: Vec::new() };
+                let mut auth = ApiAuth {
+                    client: client.to_owned(),
+                    uids: Vec::new(),
+                    gids: Vec::new(),
+                };
                 let mut ok = fields.len() > 1;
                 for field in &fields[1..] {
                     let (list, target) = if let Some(list) = field.text.strip_prefix("uid=") {
@@ -660,7 +842,12 @@ impl Parser<'_> {
                     } else if let Some(list) = field.text.strip_prefix("gid=") {
                         (list, &mut auth.gids)
                     } else {
-                        self.error(line, field.column, directive, format!("expected uid=LIST or gid=LIST, found {:?}", field.text));
+                        self.error(
+                            line,
+                            field.column,
+                            directive,
+                            format!("expected uid=LIST or gid=LIST, found {:?}", field.text),
+                        );
                         ok = false;
                         continue;
                     };
@@ -672,12 +859,22 @@ impl Parser<'_> {
                 }
                 if !ok {
                     if fields.len() == 1 {
-                        self.error(line, column, directive, "expected 'apiauth CLIENT [uid=LIST] [gid=LIST]' with at least one list");
+                        self.error(
+                            line,
+                            column,
+                            directive,
+                            "expected 'apiauth CLIENT [uid=LIST] [gid=LIST]' with at least one list",
+                        );
                     }
                     return;
                 }
                 if self.config.api_auth.iter().any(|a| a.client == client) {
-                    self.error(line, column, directive, format!("apiauth for client {client} given twice"));
+                    self.error(
+                        line,
+                        column,
+                        directive,
+                        format!("apiauth for client {client} given twice"),
+                    );
                     return;
                 }
                 self.config.api_auth.push(auth);
@@ -700,21 +897,44 @@ impl Parser<'_> {
         let group = match fields[1].text.parse::<IpAddr>() {
             Ok(group) if group.is_multicast() && group.is_ipv6() == ipv6 => group,
             _ => {
-                self.error(line, fields[1].column, directive, format!("{:?} is not an IPv{} multicast group ({usage})", fields[1].text, if ipv6 { 6 } else { 4 }));
+                self.error(
+                    line,
+                    fields[1].column,
+                    directive,
+                    format!(
+                        "{:?} is not an IPv{} multicast group ({usage})",
+                        fields[1].text,
+                        if ipv6 { 6 } else { 4 }
+                    ),
+                );
                 return;
             }
         };
         let port = match fields[2].text.parse::<u16>() {
             Ok(port) if port > 0 => port,
             _ => {
-                self.error(line, fields[2].column, directive, format!("expected a port from 1 to 65535, found {:?}", fields[2].text));
+                self.error(
+                    line,
+                    fields[2].column,
+                    directive,
+                    format!("expected a port from 1 to 65535, found {:?}", fields[2].text),
+                );
                 return;
             }
         };
         let ttl = match fields[3].text.parse::<u8>() {
             Ok(ttl) if ttl >= 1 => ttl,
             _ => {
-                self.error(line, fields[3].column, directive, format!("expected a {} from 1 to 255, found {:?}", if ipv6 { "hop limit" } else { "TTL" }, fields[3].text));
+                self.error(
+                    line,
+                    fields[3].column,
+                    directive,
+                    format!(
+                        "expected a {} from 1 to 255, found {:?}",
+                        if ipv6 { "hop limit" } else { "TTL" },
+                        fields[3].text
+                    ),
+                );
                 return;
             }
         };
@@ -722,26 +942,44 @@ impl Parser<'_> {
             "0" => false,
             "1" => true,
             other => {
-                self.error(line, fields[4].column, directive, format!("expected loop 0 or 1, found {other:?}"));
+                self.error(
+                    line,
+                    fields[4].column,
+                    directive,
+                    format!("expected loop 0 or 1, found {other:?}"),
+                );
                 return;
             }
         };
-        self.push_medium(line, column, directive, Medium::Mcast {
-            device: fields[0].text.to_owned(),
-            group,
-            port,
-            ttl,
-            loopback,
-        });
+        self.push_medium(
+            line,
+            column,
+            directive,
+            Medium::Mcast {
+                device: fields[0].text.to_owned(),
+                group,
+                port,
+                ttl,
+                loopback,
+            },
+        );
     }
 
     fn finish(mut self, auto_failback_line: Option<usize>) -> (HaCf, Collector) {
         let file = Location::file(self.path);
         if self.config.media.is_empty() {
-            self.diag.error(file.clone(), None, "no heartbeat media defined: add a bcast, mcast, mcast6, ucast or ucast6 line");
+            self.diag.error(
+                file.clone(),
+                None,
+                "no heartbeat media defined: add a bcast, mcast, mcast6, ucast or ucast6 line",
+            );
         }
         if self.config.nodes.is_empty() && self.config.autojoin != AutoJoin::Any {
-            self.diag.error(file.clone(), Some("node"), "no nodes defined: add a 'node NAME' line for each member (names as `uname -n` prints them)");
+            self.diag.error(
+                file.clone(),
+                Some("node"),
+                "no nodes defined: add a 'node NAME' line for each member (names as `uname -n` prints them)",
+            );
         }
         if self.config.auto_failback == AutoFailback::Legacy {
             let location = match auto_failback_line {
@@ -759,9 +997,11 @@ impl Parser<'_> {
 fn is_host_name(text: &str) -> bool {
     !text.is_empty()
         && text.len() <= 253
-        && text
-            .split('.')
-            .all(|label| !label.is_empty() && label.len() <= 63 && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        && text.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
 }
 
 /// Heartbeat's timing rules (from its `init_config`).
@@ -775,7 +1015,11 @@ pub(crate) fn resolve_timing(path: &Path, lines: &TimingLines, diag: &mut Collec
     let deadtime = value(&lines.deadtime).unwrap_or(defaults::DEADTIME);
     if deadtime <= 2 * keepalive {
         diag.error(
-            at(if lines.deadtime.is_some() { &lines.deadtime } else { &lines.keepalive }),
+            at(if lines.deadtime.is_some() {
+                &lines.deadtime
+            } else {
+                &lines.keepalive
+            }),
             Some("deadtime"),
             format!(
                 "deadtime ({}) must be more than twice keepalive ({})",
@@ -873,7 +1117,9 @@ mod tests {
         assert_eq!(config.auto_failback, AutoFailback::Off);
         assert_eq!(config.udp_port, 694);
         // initdead 2 s is below Heartbeat's recommended 10 s.
-        assert!(warnings.iter().any(|w| w.directive.as_deref() == Some("initdead")));
+        assert!(warnings
+            .iter()
+            .any(|w| w.directive.as_deref() == Some("initdead")));
     }
 
     #[test]
@@ -900,20 +1146,32 @@ mod tests {
         for (deadtime, initdead) in [("5", 12), ("8", 16), ("20", 20)] {
             let text = format!("{MINIMAL}deadtime {deadtime}\n");
             let (config, _) = parse(&text).unwrap();
-            assert_eq!(config.timing.initdead, Duration::from_secs(initdead), "deadtime {deadtime}");
+            assert_eq!(
+                config.timing.initdead,
+                Duration::from_secs(initdead),
+                "deadtime {deadtime}"
+            );
         }
     }
 
     #[test]
     fn deadtime_must_exceed_twice_keepalive() {
         let error = first_error(&format!("{MINIMAL}keepalive 500ms\ndeadtime 1\n"));
-        assert!(error.starts_with("/etc/ha.d/ha.cf:5: deadtime: deadtime (1) must be more than twice keepalive (500ms)"), "{error}");
+        assert!(
+            error.starts_with(
+                "/etc/ha.d/ha.cf:5: deadtime: deadtime (1) must be more than twice keepalive (500ms)"
+            ),
+            "{error}"
+        );
     }
 
     #[test]
     fn initdead_below_deadtime_is_refused() {
         let error = first_error(&format!("{MINIMAL}deadtime 10\ninitdead 5\n"));
-        assert_eq!(error, "/etc/ha.d/ha.cf:5: initdead: initdead (5) must not be smaller than deadtime (10)");
+        assert_eq!(
+            error,
+            "/etc/ha.d/ha.cf:5: initdead: initdead (5) must not be smaller than deadtime (10)"
+        );
     }
 
     #[test]
@@ -925,16 +1183,24 @@ mod tests {
     #[test]
     fn unknown_directive_is_an_error() {
         let error = first_error(&format!("{MINIMAL}keepalives 2\n"));
-        assert!(error.starts_with("/etc/ha.d/ha.cf:4:1: keepalives: unknown directive"), "{error}");
+        assert!(
+            error.starts_with("/etc/ha.d/ha.cf:4:1: keepalives: unknown directive"),
+            "{error}"
+        );
     }
 
     #[test]
     fn unimplemented_directive_warns_once() {
         let (_, warnings) = parse(&format!("{MINIMAL}serial /dev/ttyS0\ncompression bz2\n")).unwrap();
-        let serial: Vec<_> = warnings.iter().filter(|w| w.directive.as_deref() == Some("serial")).collect();
+        let serial: Vec<_> = warnings
+            .iter()
+            .filter(|w| w.directive.as_deref() == Some("serial"))
+            .collect();
         assert_eq!(serial.len(), 1);
         assert!(serial[0].message.contains("not implemented"));
-        assert!(warnings.iter().any(|w| w.directive.as_deref() == Some("compression")));
+        assert!(warnings
+            .iter()
+            .any(|w| w.directive.as_deref() == Some("compression")));
     }
 
     #[test]
@@ -947,7 +1213,11 @@ mod tests {
         assert_eq!(config.media[1].directive(), "mcast6");
         assert_eq!(
             config.media[2],
-            Medium::Ucast { device: "eth0".into(), peer: "10.0.0.1".into(), ipv6: false }
+            Medium::Ucast {
+                device: "eth0".into(),
+                peer: "10.0.0.1".into(),
+                ipv6: false
+            }
         );
     }
 
@@ -955,7 +1225,10 @@ mod tests {
     fn broken_media_lines() {
         for (line, expected) in [
             ("mcast eth0 10.0.0.1 694 1 0", "is not an IPv4 multicast group"),
-            ("mcast eth0 225.0.0.1 694 1", "expected 'mcast DEVICE GROUP PORT TTL LOOP'"),
+            (
+                "mcast eth0 225.0.0.1 694 1",
+                "expected 'mcast DEVICE GROUP PORT TTL LOOP'",
+            ),
             ("mcast eth0 225.0.0.1 694 1 2", "expected loop 0 or 1"),
             ("ucast eth0", "expected 'ucast DEVICE PEER-ADDRESS…'"),
             ("ucast eth0 fe80::1", "use ucast6"),

@@ -35,7 +35,9 @@ pub fn check_agent_name(name: &str) -> Result<(), String> {
 fn ip_shorthand(token: &str) -> Option<Result<(), String>> {
     let address = token.split('/').next().unwrap_or(token);
     let looks_like_ip = address.split('.').count() == 4
-        && address.split('.').all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_digit()));
+        && address
+            .split('.')
+            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_digit()));
     if !looks_like_ip {
         return None;
     }
@@ -44,8 +46,7 @@ fn ip_shorthand(token: &str) -> Option<Result<(), String>> {
     }
     let mut parts = token.split('/').skip(1);
     if let Some(cidr) = parts.next() {
-        let valid_cidr = cidr.parse::<u8>().is_ok_and(|bits| bits <= 32)
-            || cidr.parse::<Ipv4Addr>().is_ok();
+        let valid_cidr = cidr.parse::<u8>().is_ok_and(|bits| bits <= 32) || cidr.parse::<Ipv4Addr>().is_ok();
         if !cidr.is_empty() && !valid_cidr {
             return Some(Err(format!(
                 "{cidr:?} is not a netmask (expected address/cidr/interface/broadcast, e.g. 10.0.0.10/24/eth0)"
@@ -59,7 +60,9 @@ fn ip_shorthand(token: &str) -> Option<Result<(), String>> {
         }
     }
     if parts.next().is_some() {
-        return Some(Err("too many '/' fields (expected address/cidr/interface/broadcast)".into()));
+        return Some(Err(
+            "too many '/' fields (expected address/cidr/interface/broadcast)".into(),
+        ));
     }
     Some(Ok(()))
 }
@@ -91,6 +94,9 @@ pub fn parse_resource_token(token: &str) -> Result<Resource, String> {
     })
 }
 
+/// A word of a logical line, with the line and column it came from.
+type Word = (String, usize, usize);
+
 /// Reads haresources text. Node names are checked against `nodes` when it is not empty.
 pub fn parse_haresources(
     path: &Path,
@@ -101,7 +107,7 @@ pub fn parse_haresources(
     let mut groups: Vec<ResourceGroup> = Vec::new();
     let mut ids = BTreeSet::new();
     // (first line number, tokens with their line and column)
-    let mut logical: Option<(usize, Vec<(String, usize, usize)>)> = None;
+    let mut logical: Option<(usize, Vec<Word>)> = None;
     let lines: Vec<&str> = text.lines().collect();
     for (index, raw) in lines.iter().enumerate() {
         let line_no = index + 1;
@@ -200,7 +206,13 @@ mod tests {
         assert_eq!(groups[0].preferred_node, "node1");
         assert_eq!(groups[0].id, "IPaddr::10.0.0.170");
         let fs = &groups[0].resources[1];
-        assert_eq!((fs.agent.as_str(), fs.args.clone()), ("Filesystem", vec!["/dev/sda1".to_string(), "/data1".into(), "ext2".into()]));
+        assert_eq!(
+            (fs.agent.as_str(), fs.args.clone()),
+            (
+                "Filesystem",
+                vec!["/dev/sda1".to_string(), "/data1".into(), "ext2".into()]
+            )
+        );
         assert_eq!(groups[0].resources[2].agent, "httpd");
         assert_eq!(groups[1].resources[0].args, ["135.9.216.3/28/eth0/135.9.216.12"]);
         assert_eq!(groups[1].resources[1].agent, "mysql");
@@ -209,12 +221,30 @@ mod tests {
     #[test]
     fn broken_inputs_name_line_and_column() {
         for (text, expected) in [
-            ("node3 10.0.0.1\n", "haresources:1:1: node: bad node name \"node3\""),
-            ("node1\n", "haresources:1: node1: a group needs at least one resource"),
-            ("node1 ../../bin/sh\n", "haresources:1:7: ../../bin/sh: agent name \"../../bin/sh\" may not start with '.'"),
-            ("node1 x/../../bin/sh::a\n", "agent name \"x/../../bin/sh\" contains '/'"),
-            ("node1 10.0.0.300\n", "haresources:1:7: 10.0.0.300: \"10.0.0.300\" is not a valid IPv4 address"),
-            ("node1 a\nnode2 b a\n", "haresources:2:9: a: this resource appears twice"),
+            (
+                "node3 10.0.0.1\n",
+                "haresources:1:1: node: bad node name \"node3\"",
+            ),
+            (
+                "node1\n",
+                "haresources:1: node1: a group needs at least one resource",
+            ),
+            (
+                "node1 ../../bin/sh\n",
+                "haresources:1:7: ../../bin/sh: agent name \"../../bin/sh\" may not start with '.'",
+            ),
+            (
+                "node1 x/../../bin/sh::a\n",
+                "agent name \"x/../../bin/sh\" contains '/'",
+            ),
+            (
+                "node1 10.0.0.300\n",
+                "haresources:1:7: 10.0.0.300: \"10.0.0.300\" is not a valid IPv4 address",
+            ),
+            (
+                "node1 a\nnode2 b a\n",
+                "haresources:2:9: a: this resource appears twice",
+            ),
             ("node1 10.0.0.1/99\n", "is not a netmask"),
         ] {
             let error = parse(text).unwrap_err().to_string();

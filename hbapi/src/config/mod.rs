@@ -54,6 +54,9 @@ pub enum Source {
     },
 }
 
+/// A parse result: the value and its warnings, or every error.
+pub type Parsed<T> = Result<(T, Vec<Diagnostic>), ConfigError>;
+
 /// A configuration read from disk, with what to warn about.
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -71,7 +74,8 @@ fn read(path: &Path) -> Result<String, ConfigError> {
 
 /// Reads an authkeys file, refusing it when group or others can access it.
 pub fn load_authkeys(path: &Path) -> Result<(AuthKeys, Vec<Diagnostic>), ConfigError> {
-    let metadata = fs::metadata(path).map_err(|error| ConfigError::file(path, format!("cannot read: {error}")))?;
+    let metadata =
+        fs::metadata(path).map_err(|error| ConfigError::file(path, format!("cannot read: {error}")))?;
     check_secret_file_mode(path, metadata.permissions().mode())?;
     parse_authkeys(path, &read(path)?)
 }

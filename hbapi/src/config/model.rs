@@ -254,7 +254,9 @@ pub struct Logging {
     pub debug: u8,
 }
 
-/// `msgfmt`.
+/// `msgfmt`. Heartbeat's default is `classic`, yet a message with a binary field (every
+/// heartbeat carries the binary `srcuuid`) goes out in the netstring form either way, which is
+/// why Heartbeat 3.0.6 captures show `###` packets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MsgFormat {
     /// `classic`: the `>>>` … `<<<` text form.

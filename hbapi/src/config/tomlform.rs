@@ -155,7 +155,7 @@ fn default_auto_failback() -> String {
     "legacy".into()
 }
 fn default_msgfmt() -> String {
-    "netstring".into()
+    "classic".into()
 }
 fn default_hopfudge() -> u8 {
     1
@@ -370,8 +370,8 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 pub fn parse_toml(
     path: &Path,
     text: &str,
-    load_authkeys: &dyn Fn(&str) -> Result<(AuthKeys, Vec<Diagnostic>), ConfigError>,
-) -> Result<(ClusterConfig, Vec<Diagnostic>), ConfigError> {
+    load_authkeys: &dyn Fn(&str) -> super::Parsed<AuthKeys>,
+) -> super::Parsed<ClusterConfig> {
     let raw: TomlConfig = toml::from_str(text).map_err(|error| {
         let location = match error.span() {
             Some(span) => {
@@ -391,7 +391,11 @@ pub fn parse_toml(
     let mut nodes = Vec::new();
     for node in &raw.cluster.nodes {
         match check_node_name(node.get_ref()) {
-            Ok(name) if nodes.contains(&name) => diag.error(at(node.span().start), Some("cluster.nodes"), format!("node {name} is listed twice")),
+            Ok(name) if nodes.contains(&name) => diag.error(
+                at(node.span().start),
+                Some("cluster.nodes"),
+                format!("node {name} is listed twice"),
+            ),
             Ok(name) => nodes.push(name),
             Err(message) => diag.error(at(node.span().start), Some("cluster.nodes"), message),
         }
@@ -399,7 +403,8 @@ pub fn parse_toml(
     if nodes.is_empty() {
         diag.error(Location::file(path), Some("cluster.nodes"), "no nodes listed");
     }
-    let timing_entry = |value: &Option<Spanned<Time>>| value.as_ref().map(|v| (v.get_ref().0, at(v.span().start)));
+    let timing_entry =
+        |value: &Option<Spanned<Time>>| value.as_ref().map(|v| (v.get_ref().0, at(v.span().start)));
     let lines = TimingLines {
         keepalive: timing_entry(&raw.cluster.keepalive),
         deadtime: timing_entry(&raw.cluster.deadtime),
@@ -409,7 +414,11 @@ pub fn parse_toml(
     };
     if let Some((duration, location)) = &lines.keepalive {
         if duration.is_zero() {
-            diag.error(location.clone(), Some("cluster.keepalive"), "must be greater than zero");
+            diag.error(
+                location.clone(),
+                Some("cluster.keepalive"),
+                "must be greater than zero",
+            );
         }
     }
     let timing = resolve_timing(path, &lines, &mut diag);
@@ -422,7 +431,11 @@ pub fn parse_toml(
             AutoFailback::Legacy
         }
         other => {
-            diag.error(Location::file(path), Some("cluster.auto_failback"), format!("expected \"on\", \"off\" or \"legacy\", found {other:?}"));
+            diag.error(
+                Location::file(path),
+                Some("cluster.auto_failback"),
+                format!("expected \"on\", \"off\" or \"legacy\", found {other:?}"),
+            );
             AutoFailback::Off
         }
     };
@@ -430,7 +443,11 @@ pub fn parse_toml(
         "classic" => MsgFormat::Classic,
         "netstring" => MsgFormat::Netstring,
         other => {
-            diag.error(Location::file(path), Some("cluster.msgfmt"), format!("expected \"classic\" or \"netstring\", found {other:?}"));
+            diag.error(
+                Location::file(path),
+                Some("cluster.msgfmt"),
+                format!("expected \"classic\" or \"netstring\", found {other:?}"),
+            );
             MsgFormat::Netstring
         }
     };
@@ -438,7 +455,11 @@ pub fn parse_toml(
         "file" => GenerationMethod::File,
         "time" => GenerationMethod::Time,
         other => {
-            diag.error(Location::file(path), Some("cluster.generation_method"), format!("expected \"file\" or \"time\", found {other:?}"));
+            diag.error(
+                Location::file(path),
+                Some("cluster.generation_method"),
+                format!("expected \"file\" or \"time\", found {other:?}"),
+            );
             GenerationMethod::File
         }
     };
@@ -447,52 +468,108 @@ pub fn parse_toml(
     for (index, link) in raw.links.iter().enumerate() {
         let key = format!("link[{index}]");
         match link {
-            TomlLink::Bcast { device } => media.push(Medium::Bcast { device: device.clone() }),
-            TomlLink::Mcast { device, group, port, ttl, loopback } => {
+            TomlLink::Bcast { device } => media.push(Medium::Bcast {
+                device: device.clone(),
+            }),
+            TomlLink::Mcast {
+                device,
+                group,
+                port,
+                ttl,
+                loopback,
+            } => {
                 if !group.is_multicast() {
-                    diag.error(Location::file(path), Some(&key), format!("{group} is not a multicast group"));
+                    diag.error(
+                        Location::file(path),
+                        Some(&key),
+                        format!("{group} is not a multicast group"),
+                    );
                 } else if *port == 0 || *ttl == 0 {
-                    diag.error(Location::file(path), Some(&key), "port and ttl must be greater than zero");
+                    diag.error(
+                        Location::file(path),
+                        Some(&key),
+                        "port and ttl must be greater than zero",
+                    );
                 } else {
-                    media.push(Medium::Mcast { device: device.clone(), group: *group, port: *port, ttl: *ttl, loopback: *loopback });
+                    media.push(Medium::Mcast {
+                        device: device.clone(),
+                        group: *group,
+                        port: *port,
+                        ttl: *ttl,
+                        loopback: *loopback,
+                    });
                 }
             }
             TomlLink::Ucast { device, peers } => {
                 if peers.is_empty() {
-                    diag.error(Location::file(path), Some(&key), "a ucast link needs at least one peer");
+                    diag.error(
+                        Location::file(path),
+                        Some(&key),
+                        "a ucast link needs at least one peer",
+                    );
                 }
                 for peer in peers {
                     let ipv6 = peer.parse::<IpAddr>().is_ok_and(|a| a.is_ipv6());
-                    media.push(Medium::Ucast { device: device.clone(), peer: peer.clone(), ipv6 });
+                    media.push(Medium::Ucast {
+                        device: device.clone(),
+                        peer: peer.clone(),
+                        ipv6,
+                    });
                 }
             }
         }
     }
     if media.is_empty() {
-        diag.error(Location::file(path), Some("link"), "no heartbeat links: add a [[link]] table (bcast, mcast or ucast)");
+        diag.error(
+            Location::file(path),
+            Some("link"),
+            "no heartbeat links: add a [[link]] table (bcast, mcast or ucast)",
+        );
     }
 
     let mut ping_nodes = Vec::new();
     for ping in &raw.ping {
         match &ping.group {
-            Some(name) => ping_nodes.push(PingNode::Group { name: name.clone(), addresses: ping.addresses.clone() }),
-            None => ping_nodes.extend(ping.addresses.iter().map(|address| PingNode::Single { address: *address })),
+            Some(name) => ping_nodes.push(PingNode::Group {
+                name: name.clone(),
+                addresses: ping.addresses.clone(),
+            }),
+            None => ping_nodes.extend(
+                ping.addresses
+                    .iter()
+                    .map(|address| PingNode::Single { address: *address }),
+            ),
         }
     }
 
     let mut respawn = Vec::new();
     for (index, spec) in raw.respawn.iter().enumerate() {
-        if spec.command.first().is_none_or(|program| !program.starts_with('/')) {
-            diag.error(Location::file(path), Some(&format!("respawn[{index}].command")), "the first element must be the program's full path");
+        if spec
+            .command
+            .first()
+            .is_none_or(|program| !program.starts_with('/'))
+        {
+            diag.error(
+                Location::file(path),
+                Some(&format!("respawn[{index}].command")),
+                "the first element must be the program's full path",
+            );
         } else {
-            respawn.push(RespawnSpec { user: spec.user.clone(), command: spec.command.clone() });
+            respawn.push(RespawnSpec {
+                user: spec.user.clone(),
+                command: spec.command.clone(),
+            });
         }
     }
 
     let mut env = Vec::new();
     for (name, value) in &raw.env {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            diag.error(Location::file(path), Some(&format!("env.{name}")), "names are letters, digits and _");
+            diag.error(
+                Location::file(path),
+                Some(&format!("env.{name}")),
+                "names are letters, digits and _",
+            );
         } else {
             env.push((format!("HA_{name}"), value.clone()));
         }
@@ -501,16 +578,31 @@ pub fn parse_toml(
     let mut stonith = Vec::new();
     for (index, device) in raw.stonith.iter().enumerate() {
         match (&device.config_file, &device.host) {
-            (Some(config_file), None) if device.params.is_empty() => stonith.push(StonithSpec::ConfigFile { device_type: device.device_type.clone(), config_file: config_file.clone() }),
-            (None, Some(host)) => stonith.push(StonithSpec::Host { from: host.to_lowercase(), device_type: device.device_type.clone(), params: device.params.clone() }),
-            _ => diag.error(Location::file(path), Some(&format!("stonith[{index}]")), "give either config_file, or host with params"),
+            (Some(config_file), None) if device.params.is_empty() => stonith.push(StonithSpec::ConfigFile {
+                device_type: device.device_type.clone(),
+                config_file: config_file.clone(),
+            }),
+            (None, Some(host)) => stonith.push(StonithSpec::Host {
+                from: host.to_lowercase(),
+                device_type: device.device_type.clone(),
+                params: device.params.clone(),
+            }),
+            _ => diag.error(
+                Location::file(path),
+                Some(&format!("stonith[{index}]")),
+                "give either config_file, or host with params",
+            ),
         }
     }
 
     let api_auth = raw
         .apiauth
         .iter()
-        .map(|a| ApiAuth { client: a.client.clone(), uids: a.uids.clone(), gids: a.gids.clone() })
+        .map(|a| ApiAuth {
+            client: a.client.clone(),
+            uids: a.uids.clone(),
+            gids: a.gids.clone(),
+        })
         .collect();
 
     let auth = match (&raw.auth.file, raw.auth.keys.is_empty()) {
@@ -529,24 +621,60 @@ pub fn parse_toml(
             for key in &raw.auth.keys {
                 let method = AuthMethod::parse(&key.method);
                 match method {
-                    None => diag.error(Location::file(path), Some(&format!("auth.keys.{}", key.id)), format!("unknown method {:?}: expected sha256, sha1, md5 or crc", key.method)),
-                    Some(_) if key.id > MAX_KEY_INDEX => diag.error(Location::file(path), Some("auth.keys"), format!("key id {} is above {MAX_KEY_INDEX}", key.id)),
-                    Some(method) if method != AuthMethod::Crc && key.secret.is_empty() => diag.error(Location::file(path), Some(&format!("auth.keys.{}", key.id)), "this method needs a secret"),
+                    None => diag.error(
+                        Location::file(path),
+                        Some(&format!("auth.keys.{}", key.id)),
+                        format!(
+                            "unknown method {:?}: expected sha256, sha1, md5 or crc",
+                            key.method
+                        ),
+                    ),
+                    Some(_) if key.id > MAX_KEY_INDEX => diag.error(
+                        Location::file(path),
+                        Some("auth.keys"),
+                        format!("key id {} is above {MAX_KEY_INDEX}", key.id),
+                    ),
+                    Some(method) if method != AuthMethod::Crc && key.secret.is_empty() => diag.error(
+                        Location::file(path),
+                        Some(&format!("auth.keys.{}", key.id)),
+                        "this method needs a secret",
+                    ),
                     Some(method) => {
-                        if keys.insert(key.id, AuthKey { method, secret: key.secret.clone() }).is_some() {
-                            diag.error(Location::file(path), Some("auth.keys"), format!("key {} listed twice", key.id));
+                        if keys
+                            .insert(
+                                key.id,
+                                AuthKey {
+                                    method,
+                                    secret: key.secret.clone(),
+                                },
+                            )
+                            .is_some()
+                        {
+                            diag.error(
+                                Location::file(path),
+                                Some("auth.keys"),
+                                format!("key {} listed twice", key.id),
+                            );
                         }
                     }
                 }
             }
             let active = raw.auth.active.unwrap_or(0);
             if !keys.contains_key(&active) {
-                diag.error(Location::file(path), Some("auth.active"), format!("active key {active} is not among auth.keys"));
+                diag.error(
+                    Location::file(path),
+                    Some("auth.active"),
+                    format!("active key {active} is not among auth.keys"),
+                );
             }
             Some(AuthKeys { active, keys })
         }
         _ => {
-            diag.error(Location::file(path), Some("auth"), "give either file = \"authkeys\", or active = N with keys = [...]");
+            diag.error(
+                Location::file(path),
+                Some("auth"),
+                "give either file = \"authkeys\", or active = N with keys = [...]",
+            );
             None
         }
     };
@@ -557,7 +685,11 @@ pub fn parse_toml(
         let key = format!("group[{index}]");
         let preferred = group.preferred_node.get_ref().to_lowercase();
         if !nodes.contains(&preferred) {
-            diag.error(at(group.preferred_node.span().start), Some(&format!("{key}.preferred_node")), format!("{preferred:?} is not in cluster.nodes"));
+            diag.error(
+                at(group.preferred_node.span().start),
+                Some(&format!("{key}.preferred_node")),
+                format!("{preferred:?} is not in cluster.nodes"),
+            );
         }
         let mut resources = Vec::new();
         for (position, spec) in group.resources.iter().enumerate() {
@@ -565,7 +697,11 @@ pub fn parse_toml(
             match toml_resource(spec) {
                 Ok(resource) => {
                     if !resource_ids.insert(resource.id.clone()) {
-                        diag.error(Location::file(path), Some(&key), format!("resource id {:?} is used twice", resource.id));
+                        diag.error(
+                            Location::file(path),
+                            Some(&key),
+                            format!("resource id {:?} is used twice", resource.id),
+                        );
                     }
                     resources.push(resource);
                 }
@@ -573,7 +709,11 @@ pub fn parse_toml(
             }
         }
         if group.resources.is_empty() {
-            diag.error(Location::file(path), Some(&key), "a group needs at least one resource");
+            diag.error(
+                Location::file(path),
+                Some(&key),
+                "a group needs at least one resource",
+            );
         }
         if let Some(first) = resources.first() {
             groups.push(ResourceGroup {
@@ -605,7 +745,10 @@ pub fn parse_toml(
         api_auth,
         logging,
         watchdog: raw.cluster.watchdog.clone(),
-        max_rexmit_delay: raw.cluster.max_rexmit_delay.map_or(defaults::MAX_REXMIT_DELAY, |t| t.0),
+        max_rexmit_delay: raw
+            .cluster
+            .max_rexmit_delay
+            .map_or(defaults::MAX_REXMIT_DELAY, |t| t.0),
         msgfmt,
         hopfudge: raw.cluster.hopfudge,
         autojoin: AutoJoin::None,
@@ -624,17 +767,24 @@ fn toml_resource(spec: &TomlResource) -> Result<Resource, String> {
     let mut resource = match (&spec.agent, &spec.agent_type) {
         (Some(agent), None) => {
             if spec.class.as_deref().is_some_and(|c| c != "heartbeat") || spec.provider.is_some() {
-                return Err("'agent' is haresources shorthand (heartbeat class); use class/provider/type for others".into());
+                return Err(
+                    "'agent' is haresources shorthand (heartbeat class); use class/provider/type for others"
+                        .into(),
+                );
             }
             parse_resource_token(agent)?
         }
         (None, Some(agent_type)) => {
             check_agent_name(agent_type)?;
             let class = match (spec.class.as_deref().unwrap_or("ocf"), &spec.provider) {
-                ("ocf", provider) => AgentClass::Ocf { provider: provider.clone().unwrap_or_else(|| "heartbeat".into()) },
+                ("ocf", provider) => AgentClass::Ocf {
+                    provider: provider.clone().unwrap_or_else(|| "heartbeat".into()),
+                },
                 ("lsb", None) => AgentClass::Lsb,
                 ("heartbeat", None) => AgentClass::Heartbeat,
-                (class @ ("lsb" | "heartbeat"), Some(_)) => return Err(format!("class {class} has no provider")),
+                (class @ ("lsb" | "heartbeat"), Some(_)) => {
+                    return Err(format!("class {class} has no provider"))
+                }
                 (other, _) => return Err(format!("unknown class {other:?}: expected ocf, lsb or heartbeat")),
             };
             if let AgentClass::Ocf { provider } = &class {
@@ -682,7 +832,11 @@ pub fn to_toml(config: &ClusterConfig, authkeys_file: &str) -> String {
     let raw = TomlConfig {
         cluster: TomlCluster {
             name: config.cluster_name.clone(),
-            nodes: config.nodes.iter().map(|n| Spanned::new(0..0, n.clone())).collect(),
+            nodes: config
+                .nodes
+                .iter()
+                .map(|n| Spanned::new(0..0, n.clone()))
+                .collect(),
             udp_port: config.udp_port,
             keepalive: time(config.timing.keepalive),
             deadtime: time(config.timing.deadtime),
@@ -706,20 +860,50 @@ pub fn to_toml(config: &ClusterConfig, authkeys_file: &str) -> String {
             .media
             .iter()
             .map(|medium| match medium {
-                Medium::Bcast { device } => TomlLink::Bcast { device: device.clone() },
-                Medium::Mcast { device, group, port, ttl, loopback } => TomlLink::Mcast { device: device.clone(), group: *group, port: *port, ttl: *ttl, loopback: *loopback },
-                Medium::Ucast { device, peer, .. } => TomlLink::Ucast { device: device.clone(), peers: vec![peer.clone()] },
+                Medium::Bcast { device } => TomlLink::Bcast {
+                    device: device.clone(),
+                },
+                Medium::Mcast {
+                    device,
+                    group,
+                    port,
+                    ttl,
+                    loopback,
+                } => TomlLink::Mcast {
+                    device: device.clone(),
+                    group: *group,
+                    port: *port,
+                    ttl: *ttl,
+                    loopback: *loopback,
+                },
+                Medium::Ucast { device, peer, .. } => TomlLink::Ucast {
+                    device: device.clone(),
+                    peers: vec![peer.clone()],
+                },
             })
             .collect(),
         ping: config
             .ping_nodes
             .iter()
             .map(|ping| match ping {
-                PingNode::Single { address } => TomlPing { group: None, addresses: vec![*address] },
-                PingNode::Group { name, addresses } => TomlPing { group: Some(name.clone()), addresses: addresses.clone() },
+                PingNode::Single { address } => TomlPing {
+                    group: None,
+                    addresses: vec![*address],
+                },
+                PingNode::Group { name, addresses } => TomlPing {
+                    group: Some(name.clone()),
+                    addresses: addresses.clone(),
+                },
             })
             .collect(),
-        respawn: config.respawn.iter().map(|r| TomlRespawn { user: r.user.clone(), command: r.command.clone() }).collect(),
+        respawn: config
+            .respawn
+            .iter()
+            .map(|r| TomlRespawn {
+                user: r.user.clone(),
+                command: r.command.clone(),
+            })
+            .collect(),
         env: config
             .env
             .iter()
@@ -729,18 +913,47 @@ pub fn to_toml(config: &ClusterConfig, authkeys_file: &str) -> String {
             .stonith
             .iter()
             .map(|s| match s {
-                StonithSpec::ConfigFile { device_type, config_file } => TomlStonith { device_type: device_type.clone(), host: None, params: Vec::new(), config_file: Some(config_file.clone()) },
-                StonithSpec::Host { from, device_type, params } => TomlStonith { device_type: device_type.clone(), host: Some(from.clone()), params: params.clone(), config_file: None },
+                StonithSpec::ConfigFile {
+                    device_type,
+                    config_file,
+                } => TomlStonith {
+                    device_type: device_type.clone(),
+                    host: None,
+                    params: Vec::new(),
+                    config_file: Some(config_file.clone()),
+                },
+                StonithSpec::Host {
+                    from,
+                    device_type,
+                    params,
+                } => TomlStonith {
+                    device_type: device_type.clone(),
+                    host: Some(from.clone()),
+                    params: params.clone(),
+                    config_file: None,
+                },
             })
             .collect(),
-        apiauth: config.api_auth.iter().map(|a| TomlApiAuth { client: a.client.clone(), uids: a.uids.clone(), gids: a.gids.clone() }).collect(),
+        apiauth: config
+            .api_auth
+            .iter()
+            .map(|a| TomlApiAuth {
+                client: a.client.clone(),
+                uids: a.uids.clone(),
+                gids: a.gids.clone(),
+            })
+            .collect(),
         logging: TomlLogging {
             file: config.logging.logfile.clone(),
             debug_file: config.logging.debugfile.clone(),
             facility: config.logging.facility.clone(),
             debug: config.logging.debug,
         },
-        auth: TomlAuth { file: Some(authkeys_file.to_owned()), active: None, keys: Vec::new() },
+        auth: TomlAuth {
+            file: Some(authkeys_file.to_owned()),
+            active: None,
+            keys: Vec::new(),
+        },
         groups: config
             .groups
             .iter()
@@ -775,13 +988,21 @@ fn resource_to_toml(resource: &Resource) -> TomlResource {
             _ => None,
         },
         agent_type: (!shorthand).then(|| resource.agent.clone()),
-        args: if shorthand { Vec::new() } else { resource.args.clone() },
+        args: if shorthand {
+            Vec::new()
+        } else {
+            resource.args.clone()
+        },
         params: resource.params.clone(),
         monitor_interval: resource.ops.monitor_interval.map(Time),
-        monitor_timeout: (resource.ops.monitor_timeout != defaults.monitor_timeout).then_some(Time(resource.ops.monitor_timeout)),
-        start_timeout: (resource.ops.start_timeout != defaults.start_timeout).then_some(Time(resource.ops.start_timeout)),
-        stop_timeout: (resource.ops.stop_timeout != defaults.stop_timeout).then_some(Time(resource.ops.stop_timeout)),
-        migration_threshold: (resource.ops.migration_threshold != defaults.migration_threshold).then_some(resource.ops.migration_threshold),
+        monitor_timeout: (resource.ops.monitor_timeout != defaults.monitor_timeout)
+            .then_some(Time(resource.ops.monitor_timeout)),
+        start_timeout: (resource.ops.start_timeout != defaults.start_timeout)
+            .then_some(Time(resource.ops.start_timeout)),
+        stop_timeout: (resource.ops.stop_timeout != defaults.stop_timeout)
+            .then_some(Time(resource.ops.stop_timeout)),
+        migration_threshold: (resource.ops.migration_threshold != defaults.migration_threshold)
+            .then_some(resource.ops.migration_threshold),
         failure_timeout: resource.ops.failure_timeout.map(Time),
     }
 }

@@ -127,14 +127,12 @@ impl ProvidedBus {
                 Ok(status) => format!("dbus-daemon exited ({status})"),
                 Err(error) => format!("dbus-daemon: {error}"),
             },
-            Keeper::Busd { thread, .. } => {
-                loop {
-                    if thread.as_ref().is_none_or(|t| t.is_finished()) {
-                        return "the embedded bus stopped".into();
-                    }
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+            Keeper::Busd { thread, .. } => loop {
+                if thread.as_ref().is_none_or(|t| t.is_finished()) {
+                    return "the embedded bus stopped".into();
                 }
-            }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            },
             Keeper::None => std::future::pending().await,
         }
     }
@@ -144,11 +142,23 @@ impl ProvidedBus {
 pub async fn provide(choice: &BusChoice, run_dir: &Path) -> Result<ProvidedBus, BusError> {
     let socket = run_dir.join(hbapi::names::run_files::BUS_SOCKET);
     match choice {
-        BusChoice::Auto if system_bus_reachable() => Ok(ProvidedBus { address: system_bus_address(), kind: "system", keeper: Keeper::None }),
+        BusChoice::Auto if system_bus_reachable() => Ok(ProvidedBus {
+            address: system_bus_address(),
+            kind: "system",
+            keeper: Keeper::None,
+        }),
         BusChoice::Auto | BusChoice::Private => start_busd(&socket).await,
-        BusChoice::System => Ok(ProvidedBus { address: system_bus_address(), kind: "system", keeper: Keeper::None }),
+        BusChoice::System => Ok(ProvidedBus {
+            address: system_bus_address(),
+            kind: "system",
+            keeper: Keeper::None,
+        }),
         BusChoice::DbusDaemon => start_dbus_daemon(run_dir, &socket).await,
-        BusChoice::Address(address) => Ok(ProvidedBus { address: address.clone(), kind: "external", keeper: Keeper::None }),
+        BusChoice::Address(address) => Ok(ProvidedBus {
+            address: address.clone(),
+            kind: "external",
+            keeper: Keeper::None,
+        }),
     }
 }
 
@@ -156,13 +166,18 @@ fn remove_stale_socket(socket: &Path) -> Result<(), BusError> {
     match std::fs::remove_file(socket) {
         Ok(()) => Ok(()),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(BusError::Io { path: socket.to_path_buf(), source }),
+        Err(source) => Err(BusError::Io {
+            path: socket.to_path_buf(),
+            source,
+        }),
     }
 }
 
 fn restrict_socket(socket: &Path) -> Result<(), BusError> {
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))
-        .map_err(|source| BusError::Io { path: socket.to_path_buf(), source })
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660)).map_err(|source| BusError::Io {
+        path: socket.to_path_buf(),
+        source,
+    })
 }
 
 /// Runs busd on a thread of its own: busd runs on its own runtime (zruntime), not on ours.
@@ -186,11 +201,10 @@ async fn start_busd(socket: &Path) -> Result<ProvidedBus, BusError> {
                 let _ = ready_tx.send(Ok(()));
                 {
                     let running = std::pin::pin!(bus.run());
-                    match futures_util::future::select(running, stop_rx).await {
-                        futures_util::future::Either::Left((Err(error), _)) => {
-                            tracing::error!("embedded bus stopped: {error:#}");
-                        }
-                        _ => {}
+                    if let futures_util::future::Either::Left((Err(error), _)) =
+                        futures_util::future::select(running, stop_rx).await
+                    {
+                        tracing::error!("embedded bus stopped: {error:#}");
                     }
                 }
                 if let Err(error) = bus.cleanup().await {
@@ -198,17 +212,33 @@ async fn start_busd(socket: &Path) -> Result<ProvidedBus, BusError> {
                 }
             })
         })
-        .map_err(|source| BusError::Io { path: socket.to_path_buf(), source })?;
+        .map_err(|source| BusError::Io {
+            path: socket.to_path_buf(),
+            source,
+        })?;
     match ready_rx.await {
         Ok(Ok(())) => {}
-        Ok(Err(message)) => return Err(BusError::Busd { path: socket.to_path_buf(), message }),
-        Err(_) => return Err(BusError::Busd { path: socket.to_path_buf(), message: "bus thread ended before it listened".into() }),
+        Ok(Err(message)) => {
+            return Err(BusError::Busd {
+                path: socket.to_path_buf(),
+                message,
+            })
+        }
+        Err(_) => {
+            return Err(BusError::Busd {
+                path: socket.to_path_buf(),
+                message: "bus thread ended before it listened".into(),
+            })
+        }
     }
     restrict_socket(socket)?;
     Ok(ProvidedBus {
         address,
         kind: "private (embedded busd)",
-        keeper: Keeper::Busd { stop: Some(stop_tx), thread: Some(thread) },
+        keeper: Keeper::Busd {
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        },
     })
 }
 
@@ -251,9 +281,19 @@ async fn start_dbus_daemon(run_dir: &Path, socket: &Path) -> Result<ProvidedBus,
     let mut config = dbus_daemon_config(socket);
     // dbus-daemon refuses a policy naming a user that does not exist.
     if !matches!(nix::unistd::User::from_name(hbapi::CLUSTER_USER), Ok(Some(_))) {
-        config = config.replace(&format!("  <policy user=\"{}\">\n    <allow own_prefix=\"{}\"/>\n  </policy>\n", hbapi::CLUSTER_USER, hbapi::names::PREFIX), "");
+        config = config.replace(
+            &format!(
+                "  <policy user=\"{}\">\n    <allow own_prefix=\"{}\"/>\n  </policy>\n",
+                hbapi::CLUSTER_USER,
+                hbapi::names::PREFIX
+            ),
+            "",
+        );
     }
-    std::fs::write(&config_path, config).map_err(|source| BusError::Io { path: config_path.clone(), source })?;
+    std::fs::write(&config_path, config).map_err(|source| BusError::Io {
+        path: config_path.clone(),
+        source,
+    })?;
     let mut command = tokio::process::Command::new("dbus-daemon");
     command
         .arg(format!("--config-file={}", config_path.display()))
@@ -276,13 +316,24 @@ async fn start_dbus_daemon(run_dir: &Path, socket: &Path) -> Result<ProvidedBus,
             Ok(())
         });
     }
-    let mut child = command.spawn().map_err(|error| BusError::DbusDaemon(format!("cannot start dbus-daemon (is the dbus-daemon package installed?): {error}")))?;
-    let stdout = child.stdout.take().ok_or_else(|| BusError::DbusDaemon("no stdout".into()))?;
+    let mut child = command.spawn().map_err(|error| {
+        BusError::DbusDaemon(format!(
+            "cannot start dbus-daemon (is the dbus-daemon package installed?): {error}"
+        ))
+    })?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| BusError::DbusDaemon("no stdout".into()))?;
     let mut lines = BufReader::new(stdout).lines();
     let printed = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await;
     match printed {
         Ok(Ok(Some(line))) if line.starts_with("unix:") => {}
-        Ok(Ok(other)) => return Err(BusError::DbusDaemon(format!("unexpected start-up output {other:?}"))),
+        Ok(Ok(other)) => {
+            return Err(BusError::DbusDaemon(format!(
+                "unexpected start-up output {other:?}"
+            )))
+        }
         Ok(Err(error)) => return Err(BusError::DbusDaemon(error.to_string())),
         Err(_) => return Err(BusError::DbusDaemon("did not start within 10 s".into())),
     }

@@ -52,7 +52,13 @@ fn credentials(user: &str) -> Result<Credentials, String> {
     let c_name = std::ffi::CString::new(user).map_err(|_| format!("bad user name {user:?}"))?;
     let groups = nix::unistd::getgrouplist(&c_name, entry.gid)
         .map_err(|error| format!("cannot list the groups of {user}: {error}"))?;
-    Ok(Credentials { uid: entry.uid, gid: entry.gid, groups, home: entry.dir, name: entry.name })
+    Ok(Credentials {
+        uid: entry.uid,
+        gid: entry.gid,
+        groups,
+        home: entry.dir,
+        name: entry.name,
+    })
 }
 
 /// Checks that a child can be started (program executable, user known), for `--check` and
@@ -83,7 +89,10 @@ pub fn spawn(spec: &ChildSpec, env: &[(String, String)]) -> Result<tokio::proces
         .env_remove("WATCHDOG_PID")
         .stdin(Stdio::null());
     if let Some(credentials) = &credentials {
-        command.env("HOME", &credentials.home).env("USER", &credentials.name).env("LOGNAME", &credentials.name);
+        command
+            .env("HOME", &credentials.home)
+            .env("USER", &credentials.name)
+            .env("LOGNAME", &credentials.name);
     }
     let master = nix::unistd::getpid();
     let switch_user = credentials

@@ -42,10 +42,20 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     pub node: Option<String>,
     /// State directory.
-    #[arg(long, value_name = "DIR", default_value = "/var/lib/heartbeat", env = "HB_STATE_DIR")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/var/lib/heartbeat",
+        env = "HB_STATE_DIR"
+    )]
     pub state_dir: PathBuf,
     /// Run directory (pid file, bus socket, bus address).
-    #[arg(long, value_name = "DIR", default_value = "/run/heartbeat", env = "HB_RUN_DIR")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/run/heartbeat",
+        env = "HB_RUN_DIR"
+    )]
     pub run_dir: PathBuf,
     /// Which bus: auto, system, private (embedded busd), dbus-daemon, or a D-Bus address.
     #[arg(long, value_name = "BUS", default_value = "auto", value_parser = |s: &str| s.parse::<BusChoice>())]
@@ -126,7 +136,10 @@ pub fn main() -> ExitCode {
         Ok(loaded) => loaded,
         Err(error) => {
             print_errors(&error);
-            eprintln!("heartbeat: configuration in {} refused", args.config_dir.display());
+            eprintln!(
+                "heartbeat: configuration in {} refused",
+                args.config_dir.display()
+            );
             return ExitCode::from(6);
         }
     };
@@ -259,11 +272,17 @@ fn status(run_dir: &Path, node: &str) -> ExitCode {
             ExitCode::from(lsb_status::STOPPED)
         }
         Err(Some(pid)) => {
-            println!("heartbeat is dead but its pid file ({}) names pid {pid}", run_dir.join(hbapi::names::run_files::PID).display());
+            println!(
+                "heartbeat is dead but its pid file ({}) names pid {pid}",
+                run_dir.join(hbapi::names::run_files::PID).display()
+            );
             ExitCode::from(lsb_status::DEAD_WITH_PID_FILE)
         }
         Err(None) => {
-            println!("heartbeat status unknown: unreadable pid file in {}", run_dir.display());
+            println!(
+                "heartbeat status unknown: unreadable pid file in {}",
+                run_dir.display()
+            );
             ExitCode::from(lsb_status::UNKNOWN)
         }
     }
@@ -282,9 +301,20 @@ async fn print_children(run_dir: &Path) {
     match children.await {
         Ok(children) => {
             for child in children {
-                let pid = if child.pid == 0 { "-".to_string() } else { child.pid.to_string() };
-                let last = if child.last_exit.is_empty() { String::new() } else { format!(", last {}", child.last_exit) };
-                println!("  {:<12} {:<9} pid {:<8} restarts {}{}", child.name, child.state, pid, child.restarts, last);
+                let pid = if child.pid == 0 {
+                    "-".to_string()
+                } else {
+                    child.pid.to_string()
+                };
+                let last = if child.last_exit.is_empty() {
+                    String::new()
+                } else {
+                    format!(", last {}", child.last_exit)
+                };
+                println!(
+                    "  {:<12} {:<9} pid {:<8} restarts {}{}",
+                    child.name, child.state, pid, child.restarts, last
+                );
                 if child.state == hbapi::master::ChildState::GaveUp.as_str() {
                     println!("  {:<12} gave up: it died too often too soon after starting", "");
                 }
@@ -298,7 +328,10 @@ fn signal_running(run_dir: &Path, signal: nix::sys::signal::Signal, wait: bool) 
     let pid = match running_pid(run_dir) {
         Ok(Some(pid)) => pid,
         _ => {
-            eprintln!("heartbeat is not running (no live pid in {})", run_dir.join(hbapi::names::run_files::PID).display());
+            eprintln!(
+                "heartbeat is not running (no live pid in {})",
+                run_dir.join(hbapi::names::run_files::PID).display()
+            );
             return ExitCode::from(lsb_status::STOPPED);
         }
     };

@@ -64,7 +64,9 @@ impl MasterInterface {
         let uid = hbapi::bus::authorise_operator(connection, &header).await?;
         tracing::info!(uid, "reload requested over the bus");
         let (reply, answer) = oneshot::channel();
-        self.commands.send(Command::Reload(Some(reply))).map_err(|_| gone())?;
+        self.commands
+            .send(Command::Reload(Some(reply)))
+            .map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?.map_err(HbError::BadConfig)
     }
 
@@ -89,7 +91,9 @@ impl MasterInterface {
         let uid = hbapi::bus::authorise_operator(connection, &header).await?;
         tracing::info!(uid, child = %name, "restart requested over the bus");
         let (reply, answer) = oneshot::channel();
-        self.commands.send(Command::RestartChild(name, reply)).map_err(|_| gone())?;
+        self.commands
+            .send(Command::RestartChild(name, reply))
+            .map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?.map_err(HbError::NotFound)
     }
 
@@ -104,6 +108,9 @@ mod tests {
 
     #[test]
     fn interface_name_matches_the_contract() {
-        assert_eq!(super::MasterInterface::name().as_str(), hbapi::names::master::INTERFACE);
+        assert_eq!(
+            super::MasterInterface::name().as_str(),
+            hbapi::names::master::INTERFACE
+        );
     }
 }

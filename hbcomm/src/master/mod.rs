@@ -97,7 +97,10 @@ pub fn child_specs(config: &ClusterConfig, daemon_dir: &Path) -> Vec<ChildSpec> 
         .map(|(name, _)| daemon_dir.join(name))
         .filter(|path| nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_ok())
         .map(|program| ChildSpec {
-            name: program.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            name: program
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             program,
             args: Vec::new(),
             user: None,
@@ -124,13 +127,26 @@ pub fn child_specs(config: &ClusterConfig, daemon_dir: &Path) -> Vec<ChildSpec> 
 }
 
 /// The environment every child gets.
-pub fn child_env(options: &MasterOptions, config: &ClusterConfig, bus_address: &str) -> Vec<(String, String)> {
+pub fn child_env(
+    options: &MasterOptions,
+    config: &ClusterConfig,
+    bus_address: &str,
+) -> Vec<(String, String)> {
     let mut env = vec![
         (names::env::BUS_ADDRESS.to_owned(), bus_address.to_owned()),
         (names::env::NODE_NAME.to_owned(), options.node.clone()),
-        (names::env::CONFIG_DIR.to_owned(), options.config_dir.display().to_string()),
-        (names::env::STATE_DIR.to_owned(), options.state_dir.display().to_string()),
-        (names::env::RUN_DIR.to_owned(), options.run_dir.display().to_string()),
+        (
+            names::env::CONFIG_DIR.to_owned(),
+            options.config_dir.display().to_string(),
+        ),
+        (
+            names::env::STATE_DIR.to_owned(),
+            options.state_dir.display().to_string(),
+        ),
+        (
+            names::env::RUN_DIR.to_owned(),
+            options.run_dir.display().to_string(),
+        ),
     ];
     if config.logging.debug > 0 {
         env.push((names::env::DEBUG.to_owned(), config.logging.debug.to_string()));
@@ -143,7 +159,11 @@ pub fn child_env(options: &MasterOptions, config: &ClusterConfig, bus_address: &
 pub fn preflight(specs: &[ChildSpec]) -> Result<(), MasterError> {
     let problems: Vec<String> = specs
         .iter()
-        .filter_map(|spec| child::preflight(spec).err().map(|e| format!("respawn {}: {e}", spec.command_line())))
+        .filter_map(|spec| {
+            child::preflight(spec)
+                .err()
+                .map(|e| format!("respawn {}: {e}", spec.command_line()))
+        })
         .collect();
     if problems.is_empty() {
         Ok(())
@@ -153,7 +173,10 @@ pub fn preflight(specs: &[ChildSpec]) -> Result<(), MasterError> {
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> MasterError + '_ {
-    move |source| MasterError::Io { path: path.to_path_buf(), source }
+    move |source| MasterError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// The pid in RUN_DIR/heartbeat.pid if that process is alive.
@@ -295,7 +318,10 @@ async fn serve(
     supervisor.stop_all().await;
     drop(supervisor);
     // Replies in flight (a Shutdown call's own, for one) go out before the bus goes away.
-    if tokio::time::timeout(Duration::from_secs(2), connection.graceful_shutdown()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(2), connection.graceful_shutdown())
+        .await
+        .is_err()
+    {
         tracing::debug!("bus connection still busy after 2 s; closing anyway");
     }
     provided.stop().await;
@@ -309,14 +335,26 @@ async fn serve(
 /// Waits (up to 10 s each) until each core daemon owns its well-known name.
 async fn wait_for_core_daemons(connection: &zbus::Connection, core: &[String]) {
     use futures_util::StreamExt;
-    let Ok(dbus) = zbus::fdo::DBusProxy::new(connection).await else { return };
-    for (name, bus_name) in CORE_DAEMONS.iter().filter(|(name, _)| core.iter().any(|c| c == name)) {
-        let Ok(well_known) = zbus::names::BusName::try_from(*bus_name) else { continue };
-        let Ok(mut changes) = dbus.receive_name_owner_changed_with_args(&[(0, bus_name)]).await else { continue };
+    let Ok(dbus) = zbus::fdo::DBusProxy::new(connection).await else {
+        return;
+    };
+    for (name, bus_name) in CORE_DAEMONS
+        .iter()
+        .filter(|(name, _)| core.iter().any(|c| c == name))
+    {
+        let Ok(well_known) = zbus::names::BusName::try_from(*bus_name) else {
+            continue;
+        };
+        let Ok(mut changes) = dbus.receive_name_owner_changed_with_args(&[(0, bus_name)]).await else {
+            continue;
+        };
         if dbus.name_has_owner(well_known).await.unwrap_or(false) {
             continue;
         }
-        if tokio::time::timeout(Duration::from_secs(10), changes.next()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), changes.next())
+            .await
+            .is_err()
+        {
             tracing::warn!(daemon = name, "did not take its bus name {bus_name} within 10 s");
         }
     }
@@ -329,14 +367,17 @@ async fn reload(
     bus_address: &str,
 ) -> Result<(), String> {
     let loaded = hbapi::config::load_dir(&options.config_dir).map_err(|e| e.to_string())?;
-    hbapi::config::check_local_node(&loaded.config, &options.node, &loaded.source).map_err(|e| e.to_string())?;
+    hbapi::config::check_local_node(&loaded.config, &options.node, &loaded.source)
+        .map_err(|e| e.to_string())?;
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
     let specs = child_specs(&loaded.config, &options.daemon_dir);
     preflight(&specs).map_err(|e| e.to_string())?;
     supervisor.set_env(child_env(options, &loaded.config, bus_address));
-    supervisor.reconcile(specs.into_iter().filter(|s| !s.core).collect()).await;
+    supervisor
+        .reconcile(specs.into_iter().filter(|s| !s.core).collect())
+        .await;
     *config = loaded.config;
     tracing::info!("configuration reloaded");
     Ok(())

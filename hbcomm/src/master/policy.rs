@@ -196,7 +196,9 @@ impl ChildLife {
     }
 
     fn death(&mut self, now: Instant, policy: &RespawnPolicy) -> Option<Action> {
-        let lived = self.started_at.map_or(Duration::ZERO, |start| now.saturating_duration_since(start));
+        let lived = self
+            .started_at
+            .map_or(Duration::ZERO, |start| now.saturating_duration_since(start));
         if lived < policy.quick_death_window {
             self.quick_deaths += 1;
         } else {
@@ -224,7 +226,10 @@ mod tests {
     fn started(now: Instant) -> ChildLife {
         let mut life = ChildLife::default();
         let policy = RespawnPolicy::default();
-        assert_eq!(life.next(Event::RestartRequested, now, &policy), Some(Action::Spawn));
+        assert_eq!(
+            life.next(Event::RestartRequested, now, &policy),
+            Some(Action::Spawn)
+        );
         assert_eq!(life.next(Event::Spawned, now, &policy), None);
         life
     }
@@ -234,7 +239,11 @@ mod tests {
         let policy = RespawnPolicy::default();
         let t0 = Instant::now();
         let mut life = started(t0);
-        let action = life.next(Event::Exited(Exit::Signal(9)), t0 + Duration::from_secs(1), &policy);
+        let action = life.next(
+            Event::Exited(Exit::Signal(9)),
+            t0 + Duration::from_secs(1),
+            &policy,
+        );
         assert_eq!(action, Some(Action::Spawn));
         assert_eq!(life.state, ChildState::Starting);
         life.next(Event::Spawned, t0 + Duration::from_secs(1), &policy);
@@ -264,19 +273,39 @@ mod tests {
                 Some(Action::SpawnAfter(delay)) => {
                     delays.push(delay);
                     now += delay;
-                    assert_eq!(life.next(Event::BackoffElapsed, now, &policy), Some(Action::Spawn));
+                    assert_eq!(
+                        life.next(Event::BackoffElapsed, now, &policy),
+                        Some(Action::Spawn)
+                    );
                 }
                 other => panic!("unexpected {other:?}"),
             }
             life.next(Event::Spawned, now, &policy);
         }
         let ms = |m| Duration::from_millis(m);
-        assert_eq!(delays, [ms(0), ms(100), ms(200), ms(400), ms(800), ms(1600), ms(3200), ms(5000), ms(5000), ms(5000)]);
+        assert_eq!(
+            delays,
+            [
+                ms(0),
+                ms(100),
+                ms(200),
+                ms(400),
+                ms(800),
+                ms(1600),
+                ms(3200),
+                ms(5000),
+                ms(5000),
+                ms(5000)
+            ]
+        );
         now += Duration::from_secs(2);
         assert_eq!(life.next(Event::Exited(Exit::Code(1)), now, &policy), None);
         assert_eq!(life.state, ChildState::GaveUp);
         // An operator's restart clears the give-up.
-        assert_eq!(life.next(Event::RestartRequested, now, &policy), Some(Action::Spawn));
+        assert_eq!(
+            life.next(Event::RestartRequested, now, &policy),
+            Some(Action::Spawn)
+        );
         assert_eq!(life.quick_deaths, 0);
     }
 
@@ -295,7 +324,10 @@ mod tests {
         }
         assert_eq!(life.quick_deaths, 5);
         now += Duration::from_secs(31);
-        assert_eq!(life.next(Event::Exited(Exit::Code(1)), now, &policy), Some(Action::Spawn));
+        assert_eq!(
+            life.next(Event::Exited(Exit::Code(1)), now, &policy),
+            Some(Action::Spawn)
+        );
         assert_eq!(life.quick_deaths, 1);
     }
 
@@ -304,11 +336,22 @@ mod tests {
         let policy = RespawnPolicy::default();
         let t0 = Instant::now();
         let mut life = started(t0);
-        life.next(Event::Exited(Exit::Code(1)), t0 + policy.quick_death_window - Duration::from_millis(1), &policy);
+        life.next(
+            Event::Exited(Exit::Code(1)),
+            t0 + policy.quick_death_window - Duration::from_millis(1),
+            &policy,
+        );
         assert_eq!(life.quick_deaths, 1);
         life.next(Event::Spawned, t0 + Duration::from_secs(30), &policy);
-        life.next(Event::Exited(Exit::Code(1)), t0 + Duration::from_secs(60), &policy);
-        assert_eq!(life.quick_deaths, 1, "a death exactly 30 s after the start is not quick");
+        life.next(
+            Event::Exited(Exit::Code(1)),
+            t0 + Duration::from_secs(60),
+            &policy,
+        );
+        assert_eq!(
+            life.quick_deaths, 1,
+            "a death exactly 30 s after the start is not quick"
+        );
     }
 
     #[test]
@@ -322,8 +365,14 @@ mod tests {
         assert_eq!(life.state, ChildState::Stopped);
 
         let mut life = started(t0);
-        assert_eq!(life.next(Event::RestartRequested, t0, &policy), Some(Action::Kill));
-        assert_eq!(life.next(Event::Exited(Exit::Signal(15)), t0, &policy), Some(Action::Spawn));
+        assert_eq!(
+            life.next(Event::RestartRequested, t0, &policy),
+            Some(Action::Kill)
+        );
+        assert_eq!(
+            life.next(Event::Exited(Exit::Signal(15)), t0, &policy),
+            Some(Action::Spawn)
+        );
     }
 
     #[test]

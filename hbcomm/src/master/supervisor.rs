@@ -19,9 +19,19 @@ use super::policy::{Action, ChildLife, ChildState, Event, Exit, RespawnPolicy};
 /// Something that happened to a child's process, tagged with the spawn it belongs to.
 #[derive(Debug)]
 enum Internal {
-    Exited { name: String, generation: u64, exit: Exit },
-    BackoffElapsed { name: String, generation: u64 },
-    KillTimeout { name: String, generation: u64 },
+    Exited {
+        name: String,
+        generation: u64,
+        exit: Exit,
+    },
+    BackoffElapsed {
+        name: String,
+        generation: u64,
+    },
+    KillTimeout {
+        name: String,
+        generation: u64,
+    },
 }
 
 struct Supervised {
@@ -39,7 +49,11 @@ impl Supervised {
             pid: self.pid.unwrap_or(0),
             state: self.life.state.as_str().to_owned(),
             restarts: self.life.restarts,
-            last_exit: self.life.last_exit.map(|exit| exit.to_string()).unwrap_or_default(),
+            last_exit: self
+                .life
+                .last_exit
+                .map(|exit| exit.to_string())
+                .unwrap_or_default(),
             command: self.spec.command_line(),
             core: self.spec.core,
         }
@@ -94,7 +108,11 @@ impl Supervisor {
 
     /// Names of the children, in start order.
     pub fn names(&self) -> Vec<String> {
-        self.children.iter().filter(|c| !c.retired).map(|c| c.spec.name.clone()).collect()
+        self.children
+            .iter()
+            .filter(|c| !c.retired)
+            .map(|c| c.spec.name.clone())
+            .collect()
     }
 
     /// Adds and starts a child.
@@ -133,12 +151,16 @@ impl Supervisor {
             }
         }
         for spec in specs {
-            if !self.children.iter().any(|c| c.spec.name == spec.name && !c.retired) {
+            if !self
+                .children
+                .iter()
+                .any(|c| c.spec.name == spec.name && !c.retired)
+            {
                 tracing::info!(child = %spec.name, "newly configured; starting it");
                 self.add(spec).await;
             }
         }
-        self.children.retain(|c| !(c.retired && !c.life.state.is_alive()));
+        self.children.retain(|c| !c.retired || c.life.state.is_alive());
         self.publish(None).await;
     }
 
@@ -167,7 +189,11 @@ impl Supervisor {
             | Internal::BackoffElapsed { name, generation }
             | Internal::KillTimeout { name, generation } => (name.clone(), *generation),
         };
-        let Some(index) = self.children.iter().position(|c| c.spec.name == name && c.generation == generation) else {
+        let Some(index) = self
+            .children
+            .iter()
+            .position(|c| c.spec.name == name && c.generation == generation)
+        else {
             return;
         };
         match event {
@@ -191,7 +217,9 @@ impl Supervisor {
             }
             Internal::BackoffElapsed { .. } => self.feed(index, Event::BackoffElapsed).await,
             Internal::KillTimeout { .. } => {
-                if let (ChildState::Stopping, Some(pid)) = (self.children[index].life.state, self.children[index].pid) {
+                if let (ChildState::Stopping, Some(pid)) =
+                    (self.children[index].life.state, self.children[index].pid)
+                {
                     tracing::warn!(child = %name, pid, "did not stop within {:?}; killing it", self.stop_timeout);
                     child::signal_group(pid, Signal::SIGKILL);
                 }
@@ -225,7 +253,11 @@ impl Supervisor {
                                     Ok(status) => exit_of(status),
                                     Err(_) => Exit::Code(-1),
                                 };
-                                let _ = tx.send(Internal::Exited { name, generation, exit });
+                                let _ = tx.send(Internal::Exited {
+                                    name,
+                                    generation,
+                                    exit,
+                                });
                             });
                         }
                         Err(message) => {
@@ -289,7 +321,9 @@ impl Supervisor {
     pub async fn stop_all(&mut self) {
         self.shutting_down = true;
         for index in (0..self.children.len()).rev() {
-            if self.children[index].life.state == ChildState::Backoff || !self.children[index].life.state.is_alive() {
+            if self.children[index].life.state == ChildState::Backoff
+                || !self.children[index].life.state.is_alive()
+            {
                 self.feed(index, Event::StopRequested).await;
                 continue;
             }
@@ -297,7 +331,9 @@ impl Supervisor {
             tracing::info!(child = %name, "stopping");
             self.feed(index, Event::StopRequested).await;
             while self.children.get(index).is_some_and(|c| c.life.state.is_alive()) {
-                let Some(event) = self.internal_rx.recv().await else { break };
+                let Some(event) = self.internal_rx.recv().await else {
+                    break;
+                };
                 self.handle(event).await;
             }
         }

@@ -18,14 +18,25 @@ struct Options {
 }
 
 fn parse() -> Result<Options, String> {
-    let mut options = Options { name: None, ledger: None, exit_after: None, code: 0, ignore_term: false, fork_grandchild: false };
+    let mut options = Options {
+        name: None,
+        ledger: None,
+        exit_after: None,
+        code: 0,
+        ignore_term: false,
+        fork_grandchild: false,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
         match arg.as_str() {
             "--name" => options.name = Some(value()?),
             "--ledger" => options.ledger = Some(value()?),
-            "--exit-after-ms" => options.exit_after = Some(Duration::from_millis(value()?.parse().map_err(|e| format!("--exit-after-ms: {e}"))?)),
+            "--exit-after-ms" => {
+                options.exit_after = Some(Duration::from_millis(
+                    value()?.parse().map_err(|e| format!("--exit-after-ms: {e}"))?,
+                ))
+            }
             "--code" => options.code = value()?.parse().map_err(|e| format!("--code: {e}"))?,
             "--ignore-term" => options.ignore_term = true,
             "--fork-grandchild" => options.fork_grandchild = true,
@@ -75,7 +86,10 @@ async fn main() -> ExitCode {
             Some(connection)
         }
         (Some(_), Err(_)) => {
-            eprintln!("hb-testchild: no {} in the environment", hbapi::names::env::BUS_ADDRESS);
+            eprintln!(
+                "hb-testchild: no {} in the environment",
+                hbapi::names::env::BUS_ADDRESS
+            );
             return ExitCode::from(3);
         }
         (None, _) => {
