@@ -114,9 +114,12 @@ async fn sigterm_stops_everything_in_reverse_order_with_no_orphan() {
     // Two copies of the program get distinct names (hb-testchild, hb-testchild-2).
     let mut node = NodeBuilder::new("alpha")
         .master_arg("--stop-timeout=300ms")
-        .test_child(&format!("--ledger {} --fork-grandchild", first_path.display()))
+        .test_child(&format!(
+            "--name {CHILD_NAME}.First --ledger {} --fork-grandchild",
+            first_path.display()
+        ))
         .ha_cf(format!(
-            "respawn root {} --ledger {} --ignore-term --fork-grandchild",
+            "respawn root {} --name {CHILD_NAME}.Second --ledger {} --ignore-term --fork-grandchild",
             testchild.display(),
             ledger_path.display()
         ))
@@ -124,6 +127,9 @@ async fn sigterm_stops_everything_in_reverse_order_with_no_orphan() {
         .await;
     let first = node.wait_child("hb-testchild", |c| c.state == "running").await;
     let second = node.wait_child("hb-testchild-2", |c| c.state == "running").await;
+    // Owning their names, they have forked their grandchildren and handle SIGTERM.
+    wait_name_owner(&node.connection, &format!("{CHILD_NAME}.First"), first.pid).await;
+    wait_name_owner(&node.connection, &format!("{CHILD_NAME}.Second"), second.pid).await;
     assert!(
         processes_in_group(first.pid).len() >= 2,
         "the grandchild shares its parent's group"

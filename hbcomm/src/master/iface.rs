@@ -2,7 +2,7 @@
 
 use tokio::sync::{mpsc, oneshot, watch};
 use zbus::message::Header;
-use zbus::object_server::SignalEmitter;
+use zbus::object_server::{ResponseDispatchNotifier, SignalEmitter};
 use zbus::{interface, Connection};
 
 use hbapi::error::HbError;
@@ -75,10 +75,27 @@ impl MasterInterface {
         &self,
         #[zbus(connection)] connection: &Connection,
         #[zbus(header)] header: Header<'_>,
-    ) -> Result<(), HbError> {
+    ) -> Result<ResponseDispatchNotifier<()>, HbError> {
         let uid = hbapi::bus::authorise_operator(connection, &header).await?;
         tracing::info!(uid, "shutdown requested over the bus");
-        self.commands.send(Command::Shutdown).map_err(|_| gone())
+        // The caller must get its reply before the bus goes away with the master. Once the reply
+        // is written, a Ping to the caller comes back only after the bus delivered the reply
+        // (it keeps each sender's messages in order); a caller that does not answer pings gets a
+        // second's grace.
+        let (reply, sent) = ResponseDispatchNotifier::new(());
+        let commands = self.commands.clone();
+        let caller = header.sender().map(|sender| sender.to_owned());
+        let connection = connection.clone();
+        tokio::spawn(async move {
+            sent.await;
+            if let Some(caller) = caller {
+                let ping =
+                    connection.call_method(Some(caller), "/", Some("org.freedesktop.DBus.Peer"), "Ping", &());
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), ping).await;
+            }
+            let _ = commands.send(Command::Shutdown);
+        });
+        Ok(reply)
     }
 
     /// Stops (if running) and starts one child, clearing a give-up (operators only).

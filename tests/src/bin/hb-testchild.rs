@@ -63,6 +63,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(error) => {
+            eprintln!("hb-testchild: {error}");
+            return ExitCode::from(4);
+        }
+    };
     if options.fork_grandchild {
         // A grandchild in the same process group that outlives nothing on its own: the master
         // must reap the whole group.
@@ -95,13 +102,6 @@ async fn main() -> ExitCode {
         (None, _) => {
             record(&options.ledger, "start");
             None
-        }
-    };
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(error) => {
-            eprintln!("hb-testchild: {error}");
-            return ExitCode::from(4);
         }
     };
     let exit_after = async {
