@@ -3,3 +3,4 @@
 //! [`master`] is the `heartbeat` program: configuration, the bus, supervision.
 
 pub mod master;
+pub mod wire;
