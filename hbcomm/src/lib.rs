@@ -3,4 +3,5 @@
 //! [`master`] is the `heartbeat` program: configuration, the bus, supervision.
 
 pub mod master;
+pub mod membership;
 pub mod wire;
