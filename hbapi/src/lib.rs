@@ -8,6 +8,7 @@
 //! ([`config`]).
 
 pub mod bus;
+pub mod comm;
 pub mod config;
 pub mod error;
 pub mod logging;

@@ -51,6 +51,10 @@ pub struct NodeBuilder {
     extra_ha_cf: Vec<String>,
     bus: BusKind,
     master_args: Vec<String>,
+    core_daemons: bool,
+    bind: Option<String>,
+    links: Vec<String>,
+    timing: String,
 }
 
 impl NodeBuilder {
@@ -62,7 +66,42 @@ impl NodeBuilder {
             extra_ha_cf: Vec::new(),
             bus: BusKind::Busd,
             master_args: Vec::new(),
+            core_daemons: false,
+            bind: None,
+            links: vec!["ucast lo 127.0.0.1".to_owned()],
+            timing: "keepalive 200ms\ndeadtime 1\ninitdead 10\n".to_owned(),
         }
+    }
+
+    /// Starts the core daemons built beside `heartbeat` (hbcomm, …); without this the master
+    /// supervises only its respawn lines.
+    pub fn core_daemons(mut self) -> Self {
+        self.core_daemons = true;
+        self
+    }
+
+    /// Member list.
+    pub fn nodes(mut self, nodes: &[&str]) -> Self {
+        self.nodes = nodes.iter().map(|n| n.to_string()).collect();
+        self
+    }
+
+    /// The address this node's hbcomm binds (several nodes on one host).
+    pub fn bind(mut self, address: &str) -> Self {
+        self.bind = Some(address.to_owned());
+        self
+    }
+
+    /// Replaces the link lines.
+    pub fn links(mut self, lines: Vec<String>) -> Self {
+        self.links = lines;
+        self
+    }
+
+    /// Replaces the keepalive/deadtime/initdead lines.
+    pub fn timing(mut self, keepalive: &str, deadtime: &str, initdead: &str) -> Self {
+        self.timing = format!("keepalive {keepalive}\ndeadtime {deadtime}\ninitdead {initdead}\n");
+        self
     }
 
     /// Adds an ha.cf line.
@@ -92,8 +131,10 @@ impl NodeBuilder {
     /// The ha.cf text.
     pub fn ha_cf_text(&self) -> String {
         let mut text = format!(
-            "# written by hb-lab\nnode {}\nucast lo 127.0.0.1\nkeepalive 200ms\ndeadtime 1\ninitdead 10\nauto_failback off\n",
-            self.nodes.join(" ")
+            "# written by hb-lab\nnode {}\n{}\n{}auto_failback off\n",
+            self.nodes.join(" "),
+            self.links.join("\n"),
+            self.timing
         );
         for line in &self.extra_ha_cf {
             text.push_str(line);
@@ -140,8 +181,16 @@ impl NodeBuilder {
                 BusKind::DbusDaemon => "dbus-daemon",
             })
             .args(&self.master_args)
+            .args(if self.core_daemons {
+                Vec::new()
+            } else {
+                let empty = root.path().join("no-daemons");
+                std::fs::create_dir_all(&empty).expect("empty daemon dir");
+                vec!["--daemon-dir".into(), empty.display().to_string()]
+            })
             .env("NOTIFY_SOCKET", &notify_path)
             .env("HB_LOG_STDERR", "1")
+            .env("HB_BIND_ADDRESS", self.bind.clone().unwrap_or_default())
             .stdin(Stdio::null());
         let mut master = command.spawn().expect("spawn heartbeat");
         // Until the node is handed out, a failure here must not leave the master running.
@@ -326,6 +375,54 @@ impl Node {
             String::from_utf8_lossy(&output.stderr).into_owned(),
         )
     }
+}
+
+/// A cluster of complete nodes on one host: node i binds 127.0.0.(i+1) on a UDP port of its
+/// own, with one ucast link to every node (each skips its own address).
+pub async fn start_cluster(names: &[&str], configure: impl Fn(NodeBuilder) -> NodeBuilder) -> Vec<Node> {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let port = 20_000 + (std::process::id() % 400) as u16 * 100 + NEXT.fetch_add(1, Ordering::Relaxed) % 100;
+    let address = |index: usize| format!("127.0.0.{}", index + 1);
+    let mut links = vec![format!("udpport {port}")];
+    links.extend((0..names.len()).map(|index| format!("ucast lo {}", address(index))));
+    let mut nodes = Vec::new();
+    for (index, name) in names.iter().enumerate() {
+        let builder = NodeBuilder::new(name)
+            .nodes(names)
+            .core_daemons()
+            .bind(&address(index))
+            .links(links.clone());
+        nodes.push(configure(builder).start().await);
+    }
+    nodes
+}
+
+/// Waits until `node` sees `peer` with `status`, by hbcomm's signals.
+pub async fn wait_peer_status(node: &Node, peer: &str, status: &str) {
+    let proxy = hbapi::comm::CommProxy::new(&node.connection)
+        .await
+        .expect("comm proxy");
+    let mut changes = proxy.receive_node_status_changed().await.expect("subscribe");
+    let seen = |nodes: Vec<hbapi::comm::NodeInfo>| nodes.iter().any(|n| n.name == peer && n.status == status);
+    if proxy.list_nodes().await.map(seen).unwrap_or(false) {
+        return;
+    }
+    let found = tokio::time::timeout(PATIENCE, async {
+        while let Some(signal) = changes.next().await {
+            let args = signal.args().expect("args");
+            if args.node == peer && args.new == status {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        found.is_ok(),
+        "{} did not see {peer} {status} within {PATIENCE:?}: {:?}",
+        node.node,
+        proxy.list_nodes().await
+    );
 }
 
 /// Reads a test child's ledger: `(event, pid)` per line.

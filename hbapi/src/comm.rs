@@ -1,0 +1,60 @@
+//! hbcomm's interface: membership, links and counters.
+
+use serde::{Deserialize, Serialize};
+use zbus::{proxy, Type};
+
+/// A link to a node and whether it is up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct LinkInfo {
+    /// Heartbeat's link name (the device).
+    pub name: String,
+    /// Whether packets from the node arrive on it.
+    pub up: bool,
+}
+
+/// A member as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct NodeInfo {
+    /// Node name (ping nodes: the address or group name).
+    pub name: String,
+    /// `normal` or `ping` (Heartbeat's node types).
+    pub kind: String,
+    /// `init`, `up`, `active` or `dead`.
+    pub status: String,
+    /// Its links.
+    pub links: Vec<LinkInfo>,
+}
+
+/// Client side of hbcomm's interface.
+#[proxy(
+    interface = "org.heartbeatrs.Comm1",
+    default_service = "org.heartbeatrs.Comm",
+    default_path = "/org/heartbeatrs/Comm"
+)]
+pub trait Comm {
+    /// This node's name.
+    #[zbus(property)]
+    fn local_node(&self) -> zbus::Result<String>;
+
+    /// The heartbeat generation of this run.
+    #[zbus(property)]
+    fn generation(&self) -> zbus::Result<u32>;
+
+    /// Every member, this node included.
+    fn list_nodes(&self) -> zbus::Result<Vec<NodeInfo>>;
+
+    /// Packet counters: received, sent, dropped by reason.
+    fn counters(&self) -> zbus::Result<std::collections::HashMap<String, u64>>;
+
+    /// A node changed status.
+    #[zbus(signal)]
+    fn node_status_changed(&self, node: &str, old: &str, new: &str) -> zbus::Result<()>;
+
+    /// A link to a node went up or down.
+    #[zbus(signal)]
+    fn link_status_changed(&self, node: &str, link: &str, up: bool) -> zbus::Result<()>;
+
+    /// A node advertises another resource configuration or key than ours.
+    #[zbus(signal)]
+    fn config_mismatch(&self, node: &str, theirs: &str, ours: &str) -> zbus::Result<()>;
+}

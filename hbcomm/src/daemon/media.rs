@@ -1,0 +1,259 @@
+//! Heartbeat links: UDP sockets for the ha.cf media.
+//!
+//! Each device used by bcast/ucast lines gets one socket on `udpport`, bound to the device
+//! (SO_BINDTODEVICE) so that a packet's link is known; each mcast line gets its own socket in
+//! its group. A ucast line naming one of this node's own addresses is skipped, so every node
+//! can share one ha.cf. `bind` (for several nodes on one host, e.g. 127.0.0.2) binds to that
+//! address instead of a device.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+
+use hbapi::config::{ClusterConfig, Medium};
+
+/// Receive buffer asked for on every link socket.
+const RECEIVE_BUFFER: usize = 4 << 20;
+
+/// One link: where we send and the socket we receive on.
+#[derive(Debug)]
+pub struct Link {
+    /// Heartbeat's link name (the device).
+    pub name: String,
+    /// The socket.
+    pub socket: Arc<UdpSocket>,
+    /// Where heartbeats go.
+    pub destinations: Vec<SocketAddr>,
+}
+
+/// Errors opening the links.
+#[derive(Debug, thiserror::Error)]
+#[error("{medium}: {message}")]
+pub struct MediaError {
+    /// The ha.cf line.
+    pub medium: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// This node's addresses: `bind` when given (several nodes share the host, each with its own
+/// address), else every address of the host.
+pub fn local_addresses(bind: Option<IpAddr>) -> BTreeSet<IpAddr> {
+    if let Some(bind) = bind {
+        return BTreeSet::from([bind]);
+    }
+    let addresses: BTreeSet<IpAddr> = nix::ifaddrs::getifaddrs()
+        .map(|list| {
+            list.filter_map(|ifaddr| {
+                let address = ifaddr.address?;
+                if let Some(v4) = address.as_sockaddr_in() {
+                    Some(IpAddr::V4(v4.ip()))
+                } else {
+                    address.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+                }
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    addresses
+}
+
+fn broadcast_address(device: &str) -> Option<Ipv4Addr> {
+    nix::ifaddrs::getifaddrs().ok()?.find_map(|ifaddr| {
+        (ifaddr.interface_name == device)
+            .then(|| ifaddr.broadcast.and_then(|b| b.as_sockaddr_in().map(|s| s.ip())))
+            .flatten()
+    })
+}
+
+fn device_ipv4(device: &str) -> Option<Ipv4Addr> {
+    nix::ifaddrs::getifaddrs().ok()?.find_map(|ifaddr| {
+        (ifaddr.interface_name == device)
+            .then(|| ifaddr.address.and_then(|a| a.as_sockaddr_in().map(|s| s.ip())))
+            .flatten()
+    })
+}
+
+fn udp_socket(
+    medium: &str,
+    bind: SocketAddr,
+    device: Option<&str>,
+    broadcast: bool,
+) -> Result<Socket, MediaError> {
+    let fail = |message: String| MediaError {
+        medium: medium.to_owned(),
+        message,
+    };
+    let domain = if bind.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(|e| fail(e.to_string()))?;
+    socket.set_reuse_address(true).map_err(|e| fail(e.to_string()))?;
+    socket.set_cloexec(true).map_err(|e| fail(e.to_string()))?;
+    if broadcast {
+        socket.set_broadcast(true).map_err(|e| fail(e.to_string()))?;
+    }
+    // Room for a burst (a flood, or many nodes at once) while the loop is busy.
+    if let Err(error) = socket.set_recv_buffer_size(RECEIVE_BUFFER) {
+        tracing::debug!(medium, "cannot enlarge the receive buffer: {error}");
+    }
+    if let Some(device) = device {
+        if let Err(error) = socket.bind_device(Some(device.as_bytes())) {
+            tracing::warn!(
+                medium,
+                "cannot bind to device {device} ({error}); receiving on all devices"
+            );
+        }
+    }
+    socket
+        .bind(&bind.into())
+        .map_err(|e| fail(format!("cannot bind {bind}: {e}")))?;
+    socket.set_nonblocking(true).map_err(|e| fail(e.to_string()))?;
+    Ok(socket)
+}
+
+fn into_tokio(socket: Socket, medium: &str) -> Result<Arc<UdpSocket>, MediaError> {
+    UdpSocket::from_std(socket.into())
+        .map(Arc::new)
+        .map_err(|e| MediaError {
+            medium: medium.to_owned(),
+            message: e.to_string(),
+        })
+}
+
+/// Opens every link of `config`.
+pub fn open(config: &ClusterConfig, bind: Option<IpAddr>) -> Result<Vec<Link>, MediaError> {
+    let own = local_addresses(bind);
+    let port = config.udp_port;
+    let mut links: Vec<Link> = Vec::new();
+    for medium in &config.media {
+        let description = medium.to_string();
+        match medium {
+            Medium::Ucast { device, peer, ipv6 } => {
+                let Some(peer) = resolve(peer, *ipv6) else {
+                    return Err(MediaError {
+                        medium: description,
+                        message: format!("cannot resolve {peer}"),
+                    });
+                };
+                if own.contains(&peer) {
+                    tracing::debug!(medium = %description, "names this node's own address; skipped");
+                    continue;
+                }
+                let destination = SocketAddr::new(peer, port);
+                if let Some(link) = links.iter_mut().find(|l| {
+                    l.name == *device
+                        && l.socket.local_addr().is_ok_and(|a| a.is_ipv6() == *ipv6)
+                        && !l.destinations.iter().any(|d| d.ip().is_multicast())
+                }) {
+                    link.destinations.push(destination);
+                    continue;
+                }
+                let any: IpAddr = if *ipv6 {
+                    Ipv6Addr::UNSPECIFIED.into()
+                } else {
+                    Ipv4Addr::UNSPECIFIED.into()
+                };
+                let local = bind.filter(|b| b.is_ipv6() == *ipv6).unwrap_or(any);
+                let socket = udp_socket(
+                    &description,
+                    SocketAddr::new(local, port),
+                    bind.is_none().then_some(device.as_str()),
+                    false,
+                )?;
+                links.push(Link {
+                    name: device.clone(),
+                    socket: into_tokio(socket, &description)?,
+                    destinations: vec![destination],
+                });
+            }
+            Medium::Bcast { device } => {
+                let broadcast = broadcast_address(device).unwrap_or(Ipv4Addr::BROADCAST);
+                let local = bind.unwrap_or(Ipv4Addr::UNSPECIFIED.into());
+                let socket = udp_socket(
+                    &description,
+                    SocketAddr::new(local, port),
+                    bind.is_none().then_some(device.as_str()),
+                    true,
+                )?;
+                links.push(Link {
+                    name: device.clone(),
+                    socket: into_tokio(socket, &description)?,
+                    destinations: vec![SocketAddr::new(broadcast.into(), port)],
+                });
+            }
+            Medium::Mcast {
+                device,
+                group,
+                port: group_port,
+                ttl,
+                loopback,
+            } => {
+                let fail = |e: std::io::Error| MediaError {
+                    medium: description.clone(),
+                    message: e.to_string(),
+                };
+                let socket = match group {
+                    IpAddr::V4(group_v4) => {
+                        let socket = udp_socket(
+                            &description,
+                            SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), *group_port),
+                            None,
+                            false,
+                        )?;
+                        let interface = device_ipv4(device).unwrap_or(Ipv4Addr::UNSPECIFIED);
+                        socket.join_multicast_v4(group_v4, &interface).map_err(fail)?;
+                        socket.set_multicast_if_v4(&interface).map_err(fail)?;
+                        socket.set_multicast_ttl_v4(u32::from(*ttl)).map_err(fail)?;
+                        socket.set_multicast_loop_v4(*loopback).map_err(fail)?;
+                        socket
+                    }
+                    IpAddr::V6(group_v6) => {
+                        let socket = udp_socket(
+                            &description,
+                            SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), *group_port),
+                            None,
+                            false,
+                        )?;
+                        let index = nix::net::if_::if_nametoindex(device.as_str()).unwrap_or(0);
+                        socket.join_multicast_v6(group_v6, index).map_err(fail)?;
+                        socket.set_multicast_if_v6(index).map_err(fail)?;
+                        socket.set_multicast_hops_v6(u32::from(*ttl)).map_err(fail)?;
+                        socket.set_multicast_loop_v6(*loopback).map_err(fail)?;
+                        socket
+                    }
+                };
+                links.push(Link {
+                    name: device.clone(),
+                    socket: into_tokio(socket, &description)?,
+                    destinations: vec![SocketAddr::new(*group, *group_port)],
+                });
+            }
+        }
+    }
+    if links.is_empty() {
+        return Err(MediaError {
+            medium: "ha.cf".into(),
+            message: "no heartbeat link is left once the lines naming this node's own addresses are skipped"
+                .into(),
+        });
+    }
+    Ok(links)
+}
+
+fn resolve(peer: &str, ipv6: bool) -> Option<IpAddr> {
+    if let Ok(address) = peer.parse::<IpAddr>() {
+        return Some(address);
+    }
+    use std::net::ToSocketAddrs;
+    (peer, 0)
+        .to_socket_addrs()
+        .ok()?
+        .map(|a| a.ip())
+        .find(|ip| ip.is_ipv6() == ipv6)
+}

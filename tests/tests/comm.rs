@@ -1,0 +1,176 @@
+//! hbcomm nodes on one host (each on its own loopback address): membership, death detection,
+//! and hostile packets.
+
+use hb_lab::{start_cluster, wait_peer_status, Node};
+use hbapi::comm::CommProxy;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// Kills a node's whole process tree at once, as a crash or power loss would.
+async fn crash(node: &Node) {
+    let children = node.master().await.list_children().await.unwrap();
+    kill(Pid::from_raw(node.master_pid() as i32), Signal::SIGKILL).unwrap();
+    for child in children.iter().filter(|c| c.pid != 0) {
+        let _ = kill(Pid::from_raw(child.pid as i32), Signal::SIGKILL);
+    }
+}
+
+#[tokio::test]
+async fn two_nodes_see_each_other_and_a_crash_is_detected() {
+    let nodes = start_cluster(&["alpha", "bravo"], |b| b).await;
+    wait_peer_status(&nodes[0], "bravo", "active").await;
+    wait_peer_status(&nodes[1], "alpha", "active").await;
+    let comm = CommProxy::new(&nodes[0].connection).await.unwrap();
+    let listed = comm.list_nodes().await.unwrap();
+    let bravo = listed.iter().find(|n| n.name == "bravo").unwrap();
+    assert_eq!(
+        bravo.links,
+        [hbapi::comm::LinkInfo {
+            name: "lo".into(),
+            up: true
+        }]
+    );
+    assert_eq!(comm.local_node().await.unwrap(), "alpha");
+
+    crash(&nodes[1]).await;
+    wait_peer_status(&nodes[0], "bravo", "dead").await;
+}
+
+#[tokio::test]
+async fn three_nodes_and_one_dies() {
+    let nodes = start_cluster(&["alpha", "bravo", "charlie"], |b| b).await;
+    for (node, peers) in [
+        (0, ["bravo", "charlie"]),
+        (1, ["alpha", "charlie"]),
+        (2, ["alpha", "bravo"]),
+    ] {
+        for peer in peers {
+            wait_peer_status(&nodes[node], peer, "active").await;
+        }
+    }
+    crash(&nodes[2]).await;
+    wait_peer_status(&nodes[0], "charlie", "dead").await;
+    wait_peer_status(&nodes[1], "charlie", "dead").await;
+    let comm = CommProxy::new(&nodes[0].connection).await.unwrap();
+    let bravo = comm
+        .list_nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|n| n.name == "bravo")
+        .unwrap();
+    assert_eq!(bravo.status, "active", "the survivors still see each other");
+}
+
+#[tokio::test]
+async fn forged_replayed_truncated_and_oversized_packets_are_dropped_and_counted() {
+    use hbcomm::wire::{encode, Authenticator, Format, Message};
+    let nodes = start_cluster(&["alpha", "bravo"], |b| b).await;
+    wait_peer_status(&nodes[0], "bravo", "active").await;
+    let comm = CommProxy::new(&nodes[0].connection).await.unwrap();
+    let ha_cf = std::fs::read_to_string(nodes[0].config_dir.join("ha.cf")).unwrap();
+    let port: u16 = ha_cf
+        .lines()
+        .find_map(|l| l.strip_prefix("udpport "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let target = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+
+    let lab_key = Authenticator::new(1, hbapi::config::AuthMethod::Sha256, b"hb-lab-test-key");
+    let wrong_key = Authenticator::new(1, hbapi::config::AuthMethod::Sha256, b"guessed");
+    let heartbeat = |generation: u32, seq: u64| {
+        Message::new()
+            .with("t", "status")
+            .with("st", "active")
+            .with("src", "bravo")
+            .with("seq", seq.to_string())
+            .with("hg", format!("{generation:x}"))
+    };
+    let forged = encode(&heartbeat(u32::MAX, 1), Format::Netstring, &wrong_key);
+    // A validly signed packet of an old generation: what a replay of a captured packet is.
+    let replayed = encode(&heartbeat(1, 1), Format::Netstring, &lab_key);
+    let mut truncated = replayed.clone();
+    truncated.truncate(replayed.len() / 2);
+    let oversized = vec![b'#'; 65_000];
+    let garbage = b"###\n999999999:(0)t=x,%%%\n".to_vec();
+
+    let before = comm.counters().await.unwrap();
+    let socket = tokio::net::UdpSocket::bind("127.0.0.9:0").await.unwrap();
+    for packet in [&forged, &replayed, &truncated, &oversized, &garbage] {
+        for _ in 0..10 {
+            socket.send_to(packet, target).await.unwrap();
+        }
+    }
+    // Counters move with packets; wait for all 50 to be judged.
+    let count = |counters: &std::collections::HashMap<String, u64>, key: &str| {
+        counters.get(key).copied().unwrap_or(0)
+    };
+    let mut after = comm.counters().await.unwrap();
+    let judged = |after: &std::collections::HashMap<String, u64>| {
+        [
+            "dropped_forged",
+            "dropped_replay",
+            "dropped_malformed",
+            "dropped_oversized",
+        ]
+        .iter()
+        .map(|key| count(after, key) - count(&before, key))
+        .sum::<u64>()
+    };
+    let mut changes = comm.receive_node_status_changed().await.unwrap();
+    let deadline = tokio::time::Instant::now() + hb_lab::PATIENCE;
+    while judged(&after) < 50 && tokio::time::Instant::now() < deadline {
+        // Each keepalive from bravo is a chance to look again; a status change would end the
+        // test anyway.
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_millis(250),
+            futures_util::StreamExt::next(&mut changes),
+        )
+        .await;
+        after = comm.counters().await.unwrap();
+    }
+    assert_eq!(
+        count(&after, "dropped_forged") - count(&before, "dropped_forged"),
+        10,
+        "{after:?}"
+    );
+    assert_eq!(
+        count(&after, "dropped_replay") - count(&before, "dropped_replay"),
+        10,
+        "{after:?}"
+    );
+    assert_eq!(
+        count(&after, "dropped_oversized") - count(&before, "dropped_oversized"),
+        10,
+        "{after:?}"
+    );
+    assert_eq!(
+        count(&after, "dropped_malformed") - count(&before, "dropped_malformed"),
+        20,
+        "{after:?}"
+    );
+    let bravo = comm
+        .list_nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|n| n.name == "bravo")
+        .unwrap();
+    assert_eq!(bravo.status, "active", "hostile packets change nothing");
+}
+
+#[tokio::test]
+async fn crc_is_refused_without_the_insecure_override() {
+    let mut nodes = start_cluster(&["alpha", "bravo"], |b| b).await;
+    // The master's hbcomm takes the key at start: rewrite authkeys and restart it.
+    let authkeys = nodes[0].config_dir.join("authkeys");
+    std::fs::write(&authkeys, "auth 1\n1 crc\n").unwrap();
+    nodes[0].master().await.restart_child("hbcomm").await.unwrap();
+    let child = nodes[0].wait_child("hbcomm", |c| c.state == "exited").await;
+    assert_eq!(
+        child.last_exit, "exit 100",
+        "configuration errors are not respawned"
+    );
+    nodes[0].terminate().await;
+}
