@@ -52,6 +52,7 @@ pub struct NodeBuilder {
     bus: BusKind,
     master_args: Vec<String>,
     core_daemons: bool,
+    wrapper: Vec<String>,
     bind: Option<String>,
     links: Vec<String>,
     timing: String,
@@ -67,6 +68,7 @@ impl NodeBuilder {
             bus: BusKind::Busd,
             master_args: Vec::new(),
             core_daemons: false,
+            wrapper: Vec::new(),
             bind: None,
             links: vec!["ucast lo 127.0.0.1".to_owned()],
             timing: "keepalive 200ms\ndeadtime 1\ninitdead 10\n".to_owned(),
@@ -77,6 +79,12 @@ impl NodeBuilder {
     /// supervises only its respawn lines.
     pub fn core_daemons(mut self) -> Self {
         self.core_daemons = true;
+        self
+    }
+
+    /// Runs the master under a command prefix, e.g. `ip netns exec NS`.
+    pub fn wrapper(mut self, prefix: &[&str]) -> Self {
+        self.wrapper = prefix.iter().map(|s| s.to_string()).collect();
         self
     }
 
@@ -145,6 +153,12 @@ impl NodeBuilder {
 
     /// Writes the configuration and starts the master; returns once it said READY=1.
     pub async fn start(self) -> Node {
+        self.start_with_authkeys("auth 1\n1 sha256 hb-lab-test-key\n")
+            .await
+    }
+
+    /// As [`NodeBuilder::start`], with this authkeys text.
+    pub async fn start_with_authkeys(self, authkeys_text: &str) -> Node {
         let root = tempfile::Builder::new()
             .prefix(&format!("hb-lab-{}-", self.node))
             .tempdir()
@@ -156,7 +170,7 @@ impl NodeBuilder {
         std::fs::write(config_dir.join("ha.cf"), self.ha_cf_text()).expect("ha.cf");
         std::fs::write(config_dir.join("haresources"), "").expect("haresources");
         let authkeys = config_dir.join("authkeys");
-        std::fs::write(&authkeys, "auth 1\n1 sha256 hb-lab-test-key\n").expect("authkeys");
+        std::fs::write(&authkeys, authkeys_text).expect("authkeys");
         std::fs::set_permissions(&authkeys, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .expect("chmod");
 
@@ -165,7 +179,14 @@ impl NodeBuilder {
         notify.set_nonblocking(true).expect("nonblocking");
         let notify = tokio::net::UnixDatagram::from_std(notify).expect("notify socket");
 
-        let mut command = Command::new(bin("heartbeat"));
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(bin("heartbeat"));
+                command
+            }
+            None => Command::new(bin("heartbeat")),
+        };
         command
             .arg("--config-dir")
             .arg(&config_dir)

@@ -84,7 +84,7 @@ async fn forged_replayed_truncated_and_oversized_packets_are_dropped_and_counted
             .with("t", "status")
             .with("st", "active")
             .with("src", "bravo")
-            .with("seq", seq.to_string())
+            .with("seq", format!("{seq:x}"))
             .with("hg", format!("{generation:x}"))
     };
     let forged = encode(&heartbeat(u32::MAX, 1), Format::Netstring, &wrong_key);

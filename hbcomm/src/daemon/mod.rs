@@ -28,6 +28,7 @@ use crate::wire::{self, Authenticator, Format, Limits, Message, WireError};
 use self::iface::{CommInterface, Snapshot};
 use self::replay::{ReplayGuard, Verdict};
 
+/// Heartbeat writes every number on the wire in hex: seq, hg, ts, dt, ackseq.
 /// Heartbeat's protocol version field.
 const PROTOCOL: &str = "1";
 /// Field carrying our digest of the resource configuration and key id (Heartbeat ignores it).
@@ -207,7 +208,7 @@ pub async fn run(
                     .with("protocol", PROTOCOL)
                     .with("src", options.node.as_str())
                     .with_binary("srcuuid", &uuid)
-                    .with("seq", seq.to_string())
+                    .with("seq", format!("{seq:x}"))
                     .with("hg", generation_hex.as_str())
                     .with("ts", format!("{:x}", unix_time()))
                     .with("ld", load_average())
@@ -244,7 +245,7 @@ pub async fn run(
                         let (Some(src), Some(hg), Some(packet_seq)) = (
                             message.get("src"),
                             message.get("hg").and_then(|h| u32::from_str_radix(h, 16).ok()),
-                            message.get("seq").and_then(|s| s.parse::<u64>().ok()),
+                            message.get("seq").and_then(|s| u64::from_str_radix(s, 16).ok()),
                         ) else {
                             // Heartbeat's acks and retransmission requests carry no seq.
                             *counters.entry(format!("received_{}", message.get("t").unwrap_or("untyped"))).or_default() += 1;
