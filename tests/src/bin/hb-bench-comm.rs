@@ -1,0 +1,168 @@
+//! hbcomm figures (issue #3): detection latency after kill -9, false deaths while idle, idle
+//! CPU and RSS of hbcomm, packets per second per node — for keepalive 200 ms / deadtime 1 s
+//! and keepalive 50 ms / deadtime 200 ms. Two nodes on loopback addresses of one host.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use hb_lab::{start_cluster, wait_peer_status, Node};
+use hbapi::comm::CommProxy;
+
+const CRASHES: usize = 10;
+const IDLE: Duration = Duration::from_secs(30);
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
+}
+
+/// (utime + stime in seconds, RSS in kB) of a process.
+fn usage(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let cpu = fields.get(11).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    (cpu / clock_ticks(), rss)
+}
+
+async fn hbcomm_pid(node: &Node) -> u32 {
+    node.master()
+        .await
+        .list_children()
+        .await
+        .expect("children")
+        .into_iter()
+        .find(|c| c.name == "hbcomm")
+        .map(|c| c.pid)
+        .expect("hbcomm running")
+}
+
+async fn crash(node: &Node) {
+    let hbcomm = hbcomm_pid(node).await;
+    for pid in [node.master_pid(), hbcomm] {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+fn stats(mut samples: Vec<Duration>) -> (f64, f64, f64) {
+    samples.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    (
+        ms(samples[0]),
+        ms(samples[samples.len() / 2]),
+        ms(*samples.last().expect("samples")),
+    )
+}
+
+async fn profile(keepalive: &str, deadtime: &str, deadtime_ms: f64) {
+    // Detection latency: a fresh pair per crash.
+    let mut latencies = Vec::new();
+    for _ in 0..CRASHES {
+        let nodes = start_cluster(&["alpha", "bravo"], |b| b.timing(keepalive, deadtime, "10")).await;
+        wait_peer_status(&nodes[0], "bravo", "active").await;
+        wait_peer_status(&nodes[1], "alpha", "active").await;
+        let comm = CommProxy::new(&nodes[0].connection).await.expect("proxy");
+        let mut changes = comm.receive_node_status_changed().await.expect("subscribe");
+        // Let a few heartbeats pass so the crash lands at a random phase of the keepalive.
+        let settle = Instant::now();
+        while settle.elapsed() < Duration::from_millis(300) {
+            let _ = tokio::time::timeout(Duration::from_millis(50), changes.next()).await;
+        }
+        crash(&nodes[1]).await;
+        let killed = Instant::now();
+        loop {
+            let signal = tokio::time::timeout(hb_lab::PATIENCE, changes.next())
+                .await
+                .expect("no death detected")
+                .expect("stream");
+            let args = signal.args().expect("args");
+            if args.node == "bravo" && args.new == "dead" {
+                latencies.push(killed.elapsed());
+                break;
+            }
+        }
+    }
+    let (min, median, max) = stats(latencies);
+    let target = deadtime_ms + 30.0;
+    println!(
+        "keepalive {keepalive} / deadtime {deadtime}: detection after kill -9 (n={CRASHES}) min {min:.0} ms, median {median:.0} ms, max {max:.0} ms; target median <= {target:.0} ms: {}",
+        if median <= target { "met" } else { "NOT met" }
+    );
+
+    // Idle run: false deaths, CPU, RSS, packet rate.
+    let nodes = start_cluster(&["alpha", "bravo"], |b| b.timing(keepalive, deadtime, "10")).await;
+    wait_peer_status(&nodes[0], "bravo", "active").await;
+    wait_peer_status(&nodes[1], "alpha", "active").await;
+    let mut false_deaths = 0;
+    let mut streams = Vec::new();
+    for node in &nodes {
+        streams.push(
+            CommProxy::new(&node.connection)
+                .await
+                .expect("proxy")
+                .receive_node_status_changed()
+                .await
+                .expect("subscribe"),
+        );
+    }
+    let pid = hbcomm_pid(&nodes[0]).await;
+    let comm = CommProxy::new(&nodes[0].connection).await.expect("proxy");
+    let sent_before = comm
+        .counters()
+        .await
+        .expect("counters")
+        .get("sent")
+        .copied()
+        .unwrap_or(0);
+    let (cpu_before, _) = usage(pid);
+    let started = Instant::now();
+    let mut merged = futures_util::stream::select_all(streams);
+    while started.elapsed() < IDLE {
+        if let Ok(Some(signal)) =
+            tokio::time::timeout(IDLE.saturating_sub(started.elapsed()), merged.next()).await
+        {
+            if signal.args().is_ok_and(|a| a.new == "dead") {
+                false_deaths += 1;
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let (cpu_after, rss) = usage(pid);
+    let sent_after = comm
+        .counters()
+        .await
+        .expect("counters")
+        .get("sent")
+        .copied()
+        .unwrap_or(0);
+    let cpu_per_minute = (cpu_after - cpu_before) * 60.0 / elapsed;
+    println!(
+        "keepalive {keepalive} / deadtime {deadtime}: false deaths over {:.0} s: {false_deaths} (target 0); hbcomm idle CPU {cpu_per_minute:.3} s/min (target <= 0.05), RSS {:.1} MB (target <= 8), {:.1} packets/s sent per node",
+        elapsed,
+        rss as f64 / 1024.0,
+        (sent_after - sent_before) as f64 / elapsed
+    );
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    profile("200ms", "1", 1000.0).await;
+    profile("50ms", "200ms", 200.0).await;
+}
