@@ -203,6 +203,22 @@ impl Heartbeat306 {
     }
 }
 
+/// Our node alpha in its namespace, with the reference key (Heartbeat-compatible sha1).
+async fn start_ours(network: &Network) -> hb_lab::Node {
+    NodeBuilder::new("alpha")
+        .nodes(&["alpha", "bravo"])
+        .core_daemons()
+        .wrapper(&["ip", "netns", "exec", &network.ours])
+        .links(vec![
+            "udpport 694".into(),
+            "ucast eth0 10.213.77.1".into(),
+            "ucast eth0 10.213.77.2".into(),
+        ])
+        .timing("200ms", "1", "2")
+        .start_with_authkeys("auth 1\n1 sha1 anchor-secret-0123456789\n")
+        .await
+}
+
 #[tokio::test]
 async fn mixed_cluster_with_heartbeat_3_0_6() {
     let network = Network::new();
@@ -215,20 +231,7 @@ async fn mixed_cluster_with_heartbeat_3_0_6() {
     // finish alone first (alpha is dead to it after initdead).
     heartbeat.wait_log("local resource transition completed", 0).await;
 
-    let ours = NodeBuilder::new("alpha")
-        .nodes(&["alpha", "bravo"])
-        .core_daemons()
-        .wrapper(&["ip", "netns", "exec", &network.ours])
-        .links(vec![
-            "udpport 694".into(),
-            "ucast eth0 10.213.77.1".into(),
-            "ucast eth0 10.213.77.2".into(),
-        ])
-        .timing("200ms", "1", "2");
-    // The reference key: Heartbeat-compatible sha1.
-    let mut ours = ours
-        .start_with_authkeys("auth 1\n1 sha1 anchor-secret-0123456789\n")
-        .await;
+    let mut ours = start_ours(&network).await;
 
     // Each side reports the other active.
     wait_peer_status(&ours, "bravo", "active").await;
@@ -274,18 +277,7 @@ async fn mixed_cluster_with_heartbeat_3_0_6() {
     let _ = ours.wait_exit().await;
 
     // And we notice Heartbeat's.
-    let ours = NodeBuilder::new("alpha")
-        .nodes(&["alpha", "bravo"])
-        .core_daemons()
-        .wrapper(&["ip", "netns", "exec", &network.ours])
-        .links(vec![
-            "udpport 694".into(),
-            "ucast eth0 10.213.77.1".into(),
-            "ucast eth0 10.213.77.2".into(),
-        ])
-        .timing("200ms", "1", "2")
-        .start_with_authkeys("auth 1\n1 sha1 anchor-secret-0123456789\n")
-        .await;
+    let ours = start_ours(&network).await;
     wait_peer_status(&ours, "bravo", "active").await;
     heartbeat.kill().await;
     wait_peer_status(&ours, "bravo", "dead").await;
