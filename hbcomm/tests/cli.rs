@@ -218,7 +218,7 @@ fn the_shipped_samples_are_valid_and_equivalent() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(
         stdout,
-        "configuration OK: 2 nodes, 1 links, 1 resource groups, 0 respawn lines\n"
+        "configuration OK: 2 nodes, 2 links, 1 resource groups, 0 respawn lines\n"
     );
 
     let modern = tempfile::tempdir().unwrap();
