@@ -355,6 +355,33 @@ impl Node {
         }
     }
 
+    /// Kills the master and every child at once with SIGKILL, as a crash or power loss would
+    /// (a child killed alone would just be respawned).
+    pub async fn crash(&self) {
+        let children = self.master().await.list_children().await.expect("children");
+        let pids = std::iter::once(self.master_pid())
+            .chain(children.iter().map(|c| c.pid))
+            .filter(|pid| *pid != 0);
+        for pid in pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+
+    /// How this node's hbcomm sees `peer`.
+    pub async fn peer(&self, peer: &str) -> hbapi::comm::NodeInfo {
+        let comm = hbapi::comm::CommProxy::new(&self.connection)
+            .await
+            .expect("comm proxy");
+        let nodes = comm.list_nodes().await.expect("list nodes");
+        nodes
+            .into_iter()
+            .find(|n| n.name == peer)
+            .unwrap_or_else(|| panic!("{} does not know {peer}", self.node))
+    }
+
     /// Sends SIGTERM to the master and waits for it to exit.
     pub async fn terminate(&mut self) -> ExitStatus {
         if let Some(pid) = self.master.id() {

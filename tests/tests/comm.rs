@@ -1,19 +1,8 @@
 //! hbcomm nodes on one host (each on its own loopback address): membership, death detection,
 //! and hostile packets.
 
-use hb_lab::{start_cluster, wait_peer_status, Node};
+use hb_lab::{start_cluster, wait_peer_status};
 use hbapi::comm::CommProxy;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-
-/// Kills a node's whole process tree at once, as a crash or power loss would.
-async fn crash(node: &Node) {
-    let children = node.master().await.list_children().await.unwrap();
-    kill(Pid::from_raw(node.master_pid() as i32), Signal::SIGKILL).unwrap();
-    for child in children.iter().filter(|c| c.pid != 0) {
-        let _ = kill(Pid::from_raw(child.pid as i32), Signal::SIGKILL);
-    }
-}
 
 #[tokio::test]
 async fn two_nodes_see_each_other_and_a_crash_is_detected() {
@@ -32,7 +21,7 @@ async fn two_nodes_see_each_other_and_a_crash_is_detected() {
     );
     assert_eq!(comm.local_node().await.unwrap(), "alpha");
 
-    crash(&nodes[1]).await;
+    nodes[1].crash().await;
     wait_peer_status(&nodes[0], "bravo", "dead").await;
 }
 
@@ -48,17 +37,10 @@ async fn three_nodes_and_one_dies() {
             wait_peer_status(&nodes[node], peer, "active").await;
         }
     }
-    crash(&nodes[2]).await;
+    nodes[2].crash().await;
     wait_peer_status(&nodes[0], "charlie", "dead").await;
     wait_peer_status(&nodes[1], "charlie", "dead").await;
-    let comm = CommProxy::new(&nodes[0].connection).await.unwrap();
-    let bravo = comm
-        .list_nodes()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|n| n.name == "bravo")
-        .unwrap();
+    let bravo = nodes[0].peer("bravo").await;
     assert_eq!(bravo.status, "active", "the survivors still see each other");
 }
 
@@ -150,13 +132,7 @@ async fn forged_replayed_truncated_and_oversized_packets_are_dropped_and_counted
         20,
         "{after:?}"
     );
-    let bravo = comm
-        .list_nodes()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|n| n.name == "bravo")
-        .unwrap();
+    let bravo = nodes[0].peer("bravo").await;
     assert_eq!(bravo.status, "active", "hostile packets change nothing");
 }
 

@@ -254,25 +254,7 @@ async fn mixed_cluster_with_heartbeat_3_0_6() {
 
     // Heartbeat notices our death.
     let mark = heartbeat.log_len();
-    let hbcomm = ours
-        .master()
-        .await
-        .list_children()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|c| c.name == "hbcomm")
-        .unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(ours.master_pid() as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(hbcomm.pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    ours.crash().await;
     heartbeat.wait_log("node alpha: is dead", mark).await;
     let _ = ours.wait_exit().await;
 

@@ -51,16 +51,6 @@ async fn hbcomm_pid(node: &Node) -> u32 {
         .expect("hbcomm running")
 }
 
-async fn crash(node: &Node) {
-    let hbcomm = hbcomm_pid(node).await;
-    for pid in [node.master_pid(), hbcomm] {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-}
-
 fn stats(mut samples: Vec<Duration>) -> (f64, f64, f64) {
     samples.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -85,7 +75,7 @@ async fn profile(keepalive: &str, deadtime: &str, deadtime_ms: f64) {
         while settle.elapsed() < Duration::from_millis(300) {
             let _ = tokio::time::timeout(Duration::from_millis(50), changes.next()).await;
         }
-        crash(&nodes[1]).await;
+        nodes[1].crash().await;
         let killed = Instant::now();
         loop {
             let signal = tokio::time::timeout(hb_lab::PATIENCE, changes.next())
