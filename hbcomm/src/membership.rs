@@ -196,22 +196,26 @@ impl Membership {
 
     /// When the next timer may fire: the caller ticks at or after this.
     pub fn next_deadline(&self) -> Option<Instant> {
+        // Called once per loop turn of the daemon: no allocation.
         self.members
             .values()
             .filter(|m| m.status != NodeStatus::Dead)
-            .flat_map(|m| {
+            .filter_map(|m| {
                 let deadtime = self.deadtime(m.kind);
-                match m.last_heard {
-                    None => vec![self.started + self.initdead(m.kind)],
-                    Some(at) => {
-                        let mut times = vec![at + deadtime];
-                        if !m.warned && m.kind == NodeKind::Normal {
-                            times.push(at + self.timing.warntime);
-                        }
-                        times.extend(m.links.values().flatten().map(|link_at| *link_at + deadtime));
-                        times
-                    }
-                }
+                let Some(at) = m.last_heard else {
+                    return Some(self.started + self.initdead(m.kind));
+                };
+                let warn = (!m.warned && m.kind == NodeKind::Normal).then(|| at + self.timing.warntime);
+                let stalest_link = m
+                    .links
+                    .values()
+                    .flatten()
+                    .min()
+                    .map(|link_at| *link_at + deadtime);
+                [Some(at + deadtime), warn, stalest_link]
+                    .into_iter()
+                    .flatten()
+                    .min()
             })
             .min()
     }

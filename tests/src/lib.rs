@@ -485,6 +485,11 @@ pub fn ledger(path: &Path) -> Vec<(String, u32)> {
         .collect()
 }
 
+/// How many times a test child started, by its ledger.
+pub fn starts(path: &Path) -> usize {
+    ledger(path).iter().filter(|(event, _)| event == "start").count()
+}
+
 /// Pids of live processes whose process group is `pgid`.
 pub fn processes_in_group(pgid: u32) -> Vec<u32> {
     let mut found = Vec::new();

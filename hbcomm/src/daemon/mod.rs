@@ -9,7 +9,6 @@ pub mod media;
 pub mod replay;
 pub mod state;
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -156,12 +155,10 @@ pub async fn run(
     tracing::info!(node = %options.node, generation, links = ?link_names, "hbcomm started");
 
     let (received_tx, mut received) = mpsc::channel::<Received>(1024);
-    let mut counters: HashMap<String, u64> = HashMap::new();
-    let dropped_queue_full = Arc::new(std::sync::atomic::AtomicU64::new(0));
     for (index, link) in links.iter().enumerate() {
         let socket = link.socket.clone();
         let tx = received_tx.clone();
-        let dropped = dropped_queue_full.clone();
+        let shared = snapshot.clone();
         tokio::spawn(async move {
             let mut buffer = vec![0u8; 65_536];
             loop {
@@ -175,7 +172,7 @@ pub async fn run(
                     })
                     .is_err()
                 {
-                    dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    bump(&shared, "dropped_queue_full");
                 }
             }
         });
@@ -187,7 +184,7 @@ pub async fn run(
     let deadtime_hex = format!("{:x}", config.timing.deadtime.as_millis());
     let generation_hex = format!("{generation:x}");
     tokio::pin!(shutdown);
-    publish(&snapshot, &membership, &options.node, &counters, Instant::now());
+    publish(&snapshot, &membership, &options.node, Instant::now());
     loop {
         let deadline = membership.next_deadline().map(tokio::time::Instant::from_std);
         let timer = async {
@@ -218,9 +215,9 @@ pub async fn run(
                 for link in &links {
                     for destination in &link.destinations {
                         match link.socket.send_to(&packet, destination).await {
-                            Ok(_) => *counters.entry("sent".into()).or_default() += 1,
+                            Ok(_) => bump(&snapshot, "sent"),
                             Err(error) => {
-                                *counters.entry("send_errors".into()).or_default() += 1;
+                                bump(&snapshot, "send_errors");
                                 tracing::debug!(link = %link.name, %destination, "send failed: {error}");
                             }
                         }
@@ -229,7 +226,7 @@ pub async fn run(
             }
             Some(packet) = received.recv() => {
                 let now = Instant::now();
-                *counters.entry("received".into()).or_default() += 1;
+                bump(&snapshot, "received");
                 let link = &links[packet.link].name;
                 match wire::receive(&packet.bytes, &authenticator, &limits) {
                     Err(error) => {
@@ -238,7 +235,7 @@ pub async fn run(
                             WireError::TooLarge(_) => "dropped_oversized",
                             _ => "dropped_malformed",
                         };
-                        *counters.entry(reason.into()).or_default() += 1;
+                        bump(&snapshot, reason);
                         tracing::debug!(%link, "packet dropped: {error}");
                     }
                     Ok((message, _)) => {
@@ -248,7 +245,7 @@ pub async fn run(
                             message.get("seq").and_then(|s| u64::from_str_radix(s, 16).ok()),
                         ) else {
                             // Heartbeat's acks and retransmission requests carry no seq.
-                            *counters.entry(format!("received_{}", message.get("t").unwrap_or("untyped"))).or_default() += 1;
+                            bump(&snapshot, &format!("received_{}", message.get("t").unwrap_or("untyped")));
                             continue;
                         };
                         if src == options.node {
@@ -256,7 +253,7 @@ pub async fn run(
                         }
                         match guard.check(src, hg, packet_seq, now) {
                             Verdict::Replay => {
-                                *counters.entry("dropped_replay".into()).or_default() += 1;
+                                bump(&snapshot, "dropped_replay");
                                 tracing::debug!(%link, src, hg, seq = packet_seq, "replayed packet dropped");
                             }
                             verdict => {
@@ -273,7 +270,7 @@ pub async fn run(
                                         }
                                     }
                                 } else {
-                                    *counters.entry("duplicates".into()).or_default() += 1;
+                                    bump(&snapshot, "duplicates");
                                 }
                             }
                         }
@@ -285,9 +282,6 @@ pub async fn run(
             }
         }
         if outputs.is_empty() {
-            if let Ok(mut shared) = snapshot.lock() {
-                shared.counters.clone_from(&counters);
-            }
             continue;
         }
         for output in &outputs {
@@ -312,28 +306,30 @@ pub async fn run(
                     tracing::warn!(node = %node, "node {node} is back after {} ms of silence (partition healed or node restarted)", silent_for.as_millis());
                 }
                 Output::Unknown { node } => {
-                    *counters.entry("dropped_unknown_node".into()).or_default() += 1;
+                    bump(&snapshot, "dropped_unknown_node");
                     tracing::warn!("heartbeat from {node:?}, which is not a configured node");
                 }
             }
         }
-        counters.insert(
-            "dropped_queue_full".into(),
-            dropped_queue_full.load(std::sync::atomic::Ordering::Relaxed),
-        );
-        publish(&snapshot, &membership, &options.node, &counters, Instant::now());
+        publish(&snapshot, &membership, &options.node, Instant::now());
     }
     tracing::info!("hbcomm stopping");
     Ok(())
 }
 
-fn publish(
-    snapshot: &Mutex<Snapshot>,
-    membership: &Membership,
-    local: &str,
-    counters: &HashMap<String, u64>,
-    now: Instant,
-) {
+/// Counts one event in the counters the bus interface serves (no copy kept elsewhere).
+fn bump(snapshot: &Mutex<Snapshot>, key: &str) {
+    if let Ok(mut shared) = snapshot.lock() {
+        match shared.counters.get_mut(key) {
+            Some(count) => *count += 1,
+            None => {
+                shared.counters.insert(key.to_owned(), 1);
+            }
+        }
+    }
+}
+
+fn publish(snapshot: &Mutex<Snapshot>, membership: &Membership, local: &str, now: Instant) {
     let mut nodes = vec![NodeInfo {
         name: local.to_owned(),
         kind: "normal".into(),
@@ -357,7 +353,6 @@ fn publish(
     }));
     if let Ok(mut shared) = snapshot.lock() {
         shared.nodes = nodes;
-        shared.counters = counters.clone();
     }
 }
 

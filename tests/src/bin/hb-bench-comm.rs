@@ -51,6 +51,15 @@ async fn hbcomm_pid(node: &Node) -> u32 {
         .expect("hbcomm running")
 }
 
+async fn sent(comm: &CommProxy<'_>) -> u64 {
+    comm.counters()
+        .await
+        .expect("counters")
+        .get("sent")
+        .copied()
+        .unwrap_or(0)
+}
+
 fn stats(mut samples: Vec<Duration>) -> (f64, f64, f64) {
     samples.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -114,13 +123,7 @@ async fn profile(keepalive: &str, deadtime: &str, deadtime_ms: f64) {
     }
     let pid = hbcomm_pid(&nodes[0]).await;
     let comm = CommProxy::new(&nodes[0].connection).await.expect("proxy");
-    let sent_before = comm
-        .counters()
-        .await
-        .expect("counters")
-        .get("sent")
-        .copied()
-        .unwrap_or(0);
+    let sent_before = sent(&comm).await;
     let (cpu_before, _) = usage(pid);
     let started = Instant::now();
     let mut merged = futures_util::stream::select_all(streams);
@@ -135,13 +138,7 @@ async fn profile(keepalive: &str, deadtime: &str, deadtime_ms: f64) {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let (cpu_after, rss) = usage(pid);
-    let sent_after = comm
-        .counters()
-        .await
-        .expect("counters")
-        .get("sent")
-        .copied()
-        .unwrap_or(0);
+    let sent_after = sent(&comm).await;
     let cpu_per_minute = (cpu_after - cpu_before) * 60.0 / elapsed;
     println!(
         "keepalive {keepalive} / deadtime {deadtime}: false deaths over {:.0} s: {false_deaths} (target 0); hbcomm idle CPU {cpu_per_minute:.3} s/min (target <= 0.05), RSS {:.1} MB (target <= 8), {:.1} packets/s sent per node",
