@@ -46,6 +46,24 @@ pub trait Comm {
     /// Packet counters: received, sent, dropped by reason.
     fn counters(&self) -> zbus::Result<std::collections::HashMap<String, u64>>;
 
+    /// Sends a cluster message to `to` (a node, or "" for every node, this one included);
+    /// returns its sequence number. Operators only.
+    fn send_message(
+        &self,
+        to: &str,
+        msg_type: &str,
+        body: std::collections::HashMap<String, String>,
+    ) -> zbus::Result<u64>;
+
+    /// A cluster message for this node: each once, in its sender's order.
+    #[zbus(signal)]
+    fn message_received(
+        &self,
+        from: &str,
+        msg_type: &str,
+        body: std::collections::HashMap<String, String>,
+    ) -> zbus::Result<()>;
+
     /// A node changed status.
     #[zbus(signal)]
     fn node_status_changed(&self, node: &str, old: &str, new: &str) -> zbus::Result<()>;

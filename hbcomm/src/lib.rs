@@ -5,4 +5,5 @@
 pub mod daemon;
 pub mod master;
 pub mod membership;
+pub mod reliable;
 pub mod wire;

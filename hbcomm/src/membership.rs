@@ -24,6 +24,8 @@ pub enum NodeStatus {
     Active,
     /// Silent for longer than deadtime (or initdead).
     Dead,
+    /// A ping pseudo-node that answers (Heartbeat's PINGSTATUS).
+    Ping,
 }
 
 impl NodeStatus {
@@ -34,6 +36,7 @@ impl NodeStatus {
             NodeStatus::Up => "up",
             NodeStatus::Active => "active",
             NodeStatus::Dead => "dead",
+            NodeStatus::Ping => "ping",
         }
     }
 
@@ -279,7 +282,7 @@ impl Membership {
                 member.last_heard = Some(now);
                 member.warned = false;
                 let new = match member.kind {
-                    NodeKind::Ping => NodeStatus::Up,
+                    NodeKind::Ping => NodeStatus::Ping,
                     NodeKind::Normal if status == NodeStatus::Dead => NodeStatus::Up,
                     NodeKind::Normal => status,
                 };
@@ -542,11 +545,11 @@ mod tests {
             },
             t0,
         );
-        assert_eq!(view.status("10.0.0.254"), Some(NodeStatus::Up));
+        assert_eq!(view.status("10.0.0.254"), Some(NodeStatus::Ping));
         view.handle(Input::Tick, t0 + ms(1400));
         assert_eq!(
             view.status("10.0.0.254"),
-            Some(NodeStatus::Up),
+            Some(NodeStatus::Ping),
             "deadping 1.5 s, not deadtime"
         );
         view.handle(Input::Tick, t0 + ms(1501));

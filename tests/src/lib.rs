@@ -4,6 +4,8 @@
 //! Everything here waits on events — the master's `READY=1` on a notify socket, bus signals —
 //! never on fixed sleeps. Timeouts exist only so that a broken build fails instead of hanging.
 
+pub mod netns;
+
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -316,6 +318,15 @@ impl Node {
     /// A scratch path inside the node's directory.
     pub fn path(&self, name: &str) -> PathBuf {
         self.root.path().join(name)
+    }
+
+    /// The UDP port its ha.cf names (694 when it names none).
+    pub fn udp_port(&self) -> u16 {
+        std::fs::read_to_string(self.config_dir.join("ha.cf"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|line| line.strip_prefix("udpport ")?.trim().parse().ok())
+            .unwrap_or(694)
     }
 
     /// The master's pid.

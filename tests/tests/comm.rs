@@ -50,13 +50,7 @@ async fn forged_replayed_truncated_and_oversized_packets_are_dropped_and_counted
     let nodes = start_cluster(&["alpha", "bravo"], |b| b).await;
     wait_peer_status(&nodes[0], "bravo", "active").await;
     let comm = CommProxy::new(&nodes[0].connection).await.unwrap();
-    let ha_cf = std::fs::read_to_string(nodes[0].config_dir.join("ha.cf")).unwrap();
-    let port: u16 = ha_cf
-        .lines()
-        .find_map(|l| l.strip_prefix("udpport "))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let port = nodes[0].udp_port();
     let target = std::net::SocketAddr::from(([127, 0, 0, 1], port));
 
     let lab_key = Authenticator::new(1, hbapi::config::AuthMethod::Sha256, b"hb-lab-test-key");
@@ -149,4 +143,39 @@ async fn crc_is_refused_without_the_insecure_override() {
         "configuration errors are not respawned"
     );
     nodes[0].terminate().await;
+}
+
+#[tokio::test]
+async fn ping_nodes_and_groups_follow_icmp_reachability() {
+    let namespace = hb_lab::netns::Namespace::new("ping");
+    let nodes = start_cluster(&["alpha", "bravo"], |b| {
+        b.wrapper(&namespace.wrapper())
+            .ha_cf("ping 127.0.0.9")
+            .ha_cf("ping_group far 127.0.0.10 127.0.0.11")
+            .ha_cf("deadping 1")
+    })
+    .await;
+    let alpha = &nodes[0];
+    wait_peer_status(alpha, "127.0.0.9", "ping").await;
+    wait_peer_status(alpha, "far", "ping").await;
+    assert_eq!(alpha.peer("far").await.kind, "ping");
+
+    let drop_from = |address: &str, action: &str| {
+        namespace.exec(&[
+            "iptables", action, "INPUT", "-p", "icmp", "-s", address, "-j", "DROP",
+        ]);
+    };
+    drop_from("127.0.0.9", "-A");
+    drop_from("127.0.0.10", "-A");
+    wait_peer_status(alpha, "127.0.0.9", "dead").await;
+    assert_eq!(
+        alpha.peer("far").await.status,
+        "ping",
+        "one member of the group still answers"
+    );
+    assert_eq!(alpha.peer("bravo").await.status, "active");
+    drop_from("127.0.0.11", "-A");
+    wait_peer_status(alpha, "far", "dead").await;
+    drop_from("127.0.0.9", "-D");
+    wait_peer_status(alpha, "127.0.0.9", "ping").await;
 }

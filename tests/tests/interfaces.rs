@@ -19,21 +19,18 @@ fn interface_block(xml: &str, name: &str) -> Option<String> {
     )
 }
 
-#[tokio::test]
-async fn the_master_serves_the_checked_in_interface() {
-    let node = NodeBuilder::new("alpha").start().await;
+async fn check(node: &hb_lab::Node, bus_name: &str, path: &str, interface: &str) {
     let proxy = zbus::fdo::IntrospectableProxy::builder(&node.connection)
-        .destination(hbapi::names::master::BUS_NAME)
-        .path(hbapi::names::master::OBJECT_PATH)
+        .destination(bus_name.to_owned())
+        .path(path.to_owned())
         .build()
         .await
         .unwrap();
     let xml = proxy.introspect().await.unwrap();
-    let served = interface_block(&xml, hbapi::names::master::INTERFACE)
-        .unwrap_or_else(|| panic!("{} not served:\n{xml}", hbapi::names::master::INTERFACE));
+    let served = interface_block(&xml, interface).unwrap_or_else(|| panic!("{interface} not served:\n{xml}"));
     let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../hbapi/interfaces")
-        .join(format!("{}.xml", hbapi::names::master::INTERFACE));
+        .join(format!("{interface}.xml"));
     if std::env::var_os("HB_UPDATE_INTERFACES").is_some() {
         std::fs::write(&file, &served).unwrap();
     }
@@ -44,4 +41,18 @@ async fn the_master_serves_the_checked_in_interface() {
         "served interface differs from {}",
         file.display()
     );
+}
+
+#[tokio::test]
+async fn the_master_serves_the_checked_in_interface() {
+    let node = NodeBuilder::new("alpha").start().await;
+    use hbapi::names::master;
+    check(&node, master::BUS_NAME, master::OBJECT_PATH, master::INTERFACE).await;
+}
+
+#[tokio::test]
+async fn hbcomm_serves_the_checked_in_interface() {
+    let nodes = hb_lab::start_cluster(&["alpha", "bravo"], |b| b).await;
+    use hbapi::names::comm;
+    check(&nodes[0], comm::BUS_NAME, comm::OBJECT_PATH, comm::INTERFACE).await;
 }

@@ -3,10 +3,87 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use zbus::interface;
+use tokio::sync::{mpsc, oneshot};
+use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
+use zbus::{interface, Connection};
 
 use hbapi::comm::NodeInfo;
+use hbapi::error::HbError;
+
+/// Field names the messaging layer itself uses; a client's body may not set them.
+pub const RESERVED_FIELDS: &[&str] = &[
+    "t",
+    "st",
+    "src",
+    "srcuuid",
+    "dest",
+    "destuuid",
+    "seq",
+    "hg",
+    "ts",
+    "ttl",
+    "ld",
+    "dt",
+    "auth",
+    "protocol",
+    "firstseq",
+    "lastseq",
+    "ackseq",
+    "from_id",
+    "to_id",
+    "client_gen",
+    "hbrs_cfd",
+];
+/// Longest message type and field name.
+const MAX_NAME: usize = 64;
+
+/// A cluster message a client asked to send, for the daemon's loop.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// One node, or `None` for every node.
+    pub to: Option<String>,
+    /// Message type (Heartbeat's `t`).
+    pub msg_type: String,
+    /// Body fields, sorted by name.
+    pub body: Vec<(String, String)>,
+    /// Gets the message's sequence number, or why it was refused.
+    pub reply: oneshot::Sender<Result<u64, HbError>>,
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// Checks a client's message before it reaches the wire.
+pub fn check_outgoing(
+    to: &str,
+    msg_type: &str,
+    body: &HashMap<String, String>,
+    nodes: &[String],
+) -> Result<(), HbError> {
+    if !to.is_empty() && !nodes.iter().any(|n| n == to) {
+        return Err(HbError::NotFound(format!("{to:?} is not a node of this cluster")));
+    }
+    if !valid_name(msg_type) || msg_type == "status" || msg_type.starts_with("NS_") {
+        return Err(HbError::InvalidArgument(format!(
+            "message type {msg_type:?}: expected 1-{MAX_NAME} of A-Z a-z 0-9 _ - ., not \"status\" and not starting with NS_ (the messaging layer's own types)"
+        )));
+    }
+    for name in body.keys() {
+        if !valid_name(name) || RESERVED_FIELDS.contains(&name.as_str()) {
+            return Err(HbError::InvalidArgument(format!(
+                "field {name:?}: expected 1-{MAX_NAME} of A-Z a-z 0-9 _ - . and none of the messaging layer's own fields ({})",
+                RESERVED_FIELDS.join(" ")
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// What the interface shows, kept current by the daemon's loop.
 #[derive(Debug, Default, Clone)]
@@ -22,6 +99,8 @@ pub struct CommInterface {
     pub(crate) local_node: String,
     pub(crate) generation: u32,
     pub(crate) snapshot: Arc<Mutex<Snapshot>>,
+    pub(crate) nodes: Vec<String>,
+    pub(crate) outgoing: mpsc::Sender<Outgoing>,
 }
 
 #[interface(name = "org.heartbeatrs.Comm1")]
@@ -50,6 +129,42 @@ impl CommInterface {
             .map(|s| s.counters.clone())
             .unwrap_or_default()
     }
+
+    /// Sends a cluster message to `to` (a node, or "" for every node, this one included) and
+    /// returns its sequence number. Each receiver's clients get it once, in this node's order.
+    /// Only root, the cluster user and the daemon's own user may send.
+    async fn send_message(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+        to: &str,
+        msg_type: &str,
+        body: HashMap<String, String>,
+    ) -> Result<u64, HbError> {
+        hbapi::bus::authorise_operator(connection, &header).await?;
+        check_outgoing(to, msg_type, &body, &self.nodes)?;
+        let mut body: Vec<(String, String)> = body.into_iter().collect();
+        body.sort();
+        let (reply, answer) = oneshot::channel();
+        let request = Outgoing {
+            to: (!to.is_empty()).then(|| to.to_owned()),
+            msg_type: msg_type.to_owned(),
+            body,
+            reply,
+        };
+        let gone = || HbError::Failed("hbcomm is shutting down".into());
+        self.outgoing.send(request).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    /// A cluster message for this node arrived (or this node sent one to all).
+    #[zbus(signal)]
+    pub async fn message_received(
+        emitter: &SignalEmitter<'_>,
+        from: &str,
+        msg_type: &str,
+        body: HashMap<String, String>,
+    ) -> zbus::Result<()>;
 
     /// A node changed status.
     #[zbus(signal)]
@@ -82,6 +197,31 @@ impl CommInterface {
 #[cfg(test)]
 mod tests {
     use zbus::object_server::Interface;
+
+    use std::collections::HashMap;
+
+    use super::check_outgoing;
+
+    #[test]
+    fn outgoing_messages_are_checked() {
+        let nodes = ["alpha".to_owned(), "bravo".to_owned()];
+        let body = |k: &str| HashMap::from([(k.to_owned(), "v".to_owned())]);
+        assert!(check_outgoing("", "crmd", &body("op"), &nodes).is_ok());
+        assert!(check_outgoing("bravo", "ip-request", &HashMap::new(), &nodes).is_ok());
+        assert!(check_outgoing("mallory", "crmd", &body("op"), &nodes).is_err());
+        for bad_type in ["status", "NS_rexmit", "", "a b", "x\n"] {
+            assert!(
+                check_outgoing("", bad_type, &body("op"), &nodes).is_err(),
+                "{bad_type:?}"
+            );
+        }
+        for bad_field in ["seq", "src", "auth", "", "a=b"] {
+            assert!(
+                check_outgoing("", "crmd", &body(bad_field), &nodes).is_err(),
+                "{bad_field:?}"
+            );
+        }
+    }
 
     #[test]
     fn interface_name_matches_the_contract() {

@@ -6,9 +6,11 @@
 
 pub mod iface;
 pub mod media;
+pub mod ping;
 pub mod replay;
 pub mod state;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -22,12 +24,12 @@ use hbapi::config::{AuthMethod, ClusterConfig};
 use hbapi::names;
 
 use crate::membership::{Input, Membership, NodeKind, NodeStatus, Output};
-use crate::wire::{self, Authenticator, Format, Limits, Message, WireError};
+use crate::reliable::{Inbound, InboundOutput, Resend, SendHistory};
+use crate::wire::{self, Authenticator, Format, Limits, Message, Value, WireError};
 
-use self::iface::{CommInterface, Snapshot};
+use self::iface::{CommInterface, Outgoing, Snapshot, RESERVED_FIELDS};
 use self::replay::{ReplayGuard, Verdict};
 
-/// Heartbeat writes every number on the wire in hex: seq, hg, ts, dt, ackseq.
 /// Heartbeat's protocol version field.
 const PROTOCOL: &str = "1";
 /// Field carrying our digest of the resource configuration and key id (Heartbeat ignores it).
@@ -63,6 +65,85 @@ pub enum CommError {
     /// Bus.
     #[error("bus: {0}")]
     Bus(#[from] zbus::Error),
+    /// Ping nodes.
+    #[error(transparent)]
+    Ping(#[from] ping::PingError),
+}
+
+/// Most sequence numbers answered per retransmission request (a forged or confused request
+/// must not make this node flood the link).
+const MAX_RESEND_PER_REQUEST: u64 = 64;
+
+/// What every sequenced message this node sends carries, and the history kept of them.
+struct Outbox {
+    node: String,
+    uuid: Vec<u8>,
+    generation_hex: String,
+    seq: u64,
+    history: SendHistory,
+}
+
+impl Outbox {
+    /// Adds the sender's fields and the next sequence number, signs, and records the packet.
+    fn seal(&mut self, mut message: Message, authenticator: &Authenticator) -> (u64, Vec<u8>) {
+        self.seq += 1;
+        message.set("src", self.node.as_str());
+        message
+            .fields
+            .push(("srcuuid".to_owned(), Value::Bin(self.uuid.clone())));
+        message.set("seq", format!("{:x}", self.seq));
+        message.set("hg", self.generation_hex.as_str());
+        message.set("ts", format!("{:x}", unix_time()));
+        message.set("ttl", "3");
+        let packet = wire::encode(&message, Format::Netstring, authenticator);
+        self.history.record(self.seq, packet.clone());
+        (self.seq, packet)
+    }
+}
+
+/// A cluster message as clients get it.
+#[derive(Debug)]
+struct Delivery {
+    msg_type: String,
+    body: HashMap<String, String>,
+}
+
+impl Delivery {
+    /// The client's part of a received message: its type and every string field that is not
+    /// the messaging layer's own (binary and nested fields are not passed on).
+    fn from_message(message: &Message) -> Self {
+        Delivery {
+            msg_type: message.get("t").unwrap_or_default().to_owned(),
+            body: message
+                .fields
+                .iter()
+                .filter(|(name, _)| !RESERVED_FIELDS.contains(&name.as_str()))
+                .filter_map(|(name, value)| match value {
+                    Value::Str(text) => Some((name.clone(), text.clone())),
+                    _ => None,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Sends `packet` on every link to every destination.
+async fn broadcast(links: &[media::Link], packet: &[u8], snapshot: &Mutex<Snapshot>) {
+    for link in links {
+        for destination in &link.destinations {
+            match link.socket.send_to(packet, destination).await {
+                Ok(_) => bump(snapshot, "sent"),
+                Err(error) => {
+                    bump(snapshot, "send_errors");
+                    tracing::debug!(link = %link.name, %destination, "send failed: {error}");
+                }
+            }
+        }
+    }
+}
+
+fn hex_field(message: &Message, name: &str) -> Option<u64> {
+    message.get(name).and_then(|v| u64::from_str_radix(v, 16).ok())
 }
 
 /// A digest of what must be identical on every node: resource groups and the key in force.
@@ -83,10 +164,88 @@ pub fn config_digest(config: &ClusterConfig) -> String {
         .collect()
 }
 
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default()
+/// `/proc/loadavg`, kept open: each heartbeat carries it (Heartbeat's `ld`), and reopening
+/// the file five times a second is a measurable part of an idle node's CPU.
+struct LoadAverage(Option<std::fs::File>);
+
+impl LoadAverage {
+    fn open() -> Self {
+        LoadAverage(std::fs::File::open("/proc/loadavg").ok())
+    }
+
+    fn read(&self) -> String {
+        use std::os::unix::fs::FileExt;
+        let mut buffer = [0u8; 128];
+        let length = self
+            .0
+            .as_ref()
+            .and_then(|file| file.read_at(&mut buffer, 0).ok())
+            .unwrap_or(0);
+        String::from_utf8_lossy(&buffer[..length]).trim().to_owned()
+    }
+}
+
+/// Heartbeat's unsequenced protocol messages addressed to this node: retransmission requests
+/// (answered from the history, or refused with `NS_nak_rexmit`), refusals of our own
+/// requests, and acknowledgements (counted; the history is bounded by size, not by acks).
+#[allow(clippy::too_many_arguments)]
+async fn protocol_message(
+    message: &Message,
+    local: &str,
+    history: &mut SendHistory,
+    inbound: &mut Inbound<Delivery>,
+    links: &[media::Link],
+    authenticator: &Authenticator,
+    snapshot: &Mutex<Snapshot>,
+    ordered: &mut Vec<InboundOutput<Delivery>>,
+    now: Instant,
+) {
+    let kind = message.get("t").unwrap_or("untyped");
+    bump(snapshot, &format!("received_{kind}"));
+    if message.get("dest") != Some(local) {
+        return;
+    }
+    let Some(src) = message.get("src") else { return };
+    match kind {
+        "NS_rexmit" => {
+            let (Some(first), Some(last)) = (hex_field(message, "firstseq"), hex_field(message, "lastseq"))
+            else {
+                bump(snapshot, "dropped_malformed");
+                return;
+            };
+            let last = last.min(first.saturating_add(MAX_RESEND_PER_REQUEST - 1));
+            for seq in first..=last {
+                match history.resend(seq, now) {
+                    Resend::Packet(packet) => {
+                        let packet = packet.to_vec();
+                        bump(snapshot, "rexmit_answered");
+                        broadcast(links, &packet, snapshot).await;
+                    }
+                    Resend::Recently => {}
+                    Resend::Unknown => {
+                        // Not signed by seal(): NS_ messages carry no number, as in Heartbeat.
+                        let nak = Message::new()
+                            .with("t", "NS_nak_rexmit")
+                            .with("firstseq", format!("{seq:x}"))
+                            .with("dest", src)
+                            .with("src", local);
+                        broadcast(
+                            links,
+                            &wire::encode(&nak, Format::Netstring, authenticator),
+                            snapshot,
+                        )
+                        .await;
+                    }
+                }
+            }
+        }
+        "NS_nak_rexmit" => {
+            if let Some(seq) = hex_field(message, "firstseq") {
+                ordered.extend(inbound.unavailable(src, seq, seq, now));
+            }
+        }
+        _ => {}
+    }
 }
 
 fn unix_time() -> u64 {
@@ -140,10 +299,13 @@ pub async fn run(
     let mut mismatches_reported: Vec<String> = Vec::new();
 
     let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+    let (outgoing_tx, mut outgoing) = mpsc::channel::<Outgoing>(64);
     let interface = CommInterface {
         local_node: options.node.clone(),
         generation,
         snapshot: snapshot.clone(),
+        nodes: config.nodes.clone(),
+        outgoing: outgoing_tx,
     };
     let connection = zbus::connection::Builder::address(options.bus_address.as_str())
         .method_timeout(hbapi::bus::METHOD_TIMEOUT)
@@ -178,15 +340,62 @@ pub async fn run(
         });
     }
 
-    let mut seq: u64 = 0;
+    let pinger = ping::Pinger::open(&config.ping_nodes)?.map(Arc::new);
+    let (ping_tx, mut ping_replies) = mpsc::channel::<String>(256);
+    if let Some(pinger) = &pinger {
+        for icmp in [&pinger.v4, &pinger.v6].into_iter().flatten() {
+            let socket = icmp.socket.clone();
+            let (raw, v6) = (icmp.raw, icmp.v6);
+            let pinger = pinger.clone();
+            let tx = ping_tx.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 1500];
+                let reference = ping::IcmpSocket {
+                    socket: socket.clone(),
+                    raw,
+                    v6,
+                };
+                loop {
+                    let Ok((length, from)) = socket.recv_from(&mut buffer).await else {
+                        continue;
+                    };
+                    if !ping::is_our_reply(&reference, &buffer[..length], pinger.ident) {
+                        continue;
+                    }
+                    if let Some(node) = pinger.node_for(from.ip()) {
+                        let _ = tx.try_send(node.to_owned());
+                    }
+                }
+            });
+        }
+    }
+    drop(ping_tx);
+
+    let mut outbox = Outbox {
+        node: options.node.clone(),
+        uuid: uuid.to_vec(),
+        generation_hex: format!("{generation:x}"),
+        seq: 0,
+        history: SendHistory::new(config.max_rexmit_delay),
+    };
+    // A gap not filled within deadtime will not be: the sender is gone or has moved on.
+    let mut inbound: Inbound<Delivery> = Inbound::new(
+        config.max_rexmit_delay,
+        config.timing.deadtime.max(config.max_rexmit_delay * 4),
+    );
+    let mut ping_seq: u16 = 0;
     let mut keepalive = tokio::time::interval(config.timing.keepalive);
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let deadtime_hex = format!("{:x}", config.timing.deadtime.as_millis());
-    let generation_hex = format!("{generation:x}");
+    let load = LoadAverage::open();
     tokio::pin!(shutdown);
     publish(&snapshot, &membership, &options.node, Instant::now());
     loop {
-        let deadline = membership.next_deadline().map(tokio::time::Instant::from_std);
+        let deadline = [membership.next_deadline(), inbound.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(tokio::time::Instant::from_std);
         let timer = async {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at + Duration::from_millis(1)).await,
@@ -194,35 +403,55 @@ pub async fn run(
             }
         };
         let mut outputs = Vec::new();
+        let mut ordered = Vec::new();
         tokio::select! {
             () = &mut shutdown => break,
             _ = keepalive.tick() => {
-                seq += 1;
                 let message = Message::new()
                     .with("t", "status")
                     .with("st", "active")
                     .with("dt", deadtime_hex.as_str())
                     .with("protocol", PROTOCOL)
-                    .with("src", options.node.as_str())
-                    .with_binary("srcuuid", &uuid)
-                    .with("seq", format!("{seq:x}"))
-                    .with("hg", generation_hex.as_str())
-                    .with("ts", format!("{:x}", unix_time()))
-                    .with("ld", load_average())
-                    .with("ttl", "3")
+                    .with("ld", load.read())
                     .with(CONFIG_DIGEST_FIELD, digest.as_str());
-                let packet = wire::encode(&message, Format::Netstring, &authenticator);
-                for link in &links {
-                    for destination in &link.destinations {
-                        match link.socket.send_to(&packet, destination).await {
-                            Ok(_) => bump(&snapshot, "sent"),
-                            Err(error) => {
-                                bump(&snapshot, "send_errors");
-                                tracing::debug!(link = %link.name, %destination, "send failed: {error}");
-                            }
-                        }
+                let (_, packet) = outbox.seal(message, &authenticator);
+                broadcast(&links, &packet, &snapshot).await;
+                if let Some(pinger) = &pinger {
+                    ping_seq = ping_seq.wrapping_add(1);
+                    for _ in 0..pinger.send_all(ping_seq).await {
+                        bump(&snapshot, "ping_send_errors");
                     }
                 }
+            }
+            Some(request) = outgoing.recv() => {
+                let mut message = Message::new().with("t", request.msg_type.as_str());
+                if let Some(to) = &request.to {
+                    message.set("dest", to.as_str());
+                }
+                for (name, value) in &request.body {
+                    message.set(name, value.as_str());
+                }
+                // Checked before sealing so that a refused message does not use up a number.
+                let unsigned = wire::encode(&message, Format::Netstring, &authenticator);
+                if unsigned.len() + 512 > limits.max_packet {
+                    let _ = request.reply.send(Err(hbapi::error::HbError::InvalidArgument(format!(
+                        "message of {} bytes: the most one packet carries is {} bytes",
+                        unsigned.len(),
+                        limits.max_packet - 512
+                    ))));
+                    continue;
+                }
+                let (seq, packet) = outbox.seal(message, &authenticator);
+                broadcast(&links, &packet, &snapshot).await;
+                bump(&snapshot, "messages_sent");
+                if request.to.as_deref().is_none_or(|to| to == options.node) {
+                    let delivery = Delivery { msg_type: request.msg_type.clone(), body: request.body.iter().cloned().collect() };
+                    let _ = CommInterface::message_received(&emitter, &options.node, &delivery.msg_type, delivery.body).await;
+                }
+                let _ = request.reply.send(Ok(seq));
+            }
+            Some(node) = ping_replies.recv() => {
+                outputs.extend(membership.handle(Input::Heard { link: node.clone(), node, status: NodeStatus::Ping }, Instant::now()));
             }
             Some(packet) = received.recv() => {
                 let now = Instant::now();
@@ -239,25 +468,29 @@ pub async fn run(
                         tracing::debug!(%link, "packet dropped: {error}");
                     }
                     Ok((message, _)) => {
-                        let (Some(src), Some(hg), Some(packet_seq)) = (
-                            message.get("src"),
-                            message.get("hg").and_then(|h| u32::from_str_radix(h, 16).ok()),
-                            message.get("seq").and_then(|s| u64::from_str_radix(s, 16).ok()),
-                        ) else {
-                            // Heartbeat's acks and retransmission requests carry no seq.
-                            bump(&snapshot, &format!("received_{}", message.get("t").unwrap_or("untyped")));
+                        let Some(src) = message.get("src") else {
+                            bump(&snapshot, "dropped_malformed");
                             continue;
                         };
                         if src == options.node {
                             continue;
                         }
+                        let (Some(hg), Some(packet_seq)) = (
+                            message.get("hg").and_then(|h| u32::from_str_radix(h, 16).ok()),
+                            hex_field(&message, "seq"),
+                        ) else {
+                            // Heartbeat's protocol messages (NS_*) carry no sequence number.
+                            protocol_message(&message, &options.node, &mut outbox.history, &mut inbound, &links, &authenticator, &snapshot, &mut ordered, now).await;
+                            continue;
+                        };
                         match guard.check(src, hg, packet_seq, now) {
                             Verdict::Replay => {
                                 bump(&snapshot, "dropped_replay");
                                 tracing::debug!(%link, src, hg, seq = packet_seq, "replayed packet dropped");
                             }
                             verdict => {
-                                if message.get("t") == Some("status") {
+                                let is_status = message.get("t") == Some("status");
+                                if is_status {
                                     let status = NodeStatus::from_heartbeat(message.get("st").unwrap_or("active"));
                                     outputs.extend(membership.handle(Input::Heard { node: src.to_owned(), link: link.clone(), status }, now));
                                 }
@@ -269,6 +502,12 @@ pub async fn run(
                                             let _ = CommInterface::config_mismatch(&emitter, src, theirs, &digest).await;
                                         }
                                     }
+                                    let for_us = !is_status
+                                        && message.get("dest").is_none_or(|dest| dest == options.node);
+                                    let item = for_us.then(|| Delivery::from_message(&message));
+                                    if membership.status(src).is_some() {
+                                        ordered.extend(inbound.accept(src, hg, packet_seq, item, now));
+                                    }
                                 } else {
                                     bump(&snapshot, "duplicates");
                                 }
@@ -278,7 +517,50 @@ pub async fn run(
                 }
             }
             () = timer => {
-                outputs.extend(membership.handle(Input::Tick, Instant::now()));
+                let now = Instant::now();
+                outputs.extend(membership.handle(Input::Tick, now));
+                ordered.extend(inbound.tick(now));
+            }
+        }
+        for event in ordered {
+            match event {
+                InboundOutput::Deliver { sender, item, .. } => {
+                    bump(&snapshot, "messages_delivered");
+                    let _ =
+                        CommInterface::message_received(&emitter, &sender, &item.msg_type, item.body).await;
+                }
+                InboundOutput::Request { sender, first, last } => {
+                    bump(&snapshot, "rexmit_requested");
+                    let request = Message::new()
+                        .with("t", "NS_rexmit")
+                        .with("dest", sender.as_str())
+                        .with("firstseq", format!("{first:x}"))
+                        .with("lastseq", format!("{last:x}"))
+                        .with("src", options.node.as_str());
+                    broadcast(
+                        &links,
+                        &wire::encode(&request, Format::Netstring, &authenticator),
+                        &snapshot,
+                    )
+                    .await;
+                }
+                InboundOutput::Lost { sender, first, last } => {
+                    bump(&snapshot, "messages_lost");
+                    tracing::warn!(node = %sender, "messages {first}..={last} from {sender} were lost and could not be retransmitted");
+                }
+                InboundOutput::Acknowledge { sender, seq } => {
+                    let ack = Message::new()
+                        .with("t", "NS_ackmsg")
+                        .with("dest", sender.as_str())
+                        .with("ackseq", format!("{seq:x}"))
+                        .with("src", options.node.as_str());
+                    broadcast(
+                        &links,
+                        &wire::encode(&ack, Format::Netstring, &authenticator),
+                        &snapshot,
+                    )
+                    .await;
+                }
             }
         }
         if outputs.is_empty() {
@@ -289,6 +571,8 @@ pub async fn run(
                 Output::NodeStatus { node, old, new } => {
                     if *new == NodeStatus::Dead {
                         tracing::warn!(node = %node, "node {node}: status dead");
+                        // Its next run is a new generation; a partition's backlog is stale.
+                        inbound.forget(node);
                     } else {
                         tracing::info!(node = %node, "node {node}: status {}", new.as_str());
                     }

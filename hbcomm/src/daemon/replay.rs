@@ -6,8 +6,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// How many recent sequence numbers are remembered.
-const WINDOW: u64 = 128;
+/// How many recent sequence numbers are remembered: as many as a sender keeps for
+/// retransmission, so that a retransmitted packet is still judged by number.
+const WINDOW: u64 = crate::reliable::HISTORY_MESSAGES as u64;
 
 /// The verdict on one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +73,13 @@ impl ReplayGuard {
         state.seen.insert(seq, now);
         state.highest = state.highest.max(seq);
         let floor = state.highest.saturating_sub(WINDOW);
-        state.seen.retain(|s, _| *s > floor);
+        if state
+            .seen
+            .first_key_value()
+            .is_some_and(|(oldest, _)| *oldest <= floor)
+        {
+            state.seen = state.seen.split_off(&(floor + 1));
+        }
         Verdict::Fresh
     }
 }
@@ -113,7 +120,7 @@ mod tests {
             Verdict::Fresh,
             "restart: new generation"
         );
-        for seq in 2..300 {
+        for seq in 2..(WINDOW + 200) {
             guard.check("b", 6, seq, t0 + ms(20));
         }
         assert_eq!(

@@ -1,0 +1,244 @@
+//! Ping pseudo-nodes: ICMP echo to every `ping`, `ping6` and `ping_group` address, once per
+//! keepalive as Heartbeat's ping medium does. A reply makes its pseudo-node heard; membership
+//! judges silence with deadping.
+//!
+//! Unprivileged ICMP sockets (`SOCK_DGRAM`, allowed by `net.ipv4.ping_group_range`) are used
+//! where the kernel allows them — the kernel then owns the echo identifier and hands each
+//! socket only its own replies. Otherwise a raw socket is opened (root or CAP_NET_RAW), which
+//! sees every ICMP packet of the host: replies are matched by identifier and sender.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+
+use hbapi::config::PingNode;
+
+const ECHO_REQUEST_V4: u8 = 8;
+const ECHO_REPLY_V4: u8 = 0;
+const ECHO_REQUEST_V6: u8 = 128;
+const ECHO_REPLY_V6: u8 = 129;
+/// Payload marking our echoes.
+const MARK: &[u8; 8] = b"hbrs-png";
+
+/// One ICMP socket of one address family.
+#[derive(Debug)]
+pub struct IcmpSocket {
+    /// The socket.
+    pub socket: Arc<UdpSocket>,
+    /// Raw sockets see IPv4 headers and everyone's ICMP.
+    pub raw: bool,
+    /// IPv6 (ICMPv6 types, no IP header on raw sockets either).
+    pub v6: bool,
+}
+
+/// The ping targets and their sockets.
+#[derive(Debug)]
+pub struct Pinger {
+    /// IPv4 socket, when there is an IPv4 target.
+    pub v4: Option<IcmpSocket>,
+    /// IPv6 socket, when there is an IPv6 target.
+    pub v6: Option<IcmpSocket>,
+    /// Each address and the pseudo-node it belongs to.
+    pub targets: Vec<(IpAddr, String)>,
+    /// Echo identifier (raw sockets; the kernel picks it on unprivileged ones).
+    pub ident: u16,
+}
+
+/// Why ping targets could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("ping: cannot open an ICMP{} socket (neither unprivileged ICMP, see net.ipv4.ping_group_range, nor raw, which needs CAP_NET_RAW): {source}", if *.v6 { "v6" } else { "" })]
+pub struct PingError {
+    v6: bool,
+    source: std::io::Error,
+}
+
+fn open_socket(v6: bool) -> Result<IcmpSocket, PingError> {
+    let (domain, protocol) = if v6 {
+        (Domain::IPV6, Protocol::ICMPV6)
+    } else {
+        (Domain::IPV4, Protocol::ICMPV4)
+    };
+    let (socket, raw) = match Socket::new(domain, Type::DGRAM, Some(protocol)) {
+        Ok(socket) => (socket, false),
+        Err(_) => (
+            Socket::new(domain, Type::RAW, Some(protocol)).map_err(|source| PingError { v6, source })?,
+            true,
+        ),
+    };
+    socket
+        .set_nonblocking(true)
+        .map_err(|source| PingError { v6, source })?;
+    let socket =
+        UdpSocket::from_std(std::net::UdpSocket::from(socket)).map_err(|source| PingError { v6, source })?;
+    Ok(IcmpSocket {
+        socket: Arc::new(socket),
+        raw,
+        v6,
+    })
+}
+
+impl Pinger {
+    /// Opens what the configured ping nodes need (nothing when there are none).
+    pub fn open(ping_nodes: &[PingNode]) -> Result<Option<Pinger>, PingError> {
+        let targets: Vec<(IpAddr, String)> = ping_nodes
+            .iter()
+            .flat_map(|node| {
+                let name = node.name();
+                let addresses = match node {
+                    PingNode::Single { address } => vec![*address],
+                    PingNode::Group { addresses, .. } => addresses.clone(),
+                };
+                addresses.into_iter().map(move |address| (address, name.clone()))
+            })
+            .collect();
+        if targets.is_empty() {
+            return Ok(None);
+        }
+        let v4 = targets
+            .iter()
+            .any(|(a, _)| a.is_ipv4())
+            .then(|| open_socket(false))
+            .transpose()?;
+        let v6 = targets
+            .iter()
+            .any(|(a, _)| a.is_ipv6())
+            .then(|| open_socket(true))
+            .transpose()?;
+        Ok(Some(Pinger {
+            v4,
+            v6,
+            targets,
+            // Distinguishes this process's echoes from other pingers' on a raw socket.
+            ident: (std::process::id() & 0xffff) as u16,
+        }))
+    }
+
+    /// Sends one echo request to every target; returns how many could not be sent.
+    pub async fn send_all(&self, seq: u16) -> usize {
+        let mut failed = 0;
+        for (address, _) in &self.targets {
+            let Some(icmp) = (if address.is_ipv4() { &self.v4 } else { &self.v6 }) else {
+                continue;
+            };
+            let packet = echo_request(icmp.v6, self.ident, seq);
+            if icmp
+                .socket
+                .send_to(&packet, SocketAddr::new(*address, 0))
+                .await
+                .is_err()
+            {
+                failed += 1;
+            }
+        }
+        failed
+    }
+
+    /// The pseudo-node a reply from `from` belongs to.
+    pub fn node_for(&self, from: IpAddr) -> Option<&str> {
+        self.targets
+            .iter()
+            .find(|(address, _)| *address == from)
+            .map(|(_, name)| name.as_str())
+    }
+}
+
+/// An ICMP echo request with our mark; the checksum is filled in for IPv4 (the kernel
+/// computes ICMPv6 checksums).
+pub fn echo_request(v6: bool, ident: u16, seq: u16) -> Vec<u8> {
+    let mut packet = Vec::with_capacity(8 + MARK.len());
+    packet.push(if v6 { ECHO_REQUEST_V6 } else { ECHO_REQUEST_V4 });
+    packet.push(0);
+    packet.extend_from_slice(&[0, 0]);
+    packet.extend_from_slice(&ident.to_be_bytes());
+    packet.extend_from_slice(&seq.to_be_bytes());
+    packet.extend_from_slice(MARK);
+    if !v6 {
+        let sum = checksum(&packet);
+        packet[2..4].copy_from_slice(&sum.to_be_bytes());
+    }
+    packet
+}
+
+fn checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Whether `bytes`, received on `socket`, is a reply to one of our echoes. `ident` is checked
+/// on raw sockets only (the kernel rewrites it on unprivileged ones).
+pub fn is_our_reply(socket: &IcmpSocket, bytes: &[u8], ident: u16) -> bool {
+    let icmp = if socket.raw && !socket.v6 {
+        // Raw IPv4 sockets deliver the IP header; its length is in the first byte.
+        let header = usize::from(bytes.first().map_or(0, |b| b & 0x0f)) * 4;
+        if header < 20 {
+            return false;
+        }
+        match bytes.get(header..) {
+            Some(rest) => rest,
+            None => return false,
+        }
+    } else {
+        bytes
+    };
+    if icmp.len() < 8 + MARK.len() {
+        return false;
+    }
+    let expected = if socket.v6 { ECHO_REPLY_V6 } else { ECHO_REPLY_V4 };
+    icmp[0] == expected
+        && (!socket.raw || icmp[4..6] == ident.to_be_bytes())
+        && &icmp[8..8 + MARK.len()] == MARK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echo_request_checksum_verifies() {
+        let packet = echo_request(false, 0x1234, 7);
+        assert_eq!(packet[0], ECHO_REQUEST_V4);
+        assert_eq!(checksum(&packet), 0, "a correct checksum sums to zero");
+        assert_eq!(&packet[4..8], &[0x12, 0x34, 0, 7]);
+    }
+
+    #[tokio::test]
+    async fn replies_are_recognised_and_others_are_not() {
+        let Ok(socket) = open_socket(false) else {
+            // No ICMP socket of any kind here; the daemon would report this at start.
+            return;
+        };
+        let mut reply = echo_request(false, 9, 1);
+        reply[0] = ECHO_REPLY_V4;
+        let framed = if socket.raw {
+            let mut ip = vec![0x45u8];
+            ip.resize(20, 0);
+            ip.extend_from_slice(&reply);
+            ip
+        } else {
+            reply.clone()
+        };
+        assert!(is_our_reply(&socket, &framed, 9));
+        let mut request = framed.clone();
+        let at = if socket.raw { 20 } else { 0 };
+        request[at] = ECHO_REQUEST_V4;
+        assert!(
+            !is_our_reply(&socket, &request, 9),
+            "our own request seen on a raw socket"
+        );
+        assert!(
+            !is_our_reply(&socket, &framed[..framed.len() - 1], 9),
+            "truncated"
+        );
+        if socket.raw {
+            assert!(!is_our_reply(&socket, &framed, 10), "another pinger's reply");
+        }
+    }
+}
