@@ -12,6 +12,7 @@ pub mod comm;
 pub mod config;
 pub mod error;
 pub mod logging;
+pub mod lrmd;
 pub mod master;
 pub mod names;
 pub mod notify;

@@ -58,6 +58,7 @@ pub struct NodeBuilder {
     bind: Option<String>,
     links: Vec<String>,
     timing: String,
+    env: Vec<(String, String)>,
 }
 
 impl NodeBuilder {
@@ -74,7 +75,14 @@ impl NodeBuilder {
             bind: None,
             links: vec!["ucast lo 127.0.0.1".to_owned()],
             timing: "keepalive 200ms\ndeadtime 1\ninitdead 10\n".to_owned(),
+            env: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable for the master and so for every daemon it starts.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
     }
 
     /// Starts the core daemons built beside `heartbeat` (hbcomm, …); without this the master
@@ -214,6 +222,7 @@ impl NodeBuilder {
             .env("NOTIFY_SOCKET", &notify_path)
             .env("HB_LOG_STDERR", "1")
             .env("HB_BIND_ADDRESS", self.bind.clone().unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         let mut master = command.spawn().expect("spawn heartbeat");
         // Until the node is handed out, a failure here must not leave the master running.

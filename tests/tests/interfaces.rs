@@ -56,3 +56,10 @@ async fn hbcomm_serves_the_checked_in_interface() {
     use hbapi::names::comm;
     check(&nodes[0], comm::BUS_NAME, comm::OBJECT_PATH, comm::INTERFACE).await;
 }
+
+#[tokio::test]
+async fn lrmd_serves_the_checked_in_interface() {
+    let nodes = hb_lab::start_cluster(&["alpha", "bravo"], |b| b).await;
+    use hbapi::names::lrmd;
+    check(&nodes[0], lrmd::BUS_NAME, lrmd::OBJECT_PATH, lrmd::INTERFACE).await;
+}

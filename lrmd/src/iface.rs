@@ -1,0 +1,155 @@
+//! lrmd's D-Bus interface (`org.heartbeatrs.Lrmd1`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use zbus::message::Header;
+use zbus::object_server::SignalEmitter;
+use zbus::{interface, Connection};
+
+use hbapi::error::HbError;
+use hbapi::lrmd::{AgentId, OpResult, ResourceInfo};
+
+use crate::agent::{self, AgentError};
+use crate::executor::{Executor, Request, RequestError};
+
+/// The served object.
+pub struct LrmdInterface {
+    pub(crate) executor: Arc<Executor>,
+}
+
+impl From<RequestError> for HbError {
+    fn from(error: RequestError) -> Self {
+        match error {
+            RequestError::Agent(AgentError::NotInstalled(what)) => {
+                HbError::NotFound(format!("agent {what} is not installed"))
+            }
+            other => HbError::InvalidArgument(other.to_string()),
+        }
+    }
+}
+
+fn timeout(timeout_ms: u32) -> Result<Duration, HbError> {
+    if timeout_ms == 0 {
+        return Err(HbError::InvalidArgument("timeout_ms: must be more than 0".into()));
+    }
+    Ok(Duration::from_millis(u64::from(timeout_ms)))
+}
+
+#[interface(name = "org.heartbeatrs.Lrmd1")]
+impl LrmdInterface {
+    /// Queues one operation and returns its id; OperationCompleted reports its end.
+    /// Operations of one resource run one at a time, in order. Cluster users only.
+    // The arguments are the method's D-Bus signature.
+    #[allow(clippy::too_many_arguments)]
+    async fn execute(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+        resource: &str,
+        agent: AgentId,
+        action: &str,
+        params: HashMap<String, String>,
+        timeout_ms: u32,
+    ) -> Result<u64, HbError> {
+        hbapi::bus::authorise_operator(connection, &header).await?;
+        let request = Request {
+            resource: resource.to_owned(),
+            agent,
+            action: action.to_owned(),
+            params: params.into_iter().collect(),
+            timeout: timeout(timeout_ms)?,
+        };
+        let (op_id, _) = self.executor.execute(request)?;
+        Ok(op_id)
+    }
+
+    /// Starts (or replaces) a resource's recurring monitor; its first result and every
+    /// change are signalled. Cluster users only.
+    #[allow(clippy::too_many_arguments)]
+    async fn start_monitor(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+        resource: &str,
+        agent: AgentId,
+        params: HashMap<String, String>,
+        interval_ms: u32,
+        timeout_ms: u32,
+    ) -> Result<u64, HbError> {
+        hbapi::bus::authorise_operator(connection, &header).await?;
+        let request = Request {
+            resource: resource.to_owned(),
+            agent,
+            action: "monitor".into(),
+            params: params.into_iter().collect(),
+            timeout: timeout(timeout_ms)?,
+        };
+        Ok(self
+            .executor
+            .start_monitor(request, Duration::from_millis(u64::from(interval_ms)))?)
+    }
+
+    /// Stops a resource's recurring monitor. Cluster users only.
+    async fn stop_monitor(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+        resource: &str,
+    ) -> Result<bool, HbError> {
+        hbapi::bus::authorise_operator(connection, &header).await?;
+        Ok(self.executor.stop_monitor(resource))
+    }
+
+    /// Cancels a queued or running operation, or a recurring monitor. Cluster users only.
+    async fn cancel(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+        op_id: u64,
+    ) -> Result<bool, HbError> {
+        hbapi::bus::authorise_operator(connection, &header).await?;
+        Ok(self.executor.cancel(op_id))
+    }
+
+    /// Agents of a class (`ocf` ones as `provider:type`).
+    fn list_agents(&self, class: &str) -> Result<Vec<String>, HbError> {
+        let class = agent::Class::parse(class).map_err(|e| HbError::InvalidArgument(e.to_string()))?;
+        Ok(agent::list(class, &self.executor.dirs()))
+    }
+
+    /// An agent's meta-data XML.
+    async fn meta_data(&self, agent: AgentId) -> Result<String, HbError> {
+        Ok(self.executor.meta_data(&agent).await?)
+    }
+
+    /// One resource's last results, as persisted.
+    fn history(&self, resource: &str) -> Result<ResourceInfo, HbError> {
+        self.executor
+            .info(resource)
+            .ok_or_else(|| HbError::NotFound(format!("no resource {resource:?} here")))
+    }
+
+    /// Every resource lrmd knows.
+    fn resources(&self) -> Vec<ResourceInfo> {
+        self.executor.all()
+    }
+
+    /// An operation finished (recurring monitors: the first result and each change).
+    #[zbus(signal)]
+    pub async fn operation_completed(emitter: &SignalEmitter<'_>, result: OpResult) -> zbus::Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use zbus::object_server::Interface;
+
+    #[test]
+    fn interface_name_matches_the_contract() {
+        assert_eq!(
+            super::LrmdInterface::name().as_str(),
+            hbapi::names::lrmd::INTERFACE
+        );
+    }
+}
