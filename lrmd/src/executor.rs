@@ -448,7 +448,14 @@ async fn monitor_loop(
 ) {
     let resource = request.resource.clone();
     let mut previous: Option<(String, i32)> = None;
+    // Every interval from the start of the last run, as Pacemaker schedules recurring ops.
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stopped.wait_for(|stop| *stop) => return,
+        }
         let (done, result) = oneshot::channel();
         let queued = {
             let slots = executor.slots.lock().unwrap_or_else(|e| e.into_inner());
@@ -478,10 +485,6 @@ async fn monitor_loop(
         if previous.as_ref() != Some(&now) {
             previous = Some(now);
             let _ = executor.completed.send(result);
-        }
-        tokio::select! {
-            () = tokio::time::sleep(interval) => {}
-            _ = stopped.wait_for(|stop| *stop) => return,
         }
     }
 }

@@ -3,8 +3,11 @@
 //! last result of each action, and the operation that was running (with its pid, so that the
 //! new lrmd can wait for it or kill it, and never runs it a second time).
 //!
-//! One TOML file per resource, written to a temporary file, fsync'd and renamed into place:
-//! a crash leaves the old version or the new one, never half of one.
+//! One TOML file per resource, written to a temporary file and renamed into place: lrmd dying
+//! at any point leaves the old version or the new one, never half of one. The files are not
+//! fsync'd: they must survive lrmd, not the machine — after a power loss nothing they
+//! describe is running any more, and crmd probes every resource when the node comes back.
+//! (An fsync per operation was most of an operation's cost.)
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -179,7 +182,6 @@ impl Store {
         let temporary = path.with_extension("toml.new");
         let mut file = std::fs::File::create(&temporary).map_err(|e| error(&e))?;
         file.write_all(text.as_bytes()).map_err(|e| error(&e))?;
-        file.sync_all().map_err(|e| error(&e))?;
         std::fs::rename(&temporary, &path).map_err(|e| error(&e))?;
         Ok(())
     }

@@ -338,6 +338,11 @@ impl Node {
             .unwrap_or(694)
     }
 
+    /// The pid of a running child of the master.
+    pub async fn child_pid(&self, name: &str) -> u32 {
+        self.wait_child(name, |c| c.state == "running").await.pid
+    }
+
     /// The master's pid.
     pub fn master_pid(&self) -> u32 {
         self.master.id().unwrap_or(0)
@@ -533,6 +538,34 @@ pub fn processes_in_group(pgid: u32) -> Vec<u32> {
         }
     }
     found
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
+}
+
+/// (user + system CPU seconds, RSS in kB) of a process, for benchmarks.
+pub fn process_usage(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let cpu = fields.get(11).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    (cpu / clock_ticks(), rss)
 }
 
 /// The pid owning `name` on the bus.

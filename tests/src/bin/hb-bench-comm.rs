@@ -5,50 +5,14 @@
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use hb_lab::{start_cluster, wait_peer_status, Node};
+use hb_lab::{process_usage as usage, start_cluster, wait_peer_status, Node};
 use hbapi::comm::CommProxy;
 
 const CRASHES: usize = 10;
 const IDLE: Duration = Duration::from_secs(30);
 
-fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) };
-    if ticks > 0 {
-        ticks as f64
-    } else {
-        100.0
-    }
-}
-
-/// (utime + stime in seconds, RSS in kB) of a process.
-fn usage(pid: u32) -> (f64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let cpu = fields.get(11).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
-    (cpu / clock_ticks(), rss)
-}
-
 async fn hbcomm_pid(node: &Node) -> u32 {
-    node.master()
-        .await
-        .list_children()
-        .await
-        .expect("children")
-        .into_iter()
-        .find(|c| c.name == "hbcomm")
-        .map(|c| c.pid)
-        .expect("hbcomm running")
+    node.child_pid("hbcomm").await
 }
 
 async fn sent(comm: &CommProxy<'_>) -> u64 {
