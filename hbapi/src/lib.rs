@@ -16,6 +16,8 @@ pub mod lrmd;
 pub mod master;
 pub mod names;
 pub mod notify;
+pub mod process;
+pub mod stonith;
 
 /// The version every daemon and tool reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -100,12 +100,8 @@ pub struct Invocation {
     pub class: Class,
     /// The action asked for (`monitor` stays `monitor` here even when `status` is run).
     pub action: String,
-    /// The program.
-    pub program: PathBuf,
-    /// argv after the program name.
-    pub args: Vec<String>,
-    /// The whole environment (nothing is inherited from lrmd).
-    pub env: Vec<(String, String)>,
+    /// The process: program, argv, the whole environment (nothing is inherited from lrmd).
+    pub job: hbapi::process::Job,
 }
 
 fn check_name(what: &'static str, name: &str) -> Result<(), AgentError> {
@@ -245,9 +241,12 @@ pub fn invocation(
     Ok(Invocation {
         class,
         action: action.to_owned(),
-        program,
-        args,
-        env,
+        job: hbapi::process::Job {
+            program,
+            args,
+            env,
+            stdin: Vec::new(),
+        },
     })
 }
 
@@ -472,7 +471,7 @@ mod tests {
             &dirs,
         )
         .unwrap();
-        assert_eq!(call.args, ["$(a)", "b c", "status"]);
+        assert_eq!(call.job.args, ["$(a)", "b c", "status"]);
         let gap = HashMap::from([("2".to_owned(), "b".to_owned())]);
         assert!(invocation(
             "r",
@@ -499,7 +498,7 @@ mod tests {
             &dirs,
         )
         .unwrap();
-        assert_eq!(call.args, ["monitor"]);
+        assert_eq!(call.job.args, ["monitor"]);
         for pair in [
             ("OCF_RESKEY_state", "x;y"),
             ("OCF_RESOURCE_INSTANCE", "r1"),
@@ -507,7 +506,7 @@ mod tests {
             ("OCF_RESKEY_CRM_meta_timeout", "20000"),
         ] {
             assert!(
-                call.env.contains(&(pair.0.to_owned(), pair.1.to_owned())),
+                call.job.env.contains(&(pair.0.to_owned(), pair.1.to_owned())),
                 "{pair:?}"
             );
         }

@@ -13,8 +13,8 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use hbapi::lrmd::{rc, status, AgentId, OpResult, ResourceInfo};
 
 use crate::agent::{self, AgentDirs, AgentError};
-use crate::exec::{self, Outcome};
 use crate::store::{Pending, ResourceRecord, Store};
+use hbapi::process::{self as exec, Outcome};
 
 /// Output carried in results and history (the tail).
 pub const RESULT_OUTPUT: usize = 4096;
@@ -334,7 +334,7 @@ impl Executor {
             kill_grace: self.options.kill_grace,
             output_cap: 1 << 20,
         };
-        let finished = exec::run(&call, limits, std::future::pending(), |_| {}).await;
+        let finished = exec::run(&call.job, limits, std::future::pending(), |_| {}).await;
         match finished.outcome {
             Outcome::Exited(0) if !finished.truncated => Ok(finished.output),
             other => Err(RequestError::Invalid(format!(
@@ -570,7 +570,7 @@ async fn run_job(executor: &Arc<Executor>, resource: &str, job: &mut Job) -> OpR
     let action = request.action.clone();
     let timeout_ms = millis(request.timeout);
     let finished = exec::run(
-        &call,
+        &call.job,
         limits,
         async move {
             let _ = cancel.wait_for(|c| *c).await;

@@ -3,11 +3,10 @@
 //! resource's history in the state directory so that a respawned lrmd knows what runs.
 //!
 //! [`agent`] knows the classes (where agents are, how they are called, what their exits
-//! mean), [`exec`] runs one agent process, [`executor`] schedules, [`store`] persists and
+//! mean), [`hbapi::process`] runs one agent process, [`executor`] schedules, [`store`] persists and
 //! [`iface`] serves the bus interface.
 
 pub mod agent;
-pub mod exec;
 pub mod executor;
 pub mod iface;
 pub mod store;

@@ -63,3 +63,16 @@ async fn lrmd_serves_the_checked_in_interface() {
     use hbapi::names::lrmd;
     check(&nodes[0], lrmd::BUS_NAME, lrmd::OBJECT_PATH, lrmd::INTERFACE).await;
 }
+
+#[tokio::test]
+async fn stonithd_serves_the_checked_in_interface() {
+    let nodes = hb_lab::start_cluster(&["alpha", "bravo"], |b| b).await;
+    use hbapi::names::stonithd;
+    check(
+        &nodes[0],
+        stonithd::BUS_NAME,
+        stonithd::OBJECT_PATH,
+        stonithd::INTERFACE,
+    )
+    .await;
+}

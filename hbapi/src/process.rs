@@ -1,6 +1,7 @@
-//! Running one agent process: its own process group, a clean environment, stdout and stderr
-//! into one pipe kept to a size cap, a timeout after which the whole group gets SIGTERM and
-//! then SIGKILL.
+//! Running one agent process (resource agents for lrmd, fence agents and stonith plugins for
+//! stonithd and `stonith`): its own process group, a clean environment, optional input on
+//! stdin, stdout and stderr into one pipe kept to a size cap, a timeout after which the whole
+//! group gets SIGTERM and then SIGKILL.
 //!
 //! The agent's exit is what ends an operation, not the end of its output: an agent that
 //! leaves a background child holding the pipe (a daemon that did not close stdout) must not
@@ -16,7 +17,21 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::net::unix::pipe::Receiver;
 
-use crate::agent::Invocation;
+use std::path::PathBuf;
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// The program.
+    pub program: PathBuf,
+    /// argv after the program name.
+    pub args: Vec<String>,
+    /// The whole environment (nothing is inherited).
+    pub env: Vec<(String, String)>,
+    /// Written to stdin, which is then closed (fence agents read their parameters there, so
+    /// that secrets never appear in argv); `/dev/null` when empty.
+    pub stdin: Vec<u8>,
+}
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +104,10 @@ fn read_available(pipe: &Receiver, tail: &mut Tail) -> std::io::Result<bool> {
 }
 
 fn signal_group(pgid: u32, signal: Signal) {
+    // 0 would be our own group and 1 init's: never a job's.
+    if pgid <= 1 {
+        return;
+    }
     if let Ok(pgid) = i32::try_from(pgid) {
         let _ = killpg(Pid::from_raw(pgid), signal);
     }
@@ -97,7 +116,7 @@ fn signal_group(pgid: u32, signal: Signal) {
 /// Runs `call` under `limits`; `cancel` ends it early. `started` gets the agent's pid (which is
 /// also its process group) as soon as it runs, so the caller can persist it.
 pub async fn run(
-    call: &Invocation,
+    call: &Job,
     limits: Limits,
     cancel: impl std::future::Future<Output = ()>,
     started: impl FnOnce(u32),
@@ -124,7 +143,11 @@ pub async fn run(
         .args(&call.args)
         .env_clear()
         .envs(call.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
+        .stdin(if call.stdin.is_empty() {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
         .stdout(Stdio::from(writer))
         .stderr(Stdio::from(writer_copy))
         .process_group(0)
@@ -141,6 +164,14 @@ pub async fn run(
     };
     let pid = child.id().unwrap_or(0);
     started(pid);
+    if let Some(mut input) = child.stdin.take() {
+        let data = call.stdin.clone();
+        // Written on the side: an agent that does not read its input must not block us.
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let _ = input.write_all(&data).await;
+        });
+    }
     let mut tail = Tail {
         bytes: Vec::new(),
         cap: limits.output_cap,
@@ -258,16 +289,23 @@ pub fn process_start_ticks(pid: u32) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::Class;
 
-    fn shell(script: &str) -> Invocation {
-        Invocation {
-            class: Class::Ocf,
-            action: "start".into(),
+    fn shell(script: &str) -> Job {
+        Job {
             program: "/bin/sh".into(),
             args: vec!["-c".into(), script.into()],
             env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            stdin: Vec::new(),
         }
+    }
+
+    #[tokio::test]
+    async fn input_arrives_on_stdin() {
+        let mut job = shell("cat");
+        job.stdin = b"action=reboot\npassword=secret\n".to_vec();
+        let done = run(&job, limits(5000), std::future::pending(), |_| {}).await;
+        assert_eq!(done.outcome, Outcome::Exited(0));
+        assert_eq!(done.output, "action=reboot\npassword=secret\n");
     }
 
     fn limits(timeout_ms: u64) -> Limits {

@@ -1,0 +1,220 @@
+//! `stonithd`: fencing for the cluster. It runs cluster-glue's stonith plugins, fence-agents
+//! and its built-in devices ([`plugin`]), one fence per target at a time with retries and a
+//! recorded history ([`fencer`]), for callers on the bus ([`iface`]).
+
+pub mod fencer;
+pub mod iface;
+pub mod plugin;
+
+use std::path::{Path, PathBuf};
+
+use hbapi::config::{ClusterConfig, StonithSpec};
+use hbapi::names;
+
+use crate::fencer::{Event, Fencer};
+use crate::iface::StonithInterface;
+use crate::plugin::{Device, PluginDirs, PluginError};
+
+/// Reads a glue configuration file (`-F` syntax): the parameters of `-p`, `#` starting a
+/// comment line.
+pub fn read_config_file(path: &Path) -> Result<String, PluginError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| PluginError::Config(format!("{}: {e}", path.display())))?;
+    Ok(text
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join(" "))
+}
+
+/// The devices this node may use: `stonith_host` lines for it or for `*`, and `stonith`
+/// lines with their configuration files. Each problem is reported with its line.
+pub async fn devices_from_config(
+    config: &ClusterConfig,
+    local_node: &str,
+    dirs: &PluginDirs,
+) -> (Vec<Device>, Vec<String>) {
+    let mut devices = Vec::new();
+    let mut problems = Vec::new();
+    for (index, spec) in config.stonith.iter().enumerate() {
+        let (device_type, text, line) = match spec {
+            StonithSpec::Host {
+                from,
+                device_type,
+                params,
+            } => {
+                if from != "*" && !from.eq_ignore_ascii_case(local_node) {
+                    continue;
+                }
+                (
+                    device_type,
+                    Ok(params.join(" ")),
+                    format!("stonith_host {from} {device_type} …"),
+                )
+            }
+            StonithSpec::ConfigFile {
+                device_type,
+                config_file,
+            } => (
+                device_type,
+                read_config_file(Path::new(config_file)),
+                format!("stonith {device_type} {config_file}"),
+            ),
+        };
+        let id = format!("{device_type}#{}", index + 1);
+        let built = async {
+            let kind = plugin::resolve(device_type, dirs)?;
+            let names = plugin::config_names(&kind).await?;
+            let params = plugin::parse_params(&text?, &names)?;
+            Device::new(&id, device_type, params, dirs)
+        };
+        match built.await {
+            Ok(device) => devices.push(device),
+            Err(error) => problems.push(format!("ha.cf {line}: {error}")),
+        }
+    }
+    (devices, problems)
+}
+
+/// How stonithd is run.
+#[derive(Debug, Clone)]
+pub struct StonithdOptions {
+    /// This node.
+    pub node: String,
+    /// Bus address.
+    pub bus_address: String,
+    /// State directory (history in its `stonithd/`).
+    pub state_dir: PathBuf,
+    /// Plugin directories.
+    pub dirs: PluginDirs,
+}
+
+/// Runs stonithd until `shutdown` resolves.
+pub async fn run(
+    options: StonithdOptions,
+    devices: Vec<Device>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> zbus::Result<()> {
+    let (fencer, mut events) = Fencer::new(&options.node, devices, &options.state_dir);
+    let connection = zbus::connection::Builder::address(options.bus_address.as_str())
+        .method_timeout(hbapi::bus::METHOD_TIMEOUT)
+        .serve_at(
+            names::stonithd::OBJECT_PATH,
+            StonithInterface {
+                fencer: fencer.clone(),
+                dirs: options.dirs.clone(),
+            },
+        )
+        .name(names::stonithd::BUS_NAME)
+        .build()
+        .await?;
+    let emitter =
+        zbus::object_server::SignalEmitter::new(&connection, names::stonithd::OBJECT_PATH)?.into_owned();
+    tracing::info!("stonithd started");
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(event) = events.recv() => {
+                let sent = match event {
+                    Event::Started { op_id, target, action, reason } => {
+                        StonithInterface::fence_started(&emitter, op_id, &target, &action, &reason).await
+                    }
+                    Event::Finished(record) => StonithInterface::fence_finished(&emitter, record).await,
+                };
+                if let Err(error) = sent {
+                    tracing::warn!("signal not sent: {error}");
+                }
+            }
+        }
+    }
+    tracing::info!("stonithd stopping");
+    Ok(())
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// Plugin directories, overridable for tests and unusual installs.
+pub fn plugin_dirs_from_env() -> PluginDirs {
+    let defaults = PluginDirs::default();
+    PluginDirs {
+        external: std::env::var_os("HB_STONITH_EXTERNAL_DIR").map_or(defaults.external, PathBuf::from),
+        fence_agents: std::env::var_os("HB_FENCE_AGENTS_DIR").map_or(defaults.fence_agents, PathBuf::from),
+    }
+}
+
+/// `stonithd`'s entry point: settings from the master's environment.
+pub fn main() -> std::process::ExitCode {
+    use std::process::ExitCode;
+    if std::env::args()
+        .nth(1)
+        .is_some_and(|a| a == "--help" || a == "-h")
+    {
+        println!("usage: stonithd\nStarted by the heartbeat master, which passes the node and its directories in the environment; devices come from ha.cf's stonith and stonith_host lines (or ha.toml's [[stonith]]).");
+        return ExitCode::SUCCESS;
+    }
+    let config_dir = env_or(names::env::CONFIG_DIR, "/etc/ha.d");
+    let loaded = match hbapi::config::load_dir(Path::new(&config_dir)) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("stonithd: configuration refused:\n{error}");
+            return ExitCode::from(100);
+        }
+    };
+    hbapi::logging::init(
+        "stonithd",
+        hbapi::logging::level_for_debug(loaded.config.logging.debug),
+    );
+    let Ok(node) = std::env::var(names::env::NODE_NAME) else {
+        tracing::error!("no node name: stonithd is started by the heartbeat master");
+        return ExitCode::from(100);
+    };
+    let run_dir = PathBuf::from(env_or(names::env::RUN_DIR, "/run/heartbeat"));
+    let Some(bus_address) = hbapi::bus::find_address(&run_dir) else {
+        tracing::error!("no bus address: stonithd is started by the heartbeat master");
+        return ExitCode::from(100);
+    };
+    let options = StonithdOptions {
+        node,
+        bus_address,
+        state_dir: PathBuf::from(env_or(names::env::STATE_DIR, "/var/lib/heartbeat")),
+        dirs: plugin_dirs_from_env(),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("stonithd: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let (devices, problems) = devices_from_config(&loaded.config, &options.node, &options.dirs).await;
+        if !problems.is_empty() {
+            for problem in &problems {
+                tracing::error!("{problem}");
+            }
+            // A fencing device that cannot be used must not go unnoticed: refuse to run.
+            return ExitCode::from(100);
+        }
+        let shutdown = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => {
+                    term.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        match run(options, devices, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                tracing::error!("{error}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

@@ -1,0 +1,73 @@
+//! What the administration commands share: finding the cluster bus and printing JSON.
+
+use std::path::PathBuf;
+
+/// Connects to the node's cluster bus: `HB_BUS_ADDRESS`, else what the master wrote in the
+/// run directory (`HB_RUN_DIR`, default /run/heartbeat). `None` when the suite is not running.
+pub async fn connect() -> Option<zbus::Connection> {
+    let run_dir = std::env::var_os(hbapi::names::env::RUN_DIR)
+        .map_or_else(|| PathBuf::from("/run/heartbeat"), PathBuf::from);
+    let address = hbapi::bus::find_address(&run_dir)?;
+    hbapi::bus::connect(&address).await.ok()
+}
+
+/// Whether `name` has an owner on `connection`.
+pub async fn is_running(connection: &zbus::Connection, name: &str) -> bool {
+    let Ok(dbus) = zbus::fdo::DBusProxy::new(connection).await else {
+        return false;
+    };
+    let Ok(name) = zbus::names::BusName::try_from(name) else {
+        return false;
+    };
+    dbus.name_has_owner(name).await.unwrap_or(false)
+}
+
+/// Lets a closed pipe end the command quietly (`stonith -L | head`), as C tools do.
+pub fn default_sigpipe() {
+    // SAFETY: setting a signal's disposition to the default has no preconditions.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    };
+}
+
+/// A JSON string literal.
+pub fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A JSON array of strings.
+pub fn json_strings(items: &[String]) -> String {
+    format!(
+        "[{}]",
+        items.iter().map(|s| json_string(s)).collect::<Vec<_>>().join(",")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_escapes() {
+        assert_eq!(
+            super::json_string("a\"b\\c\nd\u{1}"),
+            "\"a\\\"b\\\\c\\nd\\u0001\""
+        );
+        assert_eq!(super::json_strings(&["x".into(), "y".into()]), "[\"x\",\"y\"]");
+    }
+}
