@@ -346,6 +346,8 @@ pub struct Device {
     pub kind: Kind,
     /// Parameters by name.
     pub params: BTreeMap<String, String>,
+    /// Whether a fence agent takes the target as `port`, learnt from its meta-data once.
+    takes_port: std::sync::OnceLock<bool>,
 }
 
 /// Parameters given as `-p` does: `name=value` tokens where every token has `=`, else one
@@ -404,6 +406,7 @@ impl Device {
             device_type: device_type.to_owned(),
             kind: resolve(device_type, dirs)?,
             params,
+            takes_port: std::sync::OnceLock::new(),
         })
     }
 
@@ -636,10 +639,15 @@ impl Device {
 
     /// Whether a fence agent takes the target as `port` (fence_dummy, for one, does not).
     async fn wants_port(&self, path: &Path) -> bool {
-        fence_metadata(path)
-            .await
-            .map(|xml| fence_parameters(&xml).iter().any(|p| p == "port" || p == "plug"))
-            .unwrap_or(false)
+        if let Some(known) = self.takes_port.get() {
+            return *known;
+        }
+        match fence_metadata(path).await {
+            Ok(xml) => *self
+                .takes_port
+                .get_or_init(|| fence_parameters(&xml).iter().any(|p| p == "port" || p == "plug")),
+            Err(_) => false,
+        }
     }
 }
 
