@@ -10,6 +10,7 @@
 pub mod bus;
 pub mod comm;
 pub mod config;
+pub mod crmd;
 pub mod error;
 pub mod logging;
 pub mod lrmd;

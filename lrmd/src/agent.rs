@@ -13,7 +13,8 @@
 //! - `lsb`: for `status`, 0 is running, 1–3 are not running (dead with pid file, dead with
 //!   lock, stopped), anything else an error; other actions' codes 0–7 mean what OCF's mean.
 //! - `heartbeat` status, Heartbeat's own rule first (ResourceManager's `we_own_resource`):
-//!   output containing "not running" → not running; containing "running" or "OK" → running.
+//!   output containing "not running" (or "stopped", as Heartbeat's own scripts print) → not
+//!   running; containing "running" or "OK" → running.
 //!   Where the output says neither, the exit code decides as for LSB (Heartbeat would say
 //!   "not running" here, which on a probe could start a second copy of a running service).
 //!   A script that says "running" but exits 1–3 or 7 is taken at its exit code.
@@ -276,7 +277,7 @@ pub fn map_result(class: Class, action: &str, exit: i32, output: &str) -> i32 {
             let says_not_running = lower
                 .match_indices("not ")
                 .any(|(at, _)| lower[at + 4..].trim_start().starts_with("running"));
-            if says_not_running {
+            if says_not_running || lower.contains("stopped") {
                 rc::NOT_RUNNING
             } else if lower.contains("running") || output.contains("OK") {
                 match exit {
@@ -417,6 +418,11 @@ mod tests {
         assert_eq!(status(0, "apache is not running"), rc::NOT_RUNNING);
         assert_eq!(status(3, "Not  Running"), rc::NOT_RUNNING);
         assert_eq!(status(3, "stopped"), rc::NOT_RUNNING);
+        assert_eq!(
+            status(0, "INFO:  Resource is stopped"),
+            rc::NOT_RUNNING,
+            "whatever the exit code"
+        );
         assert_eq!(status(0, ""), rc::OK, "silent success: the exit code decides");
         assert_eq!(
             status(3, "running? no: pid file stale"),

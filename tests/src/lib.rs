@@ -59,6 +59,8 @@ pub struct NodeBuilder {
     links: Vec<String>,
     timing: String,
     env: Vec<(String, String)>,
+    haresources: String,
+    scripts: Vec<(String, String)>,
 }
 
 impl NodeBuilder {
@@ -76,7 +78,23 @@ impl NodeBuilder {
             links: vec!["ucast lo 127.0.0.1".to_owned()],
             timing: "keepalive 200ms\ndeadtime 1\ninitdead 10\n".to_owned(),
             env: Vec::new(),
+            haresources: String::new(),
+            scripts: Vec::new(),
         }
+    }
+
+    /// The haresources file.
+    pub fn haresources(mut self, text: &str) -> Self {
+        self.haresources = text.to_owned();
+        self
+    }
+
+    /// An executable heartbeat-class script in the node's resource.d; `{node}` in `body` is
+    /// replaced by the node's name (a ledger can say who ran it).
+    pub fn resource_script(mut self, name: &str, body: &str) -> Self {
+        self.scripts
+            .push((name.to_owned(), body.replace("{node}", &self.node)));
+        self
     }
 
     /// Sets an environment variable for the master and so for every daemon it starts.
@@ -178,7 +196,17 @@ impl NodeBuilder {
         let run_dir = root.path().join("run");
         std::fs::create_dir_all(&config_dir).expect("config dir");
         std::fs::write(config_dir.join("ha.cf"), self.ha_cf_text()).expect("ha.cf");
-        std::fs::write(config_dir.join("haresources"), "").expect("haresources");
+        std::fs::write(config_dir.join("haresources"), &self.haresources).expect("haresources");
+        if !self.scripts.is_empty() {
+            let resource_d = config_dir.join("resource.d");
+            std::fs::create_dir_all(&resource_d).expect("resource.d");
+            for (name, body) in &self.scripts {
+                let path = resource_d.join(name);
+                std::fs::write(&path, format!("#!/bin/sh\n{body}")).expect("script");
+                std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                    .expect("chmod");
+            }
+        }
         let authkeys = config_dir.join("authkeys");
         std::fs::write(&authkeys, authkeys_text).expect("authkeys");
         std::fs::set_permissions(&authkeys, std::os::unix::fs::PermissionsExt::from_mode(0o600))

@@ -76,3 +76,10 @@ async fn stonithd_serves_the_checked_in_interface() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn crmd_serves_the_checked_in_interface() {
+    let nodes = hb_lab::start_cluster(&["alpha", "bravo"], |b| b).await;
+    use hbapi::names::crmd;
+    check(&nodes[0], crmd::BUS_NAME, crmd::OBJECT_PATH, crmd::INTERFACE).await;
+}

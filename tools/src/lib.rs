@@ -22,15 +22,31 @@ pub async fn is_running(connection: &zbus::Connection, name: &str) -> bool {
     dbus.name_has_owner(name).await.unwrap_or(false)
 }
 
-/// Lets a closed pipe end the command quietly (`stonith -L | head`), as C tools do.
-pub fn default_sigpipe() {
-    // SAFETY: setting a signal's disposition to the default has no preconditions.
-    let _ = unsafe {
-        nix::sys::signal::signal(
-            nix::sys::signal::Signal::SIGPIPE,
-            nix::sys::signal::SigHandler::SigDfl,
-        )
-    };
+/// Writes to stdout; a closed pipe (`stonith -L | head`) ends the command quietly, as it
+/// ends C tools. (SIGPIPE itself stays ignored: a fence agent that exits without reading its
+/// stdin must not kill the command that fed it.)
+pub fn write_out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        std::process::exit(0);
+    }
+}
+
+/// `print!` through [`write_out`].
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::write_out(&format!($($arg)*)) };
+}
+
+/// `println!` through [`write_out`].
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::write_out(&format!("{}\n", format_args!($($arg)*))) };
 }
 
 /// A JSON string literal.

@@ -19,7 +19,10 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 async fn main() {
     let root = tempfile::tempdir().expect("tempdir");
     let status_file = root.path().join("power");
-    let line = format!("stonith_host * fence_dummy status_file={} pcmk_host_list=bravo", status_file.display());
+    let line = format!(
+        "stonith_host * fence_dummy status_file={} pcmk_host_list=bravo",
+        status_file.display()
+    );
     let nodes = start_cluster(&["alpha", "bravo"], |b| b.ha_cf(line.clone())).await;
     let proxy = StonithProxy::new(&nodes[0].connection).await.expect("stonithd");
     let mut finished = proxy.receive_fence_finished().await.expect("subscribe");
@@ -44,7 +47,13 @@ async fn main() {
         let begun = Instant::now();
         let op_id = proxy.fence("bravo", "off", "benchmark").await.expect("fence");
         loop {
-            let record = finished.next().await.expect("signal").args().expect("args").record;
+            let record = finished
+                .next()
+                .await
+                .expect("signal")
+                .args()
+                .expect("args")
+                .record;
             if record.op_id == op_id {
                 assert!(record.ok, "{record:?}");
                 break;

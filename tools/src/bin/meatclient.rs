@@ -20,10 +20,9 @@ struct Args {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    hb_tools::default_sigpipe();
     let args = Args::parse();
     if !args.yes {
-        print!(
+        hb_tools::out!(
             "WARNING!\n\nIf node \"{node}\" has not been manually power-cycled or disconnected from all shared resources and networks, data on shared disks may become corrupted and migrated services might not work as expected.\nPlease verify that the name or address above corresponds to the node you just rebooted.\n\nPROCEED? [yN] ",
             node = args.node
         );
@@ -34,7 +33,7 @@ async fn main() -> ExitCode {
             if !std::io::stdin().is_terminal() && answer.is_empty() {
                 eprintln!("meatclient: no answer on stdin; use --yes in scripts");
             }
-            println!("Meatware_client: operation canceled.");
+            hb_tools::outln!("Meatware_client: operation canceled.");
             return ExitCode::from(1);
         }
     }
@@ -51,7 +50,7 @@ async fn main() -> ExitCode {
     };
     match proxy.confirm_meatware(&args.node).await {
         Ok(true) => {
-            println!("Meatware_client: reset confirmed.");
+            hb_tools::outln!("Meatware_client: reset confirmed.");
             ExitCode::SUCCESS
         }
         Ok(false) => {

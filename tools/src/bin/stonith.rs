@@ -98,26 +98,25 @@ fn fail(silent: bool, error: &PluginError) -> ExitCode {
 }
 
 async fn help(dirs: &PluginDirs) {
-    print!("{USAGE}\nSTONITH -t device types and associated configuration details:\n");
+    hb_tools::out!("{USAGE}\nSTONITH -t device types and associated configuration details:\n");
     for device_type in plugin::list_types(dirs) {
         let Ok(kind) = plugin::resolve(&device_type, dirs) else {
             continue;
         };
         let names = plugin::config_names(&kind).await.unwrap_or_default();
-        print!(
+        hb_tools::out!(
             "\n\nSTONITH Device: {device_type} - {}\nList of valid parameter names for {device_type} STONITH device:\n",
             plugin::description(&kind).await
         );
         for name in &names {
-            println!("\t{name}");
+            hb_tools::outln!("\t{name}");
         }
-        println!("For Config info [-p] syntax, give each of the above parameters in order as\nthe -p value.\nArguments are separated by white space.\nConfig file [-F] syntax is the same as -p, except # at the start of a line\ndenotes a comment");
+        hb_tools::outln!("For Config info [-p] syntax, give each of the above parameters in order as\nthe -p value.\nArguments are separated by white space.\nConfig file [-F] syntax is the same as -p, except # at the start of a line\ndenotes a comment");
     }
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    hb_tools::default_sigpipe();
     let args = match Args::try_parse() {
         Ok(args) => args,
         Err(error) => {
@@ -134,10 +133,10 @@ async fn main() -> ExitCode {
     if args.list_types {
         let types = plugin::list_types(&dirs);
         if args.json {
-            println!("{}", json_strings(&types));
+            hb_tools::outln!("{}", json_strings(&types));
         } else {
             for device_type in types {
-                println!("{device_type}");
+                hb_tools::outln!("{device_type}");
             }
         }
         return ExitCode::SUCCESS;
@@ -161,17 +160,17 @@ async fn main() -> ExitCode {
     };
     if args.names {
         if args.json {
-            println!("{}", json_strings(&names));
+            hb_tools::outln!("{}", json_strings(&names));
         } else {
             // cluster-glue prints each name followed by two spaces.
-            println!("{}", names.iter().map(|n| format!("{n}  ")).collect::<String>());
+            hb_tools::outln!("{}", names.iter().map(|n| format!("{n}  ")).collect::<String>());
         }
         return ExitCode::SUCCESS;
     }
     if args.meta_data {
         return match plugin::meta_data(&device_type, &kind).await {
             Ok(xml) => {
-                print!("{xml}");
+                hb_tools::out!("{xml}");
                 ExitCode::SUCCESS
             }
             Err(error) => fail(args.silent, &error),
@@ -224,10 +223,10 @@ async fn main() -> ExitCode {
     }
     if args.list_hosts {
         match device.hosts(&local).await {
-            Ok(hosts) if args.json => println!("{}", json_strings(&hosts)),
+            Ok(hosts) if args.json => hb_tools::outln!("{}", json_strings(&hosts)),
             Ok(hosts) => {
                 for host in hosts {
-                    println!("{host}");
+                    hb_tools::outln!("{host}");
                 }
             }
             Err(error) => return fail(args.silent, &error),
@@ -267,7 +266,7 @@ async fn main() -> ExitCode {
         match outcome {
             Ok(message) => {
                 if !args.silent && !message.is_empty() {
-                    println!("{message}");
+                    hb_tools::outln!("{message}");
                 }
             }
             Err(error) => return fail(args.silent, &error),
@@ -312,7 +311,7 @@ async fn through_stonithd(action: &str, node: &str, silent: bool) -> ExitCode {
         }
         let record = args.record;
         if !silent {
-            println!(
+            hb_tools::outln!(
                 "{{\"target\":{},\"device\":{},\"ok\":{},\"message\":{}}}",
                 json_string(&record.target),
                 json_string(&record.device),

@@ -1,0 +1,593 @@
+//! The daemon around [`crate::policy`]: it learns membership from hbcomm, what runs where
+//! from every node's reports (cluster messages of type `crmd`), decides when it is the
+//! partition's decision maker, and carries out its own node's part through lrmd.
+//!
+//! Messages (type `crmd`, field `op`):
+//! - `report`: a node's `running`, `failed` (newline-separated groups) and `standby` — sent
+//!   after its start-up probe and after every change; groups being started or stopped count
+//!   as running, so nobody else starts them meanwhile.
+//! - `start` / `stop` with `group`, from the decision maker to one node.
+//! - `fenced` with `node`, from the decision maker once stonithd fenced a lost node.
+//!
+//! The decision maker is the alphabetically first active member (FreeHA's rule). It decides
+//! only once every configured node is seen or declared dead and every member has reported,
+//! so that a cold start places each group on its preferred node and never starts a second
+//! copy of something a node already runs.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use zbus::object_server::SignalEmitter;
+
+use hbapi::comm::CommProxy;
+use hbapi::config::{AgentClass, AutoFailback, ClusterConfig, Resource, ResourceGroup};
+use hbapi::crmd::GroupInfo;
+use hbapi::lrmd::{rc, status, AgentId, LrmdProxy};
+use hbapi::names;
+use hbapi::stonith::StonithProxy;
+
+use crate::iface::{Command, CrmdInterface, Shared};
+use crate::policy::{self, Action, ClusterView, GroupView, NodeView};
+
+/// Message type of crmd's cluster messages.
+pub const MESSAGE_TYPE: &str = "crmd";
+
+/// What a node last said about itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Groups running (or being started or stopped).
+    pub running: BTreeSet<String>,
+    /// Groups that failed there.
+    pub failed: BTreeSet<String>,
+    /// In standby.
+    pub standby: bool,
+}
+
+fn join(set: &BTreeSet<String>) -> String {
+    set.iter().cloned().collect::<Vec<_>>().join("\n")
+}
+
+fn split(text: Option<&String>) -> BTreeSet<String> {
+    text.map(|t| t.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// The lrmd agent of a configured resource, with its parameters.
+pub fn agent_of(resource: &Resource) -> (AgentId, HashMap<String, String>) {
+    let (class, provider) = match &resource.class {
+        AgentClass::Heartbeat => ("heartbeat", String::new()),
+        AgentClass::Lsb => ("lsb", String::new()),
+        AgentClass::Ocf { provider } => ("ocf", provider.clone()),
+    };
+    let mut params: HashMap<String, String> = resource
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (index, arg) in resource.args.iter().enumerate() {
+        params.insert((index + 1).to_string(), arg.clone());
+    }
+    (
+        AgentId {
+            class: class.into(),
+            provider,
+            agent: resource.agent.clone(),
+        },
+        params,
+    )
+}
+
+/// Runs one lrmd operation and waits for its result; the OCF code, or an error text.
+async fn operation(lrmd: &LrmdProxy<'_>, resource: &Resource, action: &str) -> Result<i32, String> {
+    let mut results = lrmd
+        .receive_operation_completed()
+        .await
+        .map_err(|e| e.to_string())?;
+    let (agent, params) = agent_of(resource);
+    let timeout = match action {
+        "start" => resource.ops.start_timeout,
+        "stop" => resource.ops.stop_timeout,
+        _ => resource.ops.monitor_timeout,
+    };
+    let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+    let op_id = lrmd
+        .execute(&resource.id, &agent, action, params, timeout_ms)
+        .await
+        .map_err(|e| e.to_string())?;
+    while let Some(signal) = results.next().await {
+        let Ok(args) = signal.args() else { continue };
+        if args.result.op_id == op_id {
+            if args.result.status != status::DONE {
+                return Err(format!("{action} {}: {}", resource.id, args.result.status));
+            }
+            return Ok(args.result.rc);
+        }
+    }
+    Err("lrmd went away".into())
+}
+
+/// What a local group operation came to.
+#[derive(Debug)]
+struct LocalDone {
+    group: String,
+    started: bool,
+    ok: bool,
+}
+
+async fn start_group(lrmd: LrmdProxy<'static>, group: ResourceGroup) -> bool {
+    for (index, resource) in group.resources.iter().enumerate() {
+        match operation(&lrmd, resource, "start").await {
+            Ok(rc::OK) => {}
+            outcome => {
+                tracing::error!(group = %group.id, resource = %resource.id, "start of {} failed: {outcome:?}; stopping what was started", resource.id);
+                for started in group.resources[..=index].iter().rev() {
+                    let _ = operation(&lrmd, started, "stop").await;
+                }
+                return false;
+            }
+        }
+    }
+    true
+}
+
+async fn stop_group(lrmd: LrmdProxy<'static>, group: ResourceGroup) -> bool {
+    let mut ok = true;
+    for resource in group.resources.iter().rev() {
+        if operation(&lrmd, resource, "stop").await != Ok(rc::OK) {
+            tracing::error!(group = %group.id, resource = %resource.id, "stop of {} FAILED: the group stays blocked here", resource.id);
+            ok = false;
+        }
+    }
+    ok
+}
+
+/// Whether any resource of `group` runs here (the start-up probe). A probe that cannot tell
+/// counts as running: the decision maker then orders a stop, which is harmless, instead of
+/// starting a second copy elsewhere.
+async fn probe_group(lrmd: &LrmdProxy<'_>, group: &ResourceGroup) -> bool {
+    for resource in &group.resources {
+        match operation(lrmd, resource, "monitor").await {
+            Ok(rc::NOT_RUNNING) => {}
+            Ok(rc::OK | rc::RUNNING_PROMOTED | rc::DEGRADED | rc::DEGRADED_PROMOTED) => return true,
+            other => {
+                tracing::warn!(resource = %resource.id, "probe of {} inconclusive ({other:?}): taken as running", resource.id);
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Waits until `name` has an owner on the bus (the master starts the daemons together).
+async fn wait_for_name(connection: &zbus::Connection, name: &str) {
+    let Ok(dbus) = zbus::fdo::DBusProxy::new(connection).await else {
+        return;
+    };
+    let Ok(well_known) = zbus::names::BusName::try_from(name) else {
+        return;
+    };
+    let Ok(mut changes) = dbus.receive_name_owner_changed_with_args(&[(0, name)]).await else {
+        return;
+    };
+    if dbus.name_has_owner(well_known).await.unwrap_or(false) {
+        return;
+    }
+    let _ = tokio::time::timeout(hbapi::bus::METHOD_TIMEOUT, changes.next()).await;
+}
+
+/// How crmd is run.
+pub struct CrmdOptions {
+    /// This node.
+    pub node: String,
+    /// Bus address.
+    pub bus_address: String,
+}
+
+struct Crmd {
+    local: String,
+    config: ClusterConfig,
+    fencing: bool,
+    // Membership and reports.
+    members: BTreeMap<String, String>,
+    reports: BTreeMap<String, Report>,
+    unclean: BTreeSet<String>,
+    // The decision maker's bookkeeping.
+    sent: BTreeSet<Action>,
+    fencing_ops: BTreeMap<u64, String>,
+    // This node.
+    running: BTreeSet<String>,
+    failed: BTreeSet<String>,
+    busy: BTreeSet<String>,
+    standby: bool,
+    probed: bool,
+}
+
+impl Crmd {
+    fn group(&self, id: &str) -> Option<&ResourceGroup> {
+        self.config.groups.iter().find(|g| g.id == id)
+    }
+
+    fn is_member(&self, node: &str) -> bool {
+        node == self.local || self.members.get(node).is_some_and(|s| s == "active" || s == "up")
+    }
+
+    fn has_quorum(&self) -> bool {
+        let total = self.config.nodes.len();
+        total < 3 || self.config.nodes.iter().filter(|n| self.is_member(n)).count() * 2 > total
+    }
+
+    fn decision_maker(&self) -> Option<String> {
+        let mut active: Vec<&String> = self.config.nodes.iter().filter(|n| self.is_member(n)).collect();
+        active.sort();
+        active.first().map(|n| (*n).clone())
+    }
+
+    /// Whether this node may decide now.
+    fn may_decide(&self) -> bool {
+        self.decision_maker().as_deref() == Some(self.local.as_str())
+            && self.has_quorum()
+            && self.config.nodes.iter().all(|n| {
+                n == &self.local
+                    || matches!(
+                        self.members.get(n).map(String::as_str),
+                        Some("active" | "up" | "dead")
+                    )
+            })
+            && self
+                .config
+                .nodes
+                .iter()
+                .filter(|n| self.is_member(n))
+                .all(|n| self.reports.contains_key(n))
+    }
+
+    fn view(&self) -> ClusterView {
+        ClusterView {
+            nodes: self
+                .config
+                .nodes
+                .iter()
+                .map(|name| {
+                    let report = self.reports.get(name).cloned().unwrap_or_default();
+                    NodeView {
+                        name: name.clone(),
+                        active: self.is_member(name),
+                        standby: report.standby,
+                        running: report.running,
+                        failed: report.failed,
+                        unclean: self.unclean.contains(name),
+                    }
+                })
+                .collect(),
+            groups: self
+                .config
+                .groups
+                .iter()
+                .map(|g| GroupView {
+                    name: g.id.clone(),
+                    preferred_node: g.preferred_node.clone(),
+                })
+                .collect(),
+            auto_failback: self.config.auto_failback,
+            fencing: self.fencing,
+        }
+    }
+
+    fn own_report(&self) -> HashMap<String, String> {
+        let running: BTreeSet<String> = self.running.union(&self.busy).cloned().collect();
+        HashMap::from([
+            ("op".to_owned(), "report".to_owned()),
+            ("running".to_owned(), join(&running)),
+            ("failed".to_owned(), join(&self.failed)),
+            (
+                "standby".to_owned(),
+                if self.standby { "1" } else { "0" }.to_owned(),
+            ),
+        ])
+    }
+
+    fn group_infos(&self) -> Vec<GroupInfo> {
+        self.config
+            .groups
+            .iter()
+            .map(|g| GroupInfo {
+                group: g.id.clone(),
+                preferred_node: g.preferred_node.clone(),
+                node: self
+                    .reports
+                    .iter()
+                    .find(|(n, r)| self.is_member(n) && r.running.contains(&g.id))
+                    .map(|(n, _)| n.clone())
+                    .unwrap_or_default(),
+                failed_on: self
+                    .reports
+                    .iter()
+                    .filter(|(_, r)| r.failed.contains(&g.id))
+                    .map(|(n, _)| n.clone())
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
+/// Runs crmd until `shutdown` resolves.
+pub async fn run(
+    options: CrmdOptions,
+    config: ClusterConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> zbus::Result<()> {
+    let shared = Arc::new(Mutex::new(Shared::default()));
+    let (commands_tx, mut commands) = mpsc::unbounded_channel::<Command>();
+    let connection = zbus::connection::Builder::address(options.bus_address.as_str())
+        .method_timeout(hbapi::bus::METHOD_TIMEOUT)
+        .serve_at(
+            names::crmd::OBJECT_PATH,
+            CrmdInterface {
+                shared: shared.clone(),
+                commands: commands_tx,
+            },
+        )
+        .name(names::crmd::BUS_NAME)
+        .build()
+        .await?;
+    let emitter = SignalEmitter::new(&connection, names::crmd::OBJECT_PATH)?.into_owned();
+    let comm = CommProxy::new(&connection).await?;
+    let lrmd = LrmdProxy::new(&connection).await?;
+    let stonith = StonithProxy::new(&connection).await?;
+    let mut node_changes = comm.receive_node_status_changed().await?;
+    let mut messages = comm.receive_message_received().await?;
+    let mut fences = stonith.receive_fence_finished().await?;
+
+    let fencing = !config.stonith.is_empty();
+    let has_ping = !config.ping_nodes.is_empty();
+    if config.nodes.len() == 2 && !fencing && !has_ping {
+        tracing::warn!("two nodes without fencing (stonith) or ping nodes: if the link between them breaks, BOTH will run every resource (split brain). Configure a stonith device, or ping nodes with ipfail");
+    }
+    if config.auto_failback == AutoFailback::Legacy {
+        tracing::warn!(
+            "auto_failback legacy is deprecated (Heartbeat says so too); it behaves as auto_failback on here"
+        );
+    }
+    let mut crmd = Crmd {
+        local: options.node.clone(),
+        config,
+        fencing,
+        members: BTreeMap::new(),
+        reports: BTreeMap::new(),
+        unclean: BTreeSet::new(),
+        sent: BTreeSet::new(),
+        fencing_ops: BTreeMap::new(),
+        running: BTreeSet::new(),
+        failed: BTreeSet::new(),
+        busy: BTreeSet::new(),
+        standby: false,
+        probed: false,
+    };
+    wait_for_name(&connection, names::lrmd::BUS_NAME).await;
+    wait_for_name(&connection, names::comm::BUS_NAME).await;
+    if let Ok(nodes) = comm.list_nodes().await {
+        for node in nodes.into_iter().filter(|n| n.kind == "normal") {
+            crmd.members.insert(node.name, node.status);
+        }
+    }
+    // Start-up probe: what already runs here is reported before anyone decides anything.
+    for group in crmd.config.groups.clone() {
+        if probe_group(&lrmd, &group).await {
+            tracing::warn!(group = %group.id, "{} found running at start-up", group.id);
+            crmd.running.insert(group.id.clone());
+        }
+    }
+    crmd.probed = true;
+    tracing::info!(node = %crmd.local, running = ?crmd.running, "crmd started");
+    let (done_tx, mut done) = mpsc::unbounded_channel::<LocalDone>();
+    let mut report_due = true;
+    let mut retry = tokio::time::interval(Duration::from_secs(2));
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        if report_due {
+            report_due = false;
+            if let Err(error) = comm.send_message("", MESSAGE_TYPE, crmd.own_report()).await {
+                // Sent again at the next turn (the retry timer makes one).
+                tracing::warn!("report not sent: {error}");
+                report_due = true;
+            }
+        }
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(signal) = node_changes.next() => {
+                let Ok(args) = signal.args() else { continue };
+                let (node, new) = (args.node.to_owned(), args.new.to_owned());
+                if !crmd.config.nodes.contains(&node) {
+                    continue;
+                }
+                if new == "dead" {
+                    let held = crmd.reports.get(&node).is_some_and(|r| !r.running.is_empty())
+                        || crmd.sent.iter().any(|a| matches!(a, Action::Start { node: n, .. } | Action::Stop { node: n, .. } if *n == node));
+                    if held && crmd.fencing {
+                        tracing::warn!(node = %node, "{node} was lost while it held resources: it must be fenced before they start elsewhere");
+                        crmd.unclean.insert(node.clone());
+                    }
+                    crmd.sent.retain(|a| !matches!(a, Action::Start { node: n, .. } | Action::Stop { node: n, .. } if *n == node));
+                } else if new == "active" && crmd.members.get(&node).is_some_and(|old| old == "dead") {
+                    // Back from the dead: it reports afresh before anyone counts on it.
+                    crmd.reports.remove(&node);
+                    report_due = true;
+                }
+                crmd.members.insert(node, new);
+            }
+            Some(signal) = messages.next() => {
+                let Ok(args) = signal.args() else { continue };
+                if args.msg_type != MESSAGE_TYPE {
+                    continue;
+                }
+                let from = args.from.to_owned();
+                let body = args.body;
+                match body.get("op").map(String::as_str) {
+                    Some("report") => {
+                        let report = Report {
+                            running: split(body.get("running")),
+                            failed: split(body.get("failed")),
+                            standby: body.get("standby").is_some_and(|s| s == "1"),
+                        };
+                        crmd.sent.retain(|a| !matches!(a, Action::Start { node, .. } | Action::Stop { node, .. } if *node == from));
+                        crmd.reports.insert(from, report);
+                    }
+                    // An order from a node that sorts after the decision maker this node
+                    // knows cannot come from the decision maker. One that sorts before may:
+                    // this node may just not have heard that node yet.
+                    Some("start") | Some("stop") if crmd.decision_maker().is_some_and(|dc| from > dc) => {
+                        tracing::warn!(from = %from, "ignoring an order from {from}, which is not the decision maker");
+                    }
+                    Some(op @ ("start" | "stop")) => {
+                        let Some(group) = body.get("group").and_then(|g| crmd.group(g)).cloned() else { continue };
+                        let starting = op == "start";
+                        if crmd.busy.contains(&group.id) || (starting && crmd.running.contains(&group.id)) || (!starting && !crmd.running.contains(&group.id)) {
+                            report_due = true;
+                            continue;
+                        }
+                        if starting && !crmd.has_quorum() {
+                            continue;
+                        }
+                        tracing::info!(group = %group.id, "{op} {} (ordered by {from})", group.id);
+                        crmd.busy.insert(group.id.clone());
+                        report_due = true;
+                        let (lrmd, tx) = (lrmd.clone(), done_tx.clone());
+                        tokio::spawn(async move {
+                            let ok = if starting { start_group(lrmd, group.clone()).await } else { stop_group(lrmd, group.clone()).await };
+                            let _ = tx.send(LocalDone { group: group.id, started: starting, ok });
+                        });
+                    }
+                    Some("fenced") => {
+                        if let Some(node) = body.get("node") {
+                            crmd.unclean.remove(node);
+                            if let Some(report) = crmd.reports.get_mut(node) {
+                                report.running.clear();
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Some(finished) = done.recv() => {
+                crmd.busy.remove(&finished.group);
+                let state = match (finished.started, finished.ok) {
+                    (true, true) => { crmd.running.insert(finished.group.clone()); "started" }
+                    (true, false) => { crmd.failed.insert(finished.group.clone()); "failed" }
+                    (false, true) => { crmd.running.remove(&finished.group); "stopped" }
+                    // A stop that failed: it may still run here, so it stays reported as running.
+                    (false, false) => { crmd.failed.insert(finished.group.clone()); "failed" }
+                };
+                let _ = CrmdInterface::group_changed(&emitter, &finished.group, &crmd.local, state).await;
+                report_due = true;
+            }
+            Some(signal) = fences.next() => {
+                let Ok(args) = signal.args() else { continue };
+                let record = args.record;
+                if let Some(node) = crmd.fencing_ops.remove(&record.op_id) {
+                    if record.ok {
+                        crmd.sent.remove(&Action::Fence { node: node.clone() });
+                        // Cleared here at once, not when the broadcast comes back, so that the
+                        // next decision does not fence it again.
+                        crmd.unclean.remove(&node);
+                        if let Some(report) = crmd.reports.get_mut(&node) {
+                            report.running.clear();
+                        }
+                        let body = HashMap::from([("op".to_owned(), "fenced".to_owned()), ("node".to_owned(), node.clone())]);
+                        let _ = comm.send_message("", MESSAGE_TYPE, body).await;
+                    } else {
+                        tracing::error!(node = %node, "fencing {node} failed ({}): its resources stay stopped; retrying", record.message);
+                    }
+                }
+            }
+            Some(command) = commands.recv() => {
+                match command {
+                    Command::Standby => crmd.standby = true,
+                    Command::Takeover => crmd.standby = false,
+                }
+                report_due = true;
+            }
+            _ = retry.tick() => {
+                // Orders whose reports never came, and fences that failed, are tried again.
+                let fencing_now: BTreeSet<String> = crmd.fencing_ops.values().cloned().collect();
+                crmd.sent.retain(|a| matches!(a, Action::Fence { node } if fencing_now.contains(node)));
+            }
+        }
+        if !crmd.has_quorum() {
+            for group in crmd.running.clone() {
+                if crmd.busy.contains(&group) {
+                    continue;
+                }
+                let Some(group) = crmd.group(&group).cloned() else {
+                    continue;
+                };
+                tracing::error!(group = %group.id, "no quorum: stopping {}", group.id);
+                crmd.busy.insert(group.id.clone());
+                report_due = true;
+                let (lrmd, tx) = (lrmd.clone(), done_tx.clone());
+                tokio::spawn(async move {
+                    let ok = stop_group(lrmd, group.clone()).await;
+                    let _ = tx.send(LocalDone {
+                        group: group.id,
+                        started: false,
+                        ok,
+                    });
+                });
+            }
+        }
+        if let Ok(mut shared) = shared.lock() {
+            shared.groups = crmd.group_infos();
+            shared.decision_maker = crmd.decision_maker().unwrap_or_default();
+        }
+        if !crmd.may_decide() {
+            continue;
+        }
+        for action in policy::decide(&crmd.view()) {
+            if crmd.sent.contains(&action) {
+                continue;
+            }
+            tracing::info!(decision = %action, "decided: {action}");
+            match &action {
+                Action::Fence { node } => {
+                    match stonith
+                        .fence(
+                            node,
+                            "reboot",
+                            &format!("{node} was lost while it held resources"),
+                        )
+                        .await
+                    {
+                        Ok(op_id) => {
+                            crmd.fencing_ops.insert(op_id, node.clone());
+                        }
+                        Err(error) => {
+                            tracing::error!(node = %node, "cannot ask stonithd to fence {node}: {error}");
+                            continue;
+                        }
+                    }
+                }
+                Action::Start { group, node } | Action::Stop { group, node } => {
+                    let op = if matches!(action, Action::Start { .. }) {
+                        "start"
+                    } else {
+                        "stop"
+                    };
+                    let body = HashMap::from([
+                        ("op".to_owned(), op.to_owned()),
+                        ("group".to_owned(), group.clone()),
+                    ]);
+                    if let Err(error) = comm.send_message(node, MESSAGE_TYPE, body).await {
+                        tracing::warn!("order to {node} not sent: {error}");
+                        continue;
+                    }
+                }
+            }
+            crmd.sent.insert(action);
+        }
+    }
+    tracing::info!("crmd stopping");
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! `crmd`: the cluster resource manager. [`policy`] decides where every group runs (a pure
+//! function, tested with golden scenarios); [`daemon`] learns the cluster's state, lets the
+//! partition's decision maker decide, and carries out this node's part through lrmd, fencing
+//! through stonithd first where a lost node may still hold something.
+
+pub mod daemon;
+pub mod iface;
+pub mod policy;
+
+use std::path::PathBuf;
+
+use hbapi::names;
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// `crmd`'s entry point: settings from the master's environment.
+pub fn main() -> std::process::ExitCode {
+    use std::process::ExitCode;
+    if std::env::args()
+        .nth(1)
+        .is_some_and(|a| a == "--help" || a == "-h")
+    {
+        println!("usage: crmd\nStarted by the heartbeat master, which passes the node and its directories in the environment.");
+        return ExitCode::SUCCESS;
+    }
+    let config_dir = env_or(names::env::CONFIG_DIR, "/etc/ha.d");
+    let loaded = match hbapi::config::load_dir(std::path::Path::new(&config_dir)) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("crmd: configuration refused:\n{error}");
+            return ExitCode::from(100);
+        }
+    };
+    hbapi::logging::init(
+        "crmd",
+        hbapi::logging::level_for_debug(loaded.config.logging.debug),
+    );
+    let Ok(node) = std::env::var(names::env::NODE_NAME) else {
+        tracing::error!("no node name: crmd is started by the heartbeat master");
+        return ExitCode::from(100);
+    };
+    let run_dir = PathBuf::from(env_or(names::env::RUN_DIR, "/run/heartbeat"));
+    let Some(bus_address) = hbapi::bus::find_address(&run_dir) else {
+        tracing::error!("no bus address: crmd is started by the heartbeat master");
+        return ExitCode::from(100);
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("crmd: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let shutdown = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => {
+                    term.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        match daemon::run(daemon::CrmdOptions { node, bus_address }, loaded.config, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                tracing::error!("{error}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

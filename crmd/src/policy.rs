@@ -1,0 +1,269 @@
+//! Placement as a pure function: what the decision maker knows of the cluster in, the actions
+//! that bring it closer to where every group should run out. No clock and no I/O, so that
+//! every rule is tested with input → expected-output scenarios (tests/scenarios).
+//!
+//! Rules, in order of precedence:
+//! 1. Safety. A group that may still run on a lost node (the node was not stopped cleanly and
+//!    not fenced) starts nowhere until that node is fenced — when fencing is configured. Without
+//!    fencing a lost node's groups are free (Heartbeat v1), which is why a two-node cluster with
+//!    neither fencing nor ping nodes gets a split-brain warning at start-up.
+//! 2. A group found on more than one node is stopped everywhere but where it should run.
+//! 3. A group runs on at most one node: a move stops it first and starts it elsewhere only
+//!    once no node reports it running (the next decision, after the stop is reported).
+//! 4. Where: the node it runs on stays unless that node is in standby, failed the group, or
+//!    auto_failback is on and the preferred node is back. Otherwise the preferred node, then
+//!    the other eligible nodes in alphabetical order. Eligible: active, not in standby, and the
+//!    group has not failed there.
+//!
+//! Quorum is judged by each node for itself (crate::daemon): a node without quorum stops its
+//! groups and the decision maker of a partition without quorum decides nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use hbapi::config::AutoFailback;
+
+/// One node as the decision maker sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    /// Node name.
+    pub name: String,
+    /// Member of this partition (hbcomm says active, and its crmd has reported).
+    pub active: bool,
+    /// Gave up its groups (hb_standby).
+    pub standby: bool,
+    /// Groups it reports running (or starting / stopping: anything not cleanly stopped).
+    pub running: BTreeSet<String>,
+    /// Groups that failed there (it must not get them again until cleared).
+    pub failed: BTreeSet<String>,
+    /// Lost while it held groups, and neither fenced nor cleanly stopped since.
+    pub unclean: bool,
+}
+
+/// A group and where it prefers to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupView {
+    /// Group id.
+    pub name: String,
+    /// haresources' first field.
+    pub preferred_node: String,
+}
+
+/// Everything a decision needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterView {
+    /// Every configured node.
+    pub nodes: Vec<NodeView>,
+    /// Every group, in configuration order.
+    pub groups: Vec<GroupView>,
+    /// ha.cf's auto_failback.
+    pub auto_failback: AutoFailback,
+    /// Whether a fencing device is configured.
+    pub fencing: bool,
+}
+
+/// What the decision maker orders.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Action {
+    /// Fence a lost node.
+    Fence {
+        /// Node.
+        node: String,
+    },
+    /// Stop a group on a node.
+    Stop {
+        /// Group.
+        group: String,
+        /// Node.
+        node: String,
+    },
+    /// Start a group on a node.
+    Start {
+        /// Group.
+        group: String,
+        /// Node.
+        node: String,
+    },
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::Fence { node } => write!(f, "fence {node}"),
+            Action::Stop { group, node } => write!(f, "stop {group} {node}"),
+            Action::Start { group, node } => write!(f, "start {group} {node}"),
+        }
+    }
+}
+
+/// Where `group` should run, among the eligible nodes.
+fn target<'a>(view: &'a ClusterView, group: &GroupView, current: Option<&'a str>) -> Option<&'a str> {
+    let eligible = |node: &NodeView| node.active && !node.standby && !node.failed.contains(&group.name);
+    let preferred = view
+        .nodes
+        .iter()
+        .find(|n| n.name == group.preferred_node && eligible(n))
+        .map(|n| n.name.as_str());
+    if let Some(current) = current {
+        let stays = view.nodes.iter().any(|n| n.name == current && eligible(n));
+        if stays {
+            return match (view.auto_failback, preferred) {
+                (AutoFailback::On | AutoFailback::Legacy, Some(preferred)) => Some(preferred),
+                _ => Some(current),
+            };
+        }
+    }
+    if preferred.is_some() {
+        return preferred;
+    }
+    let mut others: Vec<&NodeView> = view.nodes.iter().filter(|n| eligible(n)).collect();
+    others.sort_by(|a, b| a.name.cmp(&b.name));
+    others.first().map(|n| n.name.as_str())
+}
+
+/// The actions that bring the cluster closer to where every group should run.
+pub fn decide(view: &ClusterView) -> Vec<Action> {
+    let mut actions = Vec::new();
+    if view.fencing {
+        for node in view.nodes.iter().filter(|n| n.unclean && !n.active) {
+            actions.push(Action::Fence {
+                node: node.name.clone(),
+            });
+        }
+    }
+    for group in &view.groups {
+        // Nodes that may run it: active ones that report it, and lost unclean ones.
+        let blocked = view.fencing
+            && view
+                .nodes
+                .iter()
+                .any(|n| !n.active && n.unclean && n.running.contains(&group.name));
+        let holders: Vec<&str> = view
+            .nodes
+            .iter()
+            .filter(|n| n.active && n.running.contains(&group.name))
+            .map(|n| n.name.as_str())
+            .collect();
+        if blocked {
+            // Whatever runs on live nodes stays as it is until the lost node is fenced.
+            continue;
+        }
+        let current = match holders.as_slice() {
+            [] => None,
+            [only] => Some(*only),
+            several => {
+                // Found on several nodes: keep it where it should run (or on the first).
+                let keep = target(view, group, None)
+                    .filter(|t| several.contains(t))
+                    .unwrap_or(several[0]);
+                for node in several.iter().filter(|n| **n != keep) {
+                    actions.push(Action::Stop {
+                        group: group.name.clone(),
+                        node: (*node).to_owned(),
+                    });
+                }
+                continue;
+            }
+        };
+        let wanted = target(view, group, current);
+        match (current, wanted) {
+            (Some(current), Some(wanted)) if current == wanted => {}
+            (Some(current), _) => actions.push(Action::Stop {
+                group: group.name.clone(),
+                node: current.to_owned(),
+            }),
+            (None, Some(wanted)) => actions.push(Action::Start {
+                group: group.name.clone(),
+                node: wanted.to_owned(),
+            }),
+            (None, None) => {}
+        }
+    }
+    actions
+}
+
+/// Parses a scenario's input (see tests/scenarios/README.md) into a view.
+pub fn parse_scenario(text: &str) -> Result<(ClusterView, Vec<String>), String> {
+    let mut nodes: BTreeMap<String, NodeView> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    let mut groups = Vec::new();
+    let mut auto_failback = AutoFailback::Off;
+    let mut fencing = false;
+    let mut expected = Vec::new();
+    let mut in_expect = false;
+    for (number, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let error = |what: &str| format!("line {}: {what}: {raw:?}", number + 1);
+        if in_expect {
+            expected.push(line.to_owned());
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["expect"] => in_expect = true,
+            ["auto_failback", value] => {
+                auto_failback = match *value {
+                    "on" => AutoFailback::On,
+                    "off" => AutoFailback::Off,
+                    "legacy" => AutoFailback::Legacy,
+                    _ => return Err(error("auto_failback on|off|legacy")),
+                }
+            }
+            ["fencing", value] => fencing = *value == "yes",
+            ["group", name, "preferred", preferred] => groups.push(GroupView {
+                name: (*name).to_owned(),
+                preferred_node: (*preferred).to_owned(),
+            }),
+            ["node", name, state, rest @ ..] => {
+                let mut node = NodeView {
+                    name: (*name).to_owned(),
+                    active: match *state {
+                        "active" => true,
+                        "dead" => false,
+                        _ => return Err(error("node NAME active|dead …")),
+                    },
+                    standby: false,
+                    running: BTreeSet::new(),
+                    failed: BTreeSet::new(),
+                    unclean: false,
+                };
+                for item in rest {
+                    match item.split_once('=') {
+                        Some(("running", list)) => {
+                            node.running = list
+                                .split(',')
+                                .filter(|s| !s.is_empty())
+                                .map(str::to_owned)
+                                .collect()
+                        }
+                        Some(("failed", list)) => {
+                            node.failed = list
+                                .split(',')
+                                .filter(|s| !s.is_empty())
+                                .map(str::to_owned)
+                                .collect()
+                        }
+                        None if *item == "standby" => node.standby = true,
+                        None if *item == "unclean" => node.unclean = true,
+                        _ => return Err(error("node attributes: running=a,b failed=a standby unclean")),
+                    }
+                }
+                order.push(node.name.clone());
+                nodes.insert(node.name.clone(), node);
+            }
+            _ => return Err(error("unknown line")),
+        }
+    }
+    let nodes = order.iter().filter_map(|n| nodes.remove(n)).collect();
+    Ok((
+        ClusterView {
+            nodes,
+            groups,
+            auto_failback,
+            fencing,
+        },
+        expected,
+    ))
+}

@@ -1,0 +1,42 @@
+//! crmd's interface: resource groups, where they run, and the operator's commands.
+
+use serde::{Deserialize, Serialize};
+use zbus::{proxy, Type};
+
+/// A resource group as this node's crmd sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct GroupInfo {
+    /// Group id (haresources: its first resource).
+    pub group: String,
+    /// Its preferred node.
+    pub preferred_node: String,
+    /// The node reporting it running (empty when none).
+    pub node: String,
+    /// Nodes where it failed.
+    pub failed_on: Vec<String>,
+}
+
+/// Client side of crmd's interface.
+#[proxy(
+    interface = "org.heartbeatrs.Crmd1",
+    default_service = "org.heartbeatrs.Crmd",
+    default_path = "/org/heartbeatrs/Crmd"
+)]
+pub trait Crmd {
+    /// The decision maker of this partition (empty while there is none).
+    #[zbus(property)]
+    fn decision_maker(&self) -> zbus::Result<String>;
+
+    /// Every group with where it runs.
+    fn groups(&self) -> zbus::Result<Vec<GroupInfo>>;
+
+    /// hb_standby: this node gives up its groups. Cluster users only.
+    fn standby(&self, mode: &str) -> zbus::Result<()>;
+
+    /// hb_takeover: this node takes groups again. Cluster users only.
+    fn takeover(&self, mode: &str) -> zbus::Result<()>;
+
+    /// A group started or stopped on this node (`started`, `stopped`, `failed`).
+    #[zbus(signal)]
+    fn group_changed(&self, group: &str, node: &str, state: &str) -> zbus::Result<()>;
+}

@@ -1,0 +1,221 @@
+//! crmd with complete nodes: failover, standby, failback, fencing before takeover. Every
+//! resource is a heartbeat-class script that writes a shared ledger of starts and stops, from
+//! which exclusivity is checked rather than assumed.
+
+use std::path::{Path, PathBuf};
+
+use futures_util::StreamExt;
+use hb_lab::{start_cluster, Node, NodeBuilder, PATIENCE};
+use hbapi::crmd::{CrmdProxy, GroupChangedStream};
+
+/// A resource script: start/stop append "NODE start|stop" to the ledger, status reads a
+/// per-node state file.
+fn ledger_script(ledger: &Path, state_dir: &Path) -> String {
+    format!(
+        "state={state}/{{node}}.$1.on\ncase \"$2\" in\nstart) touch \"$state\"; echo \"{{node}} start $1\" >> {ledger};;\nstop) [ -e \"$state\" ] && echo \"{{node}} stop $1\" >> {ledger}; rm -f \"$state\";;\nstatus) if [ -e \"$state\" ]; then echo running; else echo stopped; fi;;\nesac\nexit 0\n",
+        state = state_dir.display(),
+        ledger = ledger.display()
+    )
+}
+
+struct Lab {
+    _root: tempfile::TempDir,
+    ledger: PathBuf,
+    state: PathBuf,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let root = tempfile::tempdir().unwrap();
+        let state = root.path().join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        Lab {
+            ledger: root.path().join("ledger"),
+            state,
+            _root: root,
+        }
+    }
+
+    fn configure(&self, builder: NodeBuilder, haresources: &str) -> NodeBuilder {
+        builder
+            .haresources(haresources)
+            .resource_script("Ledger", &ledger_script(&self.ledger, &self.state))
+    }
+
+    fn entries(&self) -> Vec<(String, String, String)> {
+        std::fs::read_to_string(&self.ledger)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let mut words = l.split_whitespace();
+                Some((
+                    words.next()?.to_owned(),
+                    words.next()?.to_owned(),
+                    words.next()?.to_owned(),
+                ))
+            })
+            .collect()
+    }
+
+    /// From the ledger: no resource was ever started on a node while it ran on another,
+    /// counting a crashed node's resources as running until that node was `cleared`.
+    fn assert_never_twice(&self, cleared: &[&str]) {
+        let mut running: std::collections::BTreeMap<String, String> = Default::default();
+        for (node, event, resource) in self.entries() {
+            if event == "start" {
+                if let Some(other) = running.get(&resource) {
+                    assert!(
+                        cleared.contains(&other.as_str()),
+                        "{resource} started on {node} while running on {other}: {:?}",
+                        self.entries()
+                    );
+                }
+                running.insert(resource, node);
+            } else {
+                running.remove(&resource);
+            }
+        }
+    }
+}
+
+async fn changes(node: &Node) -> GroupChangedStream {
+    CrmdProxy::new(&node.connection)
+        .await
+        .unwrap()
+        .receive_group_changed()
+        .await
+        .unwrap()
+}
+
+/// Waits for `group` to reach `state` on the node whose stream this is.
+async fn wait_group(stream: &mut GroupChangedStream, group: &str, state: &str) {
+    let found = tokio::time::timeout(PATIENCE, async {
+        while let Some(signal) = stream.next().await {
+            let args = signal.args().unwrap();
+            if args.group == group && args.state == state {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(
+        matches!(found, Ok(true)),
+        "{group} did not become {state} within {PATIENCE:?}"
+    );
+}
+
+async fn where_runs(node: &Node, group: &str) -> String {
+    let groups = CrmdProxy::new(&node.connection)
+        .await
+        .unwrap()
+        .groups()
+        .await
+        .unwrap();
+    groups
+        .into_iter()
+        .find(|g| g.group == group)
+        .map(|g| g.node)
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_group_starts_on_its_preferred_node_and_moves_when_that_node_crashes() {
+    let lab = Lab::new();
+    let nodes = start_cluster(&["alpha", "bravo"], |b| lab.configure(b, "alpha Ledger::web\n")).await;
+    let mut at_bravo = changes(&nodes[1]).await;
+    // Subscribed after start: the start on alpha may be done already, so look at the ledger.
+    let started_on_alpha = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if lab.entries().iter().any(|(n, e, _)| n == "alpha" && e == "start") {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        started_on_alpha.is_ok(),
+        "never started on alpha: {:?}",
+        lab.entries()
+    );
+    assert_eq!(lab.entries(), [("alpha".into(), "start".into(), "web".into())]);
+
+    nodes[0].crash().await;
+    wait_group(&mut at_bravo, "Ledger::web", "started").await;
+    assert_eq!(where_runs(&nodes[1], "Ledger::web").await, "bravo");
+    lab.assert_never_twice(&["alpha"]);
+}
+
+#[tokio::test]
+async fn standby_moves_the_group_and_auto_failback_on_brings_it_back() {
+    let lab = Lab::new();
+    let nodes = start_cluster(&["alpha", "bravo"], |b| {
+        lab.configure(b, "alpha Ledger::web\n").ha_cf("auto_failback on")
+    })
+    .await;
+    let mut at_alpha = changes(&nodes[0]).await;
+    let mut at_bravo = changes(&nodes[1]).await;
+    if where_runs(&nodes[0], "Ledger::web").await != "alpha" {
+        wait_group(&mut at_alpha, "Ledger::web", "started").await;
+    }
+    let crmd = CrmdProxy::new(&nodes[0].connection).await.unwrap();
+    crmd.standby("all").await.unwrap();
+    wait_group(&mut at_alpha, "Ledger::web", "stopped").await;
+    wait_group(&mut at_bravo, "Ledger::web", "started").await;
+    crmd.takeover("all").await.unwrap();
+    wait_group(&mut at_bravo, "Ledger::web", "stopped").await;
+    wait_group(&mut at_alpha, "Ledger::web", "started").await;
+    lab.assert_never_twice(&[]);
+    let events: Vec<String> = lab.entries().iter().map(|(n, e, _)| format!("{n} {e}")).collect();
+    assert_eq!(
+        events,
+        [
+            "alpha start",
+            "alpha stop",
+            "bravo start",
+            "bravo stop",
+            "alpha start"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn with_a_fence_device_takeover_waits_for_the_fence() {
+    let lab = Lab::new();
+    let nodes = start_cluster(&["alpha", "bravo"], |b| {
+        lab.configure(b, "alpha Ledger::web\n")
+            .ha_cf("stonith_host * null hostlist=alpha,bravo")
+    })
+    .await;
+    let started = tokio::time::timeout(PATIENCE, async {
+        while !lab.entries().iter().any(|(n, _, _)| n == "alpha") {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(started.is_ok());
+    let stonith = hbapi::stonith::StonithProxy::new(&nodes[1].connection)
+        .await
+        .unwrap();
+    let mut fenced = stonith.receive_fence_finished().await.unwrap();
+    let mut at_bravo = changes(&nodes[1]).await;
+    nodes[0].crash().await;
+    let record = tokio::time::timeout(PATIENCE, fenced.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .args()
+        .unwrap()
+        .record;
+    assert!(record.ok && record.target == "alpha", "{record:?}");
+    assert!(
+        !lab.entries().iter().any(|(n, _, _)| n == "bravo"),
+        "bravo started before alpha was fenced: {:?}",
+        lab.entries()
+    );
+    wait_group(&mut at_bravo, "Ledger::web", "started").await;
+    lab.assert_never_twice(&["alpha"]);
+    let history = stonith.history().await.unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+}
