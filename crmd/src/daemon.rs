@@ -197,6 +197,7 @@ struct Crmd {
     // The decision maker's bookkeeping.
     sent: BTreeSet<Action>,
     fencing_ops: BTreeMap<u64, String>,
+    released_at: BTreeMap<String, tokio::time::Instant>,
     // This node.
     running: BTreeSet<String>,
     failed: BTreeSet<String>,
@@ -208,6 +209,25 @@ struct Crmd {
 impl Crmd {
     fn group(&self, id: &str) -> Option<&ResourceGroup> {
         self.config.groups.iter().find(|g| g.id == id)
+    }
+
+    /// How long a lost node's groups are held without fencing: the longest stop timeout of
+    /// what it ran, plus deadtime for the two sides noticing the split at different moments.
+    fn hold_off(&self, node: &str) -> Duration {
+        let held = self
+            .reports
+            .get(node)
+            .map(|r| r.running.clone())
+            .unwrap_or_default();
+        let longest_stop = self
+            .config
+            .groups
+            .iter()
+            .filter(|g| held.contains(&g.id))
+            .flat_map(|g| g.resources.iter().map(|r| r.ops.stop_timeout))
+            .max()
+            .unwrap_or_default();
+        longest_stop + self.config.timing.deadtime
     }
 
     fn is_member(&self, node: &str) -> bool {
@@ -360,6 +380,7 @@ pub async fn run(
         unclean: BTreeSet::new(),
         sent: BTreeSet::new(),
         fencing_ops: BTreeMap::new(),
+        released_at: BTreeMap::new(),
         running: BTreeSet::new(),
         failed: BTreeSet::new(),
         busy: BTreeSet::new(),
@@ -396,8 +417,26 @@ pub async fn run(
                 report_due = true;
             }
         }
+        let next_release = crmd.released_at.values().min().copied();
         tokio::select! {
             () = &mut shutdown => break,
+            () = async {
+                match next_release {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let now = tokio::time::Instant::now();
+                let released: Vec<String> = crmd.released_at.iter().filter(|(_, at)| **at <= now).map(|(n, _)| n.clone()).collect();
+                for node in released {
+                    crmd.released_at.remove(&node);
+                    crmd.unclean.remove(&node);
+                    if let Some(report) = crmd.reports.get_mut(&node) {
+                        report.running.clear();
+                    }
+                    tracing::warn!(node = %node, "{node}'s groups are free: its own stop must be over");
+                }
+            }
             Some(signal) = node_changes.next() => {
                 let Ok(args) = signal.args() else { continue };
                 let (node, new) = (args.node.to_owned(), args.new.to_owned());
@@ -410,11 +449,21 @@ pub async fn run(
                     if held && crmd.fencing {
                         tracing::warn!(node = %node, "{node} was lost while it held resources: it must be fenced before they start elsewhere");
                         crmd.unclean.insert(node.clone());
+                    } else if held && crmd.config.nodes.len() >= 3 {
+                        // No fencing, but quorum: the lost node, alone in its partition, stops
+                        // its groups itself. Wait until that stop must be over.
+                        let wait = crmd.hold_off(&node);
+                        tracing::warn!(node = %node, "{node} was lost while it held resources: they start elsewhere in {} s, when its own stop (it has no quorum) must be over", wait.as_secs());
+                        crmd.unclean.insert(node.clone());
+                        crmd.released_at.insert(node.clone(), tokio::time::Instant::now() + wait);
                     }
                     crmd.sent.retain(|a| !matches!(a, Action::Start { node: n, .. } | Action::Stop { node: n, .. } if *n == node));
                 } else if new == "active" && crmd.members.get(&node).is_some_and(|old| old == "dead") {
-                    // Back from the dead: it reports afresh before anyone counts on it.
+                    // Back from the dead: it reports afresh before anyone counts on it, and
+                    // what it reports is the truth about it again.
                     crmd.reports.remove(&node);
+                    crmd.unclean.remove(&node);
+                    crmd.released_at.remove(&node);
                     report_due = true;
                 }
                 crmd.members.insert(node, new);

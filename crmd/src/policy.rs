@@ -3,10 +3,11 @@
 //! every rule is tested with input → expected-output scenarios (tests/scenarios).
 //!
 //! Rules, in order of precedence:
-//! 1. Safety. A group that may still run on a lost node (the node was not stopped cleanly and
-//!    not fenced) starts nowhere until that node is fenced — when fencing is configured. Without
-//!    fencing a lost node's groups are free (Heartbeat v1), which is why a two-node cluster with
-//!    neither fencing nor ping nodes gets a split-brain warning at start-up.
+//! 1. Safety. A group that may still run on a lost node (`unclean`: the node was neither
+//!    stopped cleanly nor fenced) starts nowhere until that node is fenced — or, in a cluster
+//!    of three or more without fencing, until the lost node's own stop (it lost quorum) must
+//!    be over. The daemon decides which lost nodes are unclean; a two-node cluster without
+//!    fencing has none (Heartbeat v1's takeover), which is why it gets a split-brain warning.
 //! 2. A group found on more than one node is stopped everywhere but where it should run.
 //! 3. A group runs on at most one node: a move stops it first and starts it elsewhere only
 //!    once no node reports it running (the next decision, after the stop is reported).
@@ -132,11 +133,10 @@ pub fn decide(view: &ClusterView) -> Vec<Action> {
     }
     for group in &view.groups {
         // Nodes that may run it: active ones that report it, and lost unclean ones.
-        let blocked = view.fencing
-            && view
-                .nodes
-                .iter()
-                .any(|n| !n.active && n.unclean && n.running.contains(&group.name));
+        let blocked = view
+            .nodes
+            .iter()
+            .any(|n| !n.active && n.unclean && n.running.contains(&group.name));
         let holders: Vec<&str> = view
             .nodes
             .iter()

@@ -88,8 +88,9 @@ async fn changes(node: &Node) -> GroupChangedStream {
 }
 
 /// Waits for `group` to reach `state` on the node whose stream this is.
+/// (Twice the usual patience: a takeover without fencing waits out a stop timeout first.)
 async fn wait_group(stream: &mut GroupChangedStream, group: &str, state: &str) {
-    let found = tokio::time::timeout(PATIENCE, async {
+    let found = tokio::time::timeout(PATIENCE * 2, async {
         while let Some(signal) = stream.next().await {
             let args = signal.args().unwrap();
             if args.group == group && args.state == state {
@@ -218,4 +219,49 @@ async fn with_a_fence_device_takeover_waits_for_the_fence() {
     lab.assert_never_twice(&["alpha"]);
     let history = stonith.history().await.unwrap();
     assert_eq!(history.len(), 1, "{history:?}");
+}
+
+#[tokio::test]
+async fn with_three_nodes_the_minority_side_of_a_partition_stops_and_the_majority_takes_over_after() {
+    let namespace = hb_lab::netns::Namespace::new("split");
+    let lab = Lab::new();
+    let nodes = start_cluster(&["alpha", "bravo", "charlie"], |b| {
+        lab.configure(b.wrapper(&namespace.wrapper()), "charlie Ledger::web\n")
+    })
+    .await;
+    let started = tokio::time::timeout(PATIENCE, async {
+        while !lab
+            .entries()
+            .iter()
+            .any(|(n, e, _)| n == "charlie" && e == "start")
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(started.is_ok(), "never started on charlie: {:?}", lab.entries());
+    let mut at_charlie = changes(&nodes[2]).await;
+    let mut at_alpha = changes(&nodes[0]).await;
+    let port = nodes[0].udp_port().to_string();
+    for direction in ["-s", "-d"] {
+        namespace.exec(&[
+            "iptables",
+            "-A",
+            "INPUT",
+            "-p",
+            "udp",
+            "--dport",
+            &port,
+            direction,
+            "127.0.0.3",
+            "-j",
+            "DROP",
+        ]);
+    }
+    wait_group(&mut at_charlie, "Ledger::web", "stopped").await;
+    // The majority waits out charlie's stop timeout (20 s by default) before it takes over.
+    wait_group(&mut at_alpha, "Ledger::web", "started").await;
+    lab.assert_never_twice(&[]);
+    let events: Vec<String> = lab.entries().iter().map(|(n, e, _)| format!("{n} {e}")).collect();
+    assert_eq!(events, ["charlie start", "charlie stop", "alpha start"]);
 }
