@@ -144,6 +144,24 @@ async fn stop_group(lrmd: LrmdProxy<'static>, group: ResourceGroup) -> bool {
     ok
 }
 
+/// Starts lrmd's recurring monitors of a group's resources that have an interval.
+async fn start_monitors(lrmd: &LrmdProxy<'_>, group: &ResourceGroup) {
+    for resource in &group.resources {
+        let Some(interval) = resource.ops.monitor_interval else {
+            continue;
+        };
+        let (agent, params) = agent_of(resource);
+        let interval_ms = u32::try_from(interval.as_millis()).unwrap_or(u32::MAX);
+        let timeout_ms = u32::try_from(resource.ops.monitor_timeout.as_millis()).unwrap_or(u32::MAX);
+        if let Err(error) = lrmd
+            .start_monitor(&resource.id, &agent, params, interval_ms, timeout_ms)
+            .await
+        {
+            tracing::error!(resource = %resource.id, "recurring monitor of {} not started: {error}", resource.id);
+        }
+    }
+}
+
 /// Whether any resource of `group` runs here (the start-up probe). A probe that cannot tell
 /// counts as running: the decision maker then orders a stop, which is harmless, instead of
 /// starting a second copy elsewhere.
@@ -204,6 +222,8 @@ struct Crmd {
     busy: BTreeSet<String>,
     standby: bool,
     probed: bool,
+    /// Monitor failures per resource on this node, for migration threshold and expiry.
+    failures: BTreeMap<String, Vec<tokio::time::Instant>>,
 }
 
 impl Crmd {
@@ -360,6 +380,7 @@ pub async fn run(
     let mut node_changes = comm.receive_node_status_changed().await?;
     let mut messages = comm.receive_message_received().await?;
     let mut fences = stonith.receive_fence_finished().await?;
+    let mut monitor_results = lrmd.receive_operation_completed().await?;
 
     let fencing = !config.stonith.is_empty();
     let has_ping = !config.ping_nodes.is_empty();
@@ -386,6 +407,7 @@ pub async fn run(
         busy: BTreeSet::new(),
         standby: false,
         probed: false,
+        failures: BTreeMap::new(),
     };
     wait_for_name(&connection, names::lrmd::BUS_NAME).await;
     wait_for_name(&connection, names::comm::BUS_NAME).await;
@@ -524,7 +546,13 @@ pub async fn run(
             Some(finished) = done.recv() => {
                 crmd.busy.remove(&finished.group);
                 let state = match (finished.started, finished.ok) {
-                    (true, true) => { crmd.running.insert(finished.group.clone()); "started" }
+                    (true, true) => {
+                        crmd.running.insert(finished.group.clone());
+                        if let Some(group) = crmd.group(&finished.group) {
+                            start_monitors(&lrmd, group).await;
+                        }
+                        "started"
+                    }
                     (true, false) => { crmd.failed.insert(finished.group.clone()); "failed" }
                     (false, true) => { crmd.running.remove(&finished.group); "stopped" }
                     // A stop that failed: it may still run here, so it stays reported as running.
@@ -532,6 +560,41 @@ pub async fn run(
                 };
                 let _ = CrmdInterface::group_changed(&emitter, &finished.group, &crmd.local, state).await;
                 report_due = true;
+            }
+            Some(signal) = monitor_results.next() => {
+                let Ok(args) = signal.args() else { continue };
+                let result = args.result;
+                let healthy = result.status == status::DONE && matches!(result.rc, rc::OK | rc::RUNNING_PROMOTED | rc::DEGRADED | rc::DEGRADED_PROMOTED);
+                if result.interval_ms == 0 || healthy {
+                    continue;
+                }
+                let Some(group) = crmd.config.groups.iter().find(|g| g.resources.iter().any(|r| r.id == result.resource)).cloned() else { continue };
+                if !crmd.running.contains(&group.id) || crmd.busy.contains(&group.id) {
+                    continue;
+                }
+                let Some(resource) = group.resources.iter().find(|r| r.id == result.resource) else { continue };
+                let failures = crmd.failures.entry(resource.id.clone()).or_default();
+                failures.push(tokio::time::Instant::now());
+                let count = u32::try_from(failures.len()).unwrap_or(u32::MAX);
+                let threshold = resource.ops.migration_threshold.max(1);
+                crmd.busy.insert(group.id.clone());
+                report_due = true;
+                let (lrmd, tx) = (lrmd.clone(), done_tx.clone());
+                if count < threshold {
+                    tracing::warn!(group = %group.id, resource = %resource.id, "monitor of {} failed ({}, failure {count} of {threshold}): restarting {} here", resource.id, rc::name(result.rc), group.id);
+                    let _ = CrmdInterface::group_changed(&emitter, &group.id, &crmd.local, "restarting").await;
+                    tokio::spawn(async move {
+                        let ok = stop_group(lrmd.clone(), group.clone()).await && start_group(lrmd, group.clone()).await;
+                        let _ = tx.send(LocalDone { group: group.id, started: true, ok });
+                    });
+                } else {
+                    tracing::error!(group = %group.id, resource = %resource.id, "monitor of {} failed ({}, failure {count} of {threshold}): {} leaves this node", resource.id, rc::name(result.rc), group.id);
+                    crmd.failed.insert(group.id.clone());
+                    tokio::spawn(async move {
+                        let ok = stop_group(lrmd, group.clone()).await;
+                        let _ = tx.send(LocalDone { group: group.id, started: false, ok });
+                    });
+                }
             }
             Some(signal) = fences.next() => {
                 let Ok(args) = signal.args() else { continue };
@@ -560,6 +623,27 @@ pub async fn run(
                 report_due = true;
             }
             _ = retry.tick() => {
+                // Failures expire one by one after the resource's failure_timeout.
+                let now = tokio::time::Instant::now();
+                let mut cleared = Vec::new();
+                for group in &crmd.config.groups {
+                    for resource in &group.resources {
+                        let Some(timeout) = resource.ops.failure_timeout else { continue };
+                        if let Some(failures) = crmd.failures.get_mut(&resource.id) {
+                            failures.retain(|at| now.duration_since(*at) < timeout);
+                            if failures.is_empty() {
+                                crmd.failures.remove(&resource.id);
+                                cleared.push(group.id.clone());
+                            }
+                        }
+                    }
+                }
+                for group in cleared {
+                    if crmd.failed.remove(&group) {
+                        tracing::info!(group = %group, "failures of {group} expired: it may run here again");
+                        report_due = true;
+                    }
+                }
                 // Orders whose reports never came, and fences that failed, are tried again.
                 let fencing_now: BTreeSet<String> = crmd.fencing_ops.values().cloned().collect();
                 crmd.sent.retain(|a| matches!(a, Action::Fence { node } if fencing_now.contains(node)));

@@ -61,6 +61,7 @@ pub struct NodeBuilder {
     env: Vec<(String, String)>,
     haresources: String,
     scripts: Vec<(String, String)>,
+    ops: Vec<(String, hbapi::config::OpSettings)>,
 }
 
 impl NodeBuilder {
@@ -80,7 +81,16 @@ impl NodeBuilder {
             env: Vec::new(),
             haresources: String::new(),
             scripts: Vec::new(),
+            ops: Vec::new(),
         }
+    }
+
+    /// Operation settings of one resource (monitor interval, migration threshold, …), which
+    /// only ha.toml can express: the node then gets the ha.toml equivalent of its ha.cf and
+    /// haresources with these settings (ha.toml wins over ha.cf when both are present).
+    pub fn resource_ops(mut self, resource: &str, ops: hbapi::config::OpSettings) -> Self {
+        self.ops.push((resource.to_owned(), ops));
+        self
     }
 
     /// The haresources file.
@@ -211,6 +221,22 @@ impl NodeBuilder {
         std::fs::write(&authkeys, authkeys_text).expect("authkeys");
         std::fs::set_permissions(&authkeys, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .expect("chmod");
+
+        if !self.ops.is_empty() {
+            let mut loaded = hbapi::config::load_classic(&config_dir).expect("lab configuration");
+            for group in &mut loaded.config.groups {
+                for resource in &mut group.resources {
+                    if let Some((_, ops)) = self.ops.iter().find(|(id, _)| *id == resource.id) {
+                        resource.ops = *ops;
+                    }
+                }
+            }
+            std::fs::write(
+                config_dir.join("ha.toml"),
+                hbapi::config::to_toml(&loaded.config, "authkeys"),
+            )
+            .expect("ha.toml");
+        }
 
         let notify_path = root.path().join("notify.sock");
         let notify = UnixDatagram::bind(&notify_path).expect("notify socket");

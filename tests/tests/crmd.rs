@@ -72,6 +72,7 @@ impl Lab {
                 }
                 running.insert(resource, node);
             } else {
+                // "stop", or "crash" written by a test that kills the resource behind its back.
                 running.remove(&resource);
             }
         }
@@ -264,4 +265,57 @@ async fn with_three_nodes_the_minority_side_of_a_partition_stops_and_the_majorit
     lab.assert_never_twice(&[]);
     let events: Vec<String> = lab.entries().iter().map(|(n, e, _)| format!("{n} {e}")).collect();
     assert_eq!(events, ["charlie start", "charlie stop", "alpha start"]);
+}
+
+#[tokio::test]
+async fn a_failed_monitor_restarts_the_group_in_place_then_moves_it() {
+    let lab = Lab::new();
+    let ops = hbapi::config::OpSettings {
+        monitor_interval: Some(std::time::Duration::from_millis(300)),
+        migration_threshold: 2,
+        ..Default::default()
+    };
+    let nodes = start_cluster(&["alpha", "bravo"], |b| {
+        lab.configure(b, "alpha Ledger::web\n")
+            .resource_ops("Ledger::web", ops)
+    })
+    .await;
+    let mut at_alpha = changes(&nodes[0]).await;
+    let mut at_bravo = changes(&nodes[1]).await;
+    if where_runs(&nodes[0], "Ledger::web").await != "alpha" {
+        wait_group(&mut at_alpha, "Ledger::web", "started").await;
+    }
+    // The service dies behind the cluster's back: the ledger says so, the state file goes.
+    let crash = || {
+        std::fs::remove_file(lab.state.join("alpha.web.on")).unwrap();
+        let mut ledger = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&lab.ledger)
+            .unwrap();
+        std::io::Write::write_all(&mut ledger, b"alpha crash web\n").unwrap();
+    };
+    crash();
+    wait_group(&mut at_alpha, "Ledger::web", "restarting").await;
+    wait_group(&mut at_alpha, "Ledger::web", "started").await;
+    crash();
+    wait_group(&mut at_bravo, "Ledger::web", "started").await;
+    lab.assert_never_twice(&[]);
+    let events: Vec<String> = lab.entries().iter().map(|(n, e, _)| format!("{n} {e}")).collect();
+    assert_eq!(
+        events,
+        [
+            "alpha start",
+            "alpha crash",
+            "alpha start",
+            "alpha crash",
+            "bravo start"
+        ]
+    );
+    let groups = CrmdProxy::new(&nodes[1].connection)
+        .await
+        .unwrap()
+        .groups()
+        .await
+        .unwrap();
+    assert_eq!(groups[0].failed_on, ["alpha"]);
 }
