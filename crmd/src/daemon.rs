@@ -3,7 +3,8 @@
 //! partition's decision maker, and carries out its own node's part through lrmd.
 //!
 //! Messages (type `crmd`, field `op`):
-//! - `report`: a node's `running`, `failed` (newline-separated groups) and `standby` — sent
+//! - `report`: a node's `running`, `failed` (newline-separated groups), `standby` and
+//!   `takeover` (hb_standby's and hb_takeover's scope: none, all, local, foreign) — sent
 //!   after its start-up probe and after every change; groups being started or stopped count
 //!   as running, so nobody else starts them meanwhile.
 //! - `start` / `stop` with `group`, from the decision maker to one node.
@@ -30,7 +31,7 @@ use hbapi::names;
 use hbapi::stonith::StonithProxy;
 
 use crate::iface::{Command, CrmdInterface, Shared};
-use crate::policy::{self, Action, ClusterView, GroupView, NodeView};
+use crate::policy::{self, Action, ClusterView, GroupView, NodeView, Scope};
 
 /// Message type of crmd's cluster messages.
 pub const MESSAGE_TYPE: &str = "crmd";
@@ -42,8 +43,10 @@ pub struct Report {
     pub running: BTreeSet<String>,
     /// Groups that failed there.
     pub failed: BTreeSet<String>,
-    /// In standby.
-    pub standby: bool,
+    /// Groups given up (hb_standby).
+    pub standby: Scope,
+    /// Groups asked for (hb_takeover).
+    pub takeover: Scope,
 }
 
 fn join(set: &BTreeSet<String>) -> String {
@@ -220,7 +223,10 @@ struct Crmd {
     running: BTreeSet<String>,
     failed: BTreeSet<String>,
     busy: BTreeSet<String>,
-    standby: bool,
+    standby: Scope,
+    takeover: Scope,
+    /// The last operator command on this node, with its caller (reported with the scopes).
+    last_command: String,
     probed: bool,
     /// Monitor failures per resource on this node, for migration threshold and expiry.
     failures: BTreeMap<String, Vec<tokio::time::Instant>>,
@@ -296,6 +302,7 @@ impl Crmd {
                         name: name.clone(),
                         active: self.is_member(name),
                         standby: report.standby,
+                        takeover: report.takeover,
                         running: report.running,
                         failed: report.failed,
                         unclean: self.unclean.contains(name),
@@ -322,10 +329,9 @@ impl Crmd {
             ("op".to_owned(), "report".to_owned()),
             ("running".to_owned(), join(&running)),
             ("failed".to_owned(), join(&self.failed)),
-            (
-                "standby".to_owned(),
-                if self.standby { "1" } else { "0" }.to_owned(),
-            ),
+            ("standby".to_owned(), self.standby.as_str().to_owned()),
+            ("takeover".to_owned(), self.takeover.as_str().to_owned()),
+            ("command".to_owned(), self.last_command.clone()),
         ])
     }
 
@@ -405,7 +411,9 @@ pub async fn run(
         running: BTreeSet::new(),
         failed: BTreeSet::new(),
         busy: BTreeSet::new(),
-        standby: false,
+        standby: Scope::None,
+        takeover: Scope::None,
+        last_command: String::new(),
         probed: false,
         failures: BTreeMap::new(),
     };
@@ -427,6 +435,8 @@ pub async fn run(
     tracing::info!(node = %crmd.local, running = ?crmd.running, "crmd started");
     let (done_tx, mut done) = mpsc::unbounded_channel::<LocalDone>();
     let mut report_due = true;
+    // What set off the turn of the loop; every decision is recorded with it.
+    let mut trigger = String::from("start-up");
     let mut retry = tokio::time::interval(Duration::from_secs(2));
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
@@ -457,11 +467,13 @@ pub async fn run(
                         report.running.clear();
                     }
                     tracing::warn!(node = %node, "{node}'s groups are free: its own stop must be over");
+                    trigger = format!("the wait for {node}'s own stop is over");
                 }
             }
             Some(signal) = node_changes.next() => {
                 let Ok(args) = signal.args() else { continue };
                 let (node, new) = (args.node.to_owned(), args.new.to_owned());
+                trigger = format!("node {node} is {new}");
                 if !crmd.config.nodes.contains(&node) {
                     continue;
                 }
@@ -497,14 +509,26 @@ pub async fn run(
                 }
                 let from = args.from.to_owned();
                 let body = args.body;
+                trigger = format!("{} from {from}", body.get("op").map_or("message", String::as_str));
                 match body.get("op").map(String::as_str) {
                     Some("report") => {
                         let report = Report {
                             running: split(body.get("running")),
                             failed: split(body.get("failed")),
-                            standby: body.get("standby").is_some_and(|s| s == "1"),
+                            standby: body.get("standby").and_then(|s| Scope::parse(s)).unwrap_or_default(),
+                            takeover: body.get("takeover").and_then(|s| Scope::parse(s)).unwrap_or_default(),
                         };
-                        crmd.sent.retain(|a| !matches!(a, Action::Start { node, .. } | Action::Stop { node, .. } if *node == from));
+                        let previous = crmd.reports.get(&from);
+                        if previous.is_some_and(|p| p.standby != report.standby || p.takeover != report.takeover) {
+                            if let Some(command) = body.get("command").filter(|c| !c.is_empty()) {
+                                trigger = format!("{command} on {from}");
+                            }
+                        }
+                        // Orders to a node count as answered once its report changes; a report
+                        // that says the same (a start still running) does not repeat them.
+                        if previous != Some(&report) {
+                            crmd.sent.retain(|a| !matches!(a, Action::Start { node, .. } | Action::Stop { node, .. } if *node == from));
+                        }
                         crmd.reports.insert(from, report);
                     }
                     // An order from a node that sorts after the decision maker this node
@@ -558,6 +582,7 @@ pub async fn run(
                     // A stop that failed: it may still run here, so it stays reported as running.
                     (false, false) => { crmd.failed.insert(finished.group.clone()); "failed" }
                 };
+                trigger = format!("{} {state} on {}", finished.group, crmd.local);
                 let _ = CrmdInterface::group_changed(&emitter, &finished.group, &crmd.local, state).await;
                 report_due = true;
             }
@@ -576,6 +601,7 @@ pub async fn run(
                 let failures = crmd.failures.entry(resource.id.clone()).or_default();
                 failures.push(tokio::time::Instant::now());
                 let count = u32::try_from(failures.len()).unwrap_or(u32::MAX);
+                trigger = format!("monitor of {} failed ({}), failure {count}", resource.id, rc::name(result.rc));
                 let threshold = resource.ops.migration_threshold.max(1);
                 crmd.busy.insert(group.id.clone());
                 report_due = true;
@@ -600,6 +626,7 @@ pub async fn run(
                 let Ok(args) = signal.args() else { continue };
                 let record = args.record;
                 if let Some(node) = crmd.fencing_ops.remove(&record.op_id) {
+                    trigger = format!("fencing {node} {}", if record.ok { "succeeded" } else { "failed" });
                     if record.ok {
                         crmd.sent.remove(&Action::Fence { node: node.clone() });
                         // Cleared here at once, not when the broadcast comes back, so that the
@@ -617,12 +644,23 @@ pub async fn run(
             }
             Some(command) = commands.recv() => {
                 match command {
-                    Command::Standby => crmd.standby = true,
-                    Command::Takeover => crmd.standby = false,
+                    Command::Standby(scope, uid) => {
+                        trigger = format!("hb_standby {} by uid {uid}", scope.as_str());
+                        crmd.last_command = trigger.clone();
+                        crmd.standby = scope;
+                        crmd.takeover = Scope::None;
+                    }
+                    Command::Takeover(scope, uid) => {
+                        trigger = format!("hb_takeover {} by uid {uid}", scope.as_str());
+                        crmd.last_command = trigger.clone();
+                        crmd.takeover = scope;
+                        crmd.standby = Scope::None;
+                    }
                 }
                 report_due = true;
             }
             _ = retry.tick() => {
+                trigger = "retry of unanswered orders".into();
                 // Failures expire one by one after the resource's failure_timeout.
                 let now = tokio::time::Instant::now();
                 let mut cleared = Vec::new();
@@ -682,7 +720,10 @@ pub async fn run(
             if crmd.sent.contains(&action) {
                 continue;
             }
-            tracing::info!(decision = %action, "decided: {action}");
+            tracing::info!(decision = %action, trigger = %trigger, "decided: {action} (after: {trigger})");
+            if let Ok(mut shared) = shared.lock() {
+                shared.record(&action.to_string(), &trigger);
+            }
             match &action {
                 Action::Fence { node } => {
                     match stonith

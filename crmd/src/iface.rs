@@ -7,8 +7,13 @@ use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::{interface, Connection};
 
-use hbapi::crmd::GroupInfo;
+use hbapi::crmd::{DecisionInfo, GroupInfo};
 use hbapi::error::HbError;
+
+use crate::policy::Scope;
+
+/// Decisions kept for `History`.
+pub const HISTORY_LIMIT: usize = 1000;
 
 /// What the daemon's loop keeps current for the interface.
 #[derive(Debug, Default)]
@@ -17,15 +22,37 @@ pub struct Shared {
     pub groups: Vec<GroupInfo>,
     /// The partition's decision maker.
     pub decision_maker: String,
+    /// This node's decisions, oldest first.
+    pub history: std::collections::VecDeque<DecisionInfo>,
+    next_decision: u64,
+}
+
+impl Shared {
+    /// Records a decision and what set it off.
+    pub fn record(&mut self, decision: &str, trigger: &str) {
+        self.next_decision += 1;
+        self.history.push_back(DecisionInfo {
+            id: self.next_decision,
+            time: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            decision: decision.to_owned(),
+            trigger: trigger.to_owned(),
+        });
+        while self.history.len() > HISTORY_LIMIT {
+            self.history.pop_front();
+        }
+    }
 }
 
 /// Operator commands for the loop.
 #[derive(Debug)]
 pub enum Command {
-    /// Give up this node's groups.
-    Standby,
-    /// Take groups again.
-    Takeover,
+    /// hb_standby: give up these groups (asked by this uid).
+    Standby(Scope, u32),
+    /// hb_takeover: take these groups (asked by this uid).
+    Takeover(Scope, u32),
 }
 
 /// The served object.
@@ -34,13 +61,10 @@ pub struct CrmdInterface {
     pub(crate) commands: mpsc::UnboundedSender<Command>,
 }
 
-fn check_mode(mode: &str) -> Result<(), HbError> {
-    match mode {
-        "" | "all" | "local" | "foreign" | "failback" => Ok(()),
-        other => Err(HbError::InvalidArgument(format!(
-            "mode {other:?}: expected all, local, foreign or failback"
-        ))),
-    }
+fn scope(mode: &str) -> Result<Scope, HbError> {
+    Scope::parse(mode).filter(|s| *s != Scope::None).ok_or_else(|| {
+        HbError::InvalidArgument(format!("mode {mode:?}: expected all, local, foreign or failback"))
+    })
 }
 
 #[interface(name = "org.heartbeatrs.Crmd1")]
@@ -54,13 +78,21 @@ impl CrmdInterface {
             .unwrap_or_default()
     }
 
+    /// The decisions this node made as decision maker, with what set each off, oldest first.
+    fn history(&self) -> Vec<DecisionInfo> {
+        self.shared
+            .lock()
+            .map(|s| s.history.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Every group with where it runs.
     fn groups(&self) -> Vec<GroupInfo> {
         self.shared.lock().map(|s| s.groups.clone()).unwrap_or_default()
     }
 
-    /// hb_standby: this node gives up its groups (every mode gives up all of them for now).
-    /// Cluster users only.
+    /// hb_standby: this node gives up groups — `all`, `local` (those preferring it), `foreign`
+    /// or `failback` (those preferring another node). Cluster users only.
     async fn standby(
         &self,
         #[zbus(header)] header: Header<'_>,
@@ -68,14 +100,15 @@ impl CrmdInterface {
         mode: &str,
     ) -> Result<(), HbError> {
         let uid = hbapi::bus::authorise_operator(connection, &header).await?;
-        check_mode(mode)?;
-        tracing::warn!(uid, mode, "standby requested by uid {uid}");
+        let scope = scope(mode)?;
+        tracing::warn!(uid, mode, "standby ({}) requested by uid {uid}", scope.as_str());
         self.commands
-            .send(Command::Standby)
+            .send(Command::Standby(scope, uid))
             .map_err(|_| HbError::Failed("crmd is stopping".into()))
     }
 
-    /// hb_takeover: this node takes groups again. Cluster users only.
+    /// hb_takeover: this node takes groups — `all`, `local` (those preferring it, whatever
+    /// auto_failback says), `foreign` or `failback`. Cluster users only.
     async fn takeover(
         &self,
         #[zbus(header)] header: Header<'_>,
@@ -83,10 +116,10 @@ impl CrmdInterface {
         mode: &str,
     ) -> Result<(), HbError> {
         let uid = hbapi::bus::authorise_operator(connection, &header).await?;
-        check_mode(mode)?;
-        tracing::warn!(uid, mode, "takeover requested by uid {uid}");
+        let scope = scope(mode)?;
+        tracing::warn!(uid, mode, "takeover ({}) requested by uid {uid}", scope.as_str());
         self.commands
-            .send(Command::Takeover)
+            .send(Command::Takeover(scope, uid))
             .map_err(|_| HbError::Failed("crmd is stopping".into()))
     }
 

@@ -11,7 +11,8 @@
 //! 2. A group found on more than one node is stopped everywhere but where it should run.
 //! 3. A group runs on at most one node: a move stops it first and starts it elsewhere only
 //!    once no node reports it running (the next decision, after the stop is reported).
-//! 4. Where: the node it runs on stays unless that node is in standby, failed the group, or
+//! 4. Where: a node that asked to take it (hb_takeover) and may run it gets it. Otherwise the
+//!    node it runs on stays unless that node is in standby, failed the group, or
 //!    auto_failback is on and the preferred node is back. Otherwise the preferred node, then
 //!    the other eligible nodes in alphabetical order. Eligible: active, not in standby, and the
 //!    group has not failed there.
@@ -23,6 +24,54 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use hbapi::config::AutoFailback;
 
+/// Which groups an hb_standby or hb_takeover concerns, for the node that asked: Heartbeat's
+/// modes (`failback` is `foreign`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scope {
+    /// None.
+    #[default]
+    None,
+    /// Every group.
+    All,
+    /// Groups whose preferred node is this node.
+    Local,
+    /// Groups whose preferred node is another.
+    Foreign,
+}
+
+impl Scope {
+    /// Parses Heartbeat's mode names ("" means all, as the commands' default).
+    pub fn parse(mode: &str) -> Option<Scope> {
+        match mode {
+            "" | "all" => Some(Scope::All),
+            "local" => Some(Scope::Local),
+            "foreign" | "failback" => Some(Scope::Foreign),
+            "none" => Some(Scope::None),
+            _ => None,
+        }
+    }
+
+    /// The name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::None => "none",
+            Scope::All => "all",
+            Scope::Local => "local",
+            Scope::Foreign => "foreign",
+        }
+    }
+
+    /// Whether `group` is in this scope for `node`.
+    pub fn covers(self, group: &GroupView, node: &str) -> bool {
+        match self {
+            Scope::None => false,
+            Scope::All => true,
+            Scope::Local => group.preferred_node == node,
+            Scope::Foreign => group.preferred_node != node,
+        }
+    }
+}
+
 /// One node as the decision maker sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeView {
@@ -30,8 +79,10 @@ pub struct NodeView {
     pub name: String,
     /// Member of this partition (hbcomm says active, and its crmd has reported).
     pub active: bool,
-    /// Gave up its groups (hb_standby).
-    pub standby: bool,
+    /// Groups it gave up (hb_standby).
+    pub standby: Scope,
+    /// Groups it asked to take (hb_takeover).
+    pub takeover: Scope,
     /// Groups it reports running (or starting / stopping: anything not cleanly stopped).
     pub running: BTreeSet<String>,
     /// Groups that failed there (it must not get them again until cleared).
@@ -98,7 +149,17 @@ impl std::fmt::Display for Action {
 
 /// Where `group` should run, among the eligible nodes.
 fn target<'a>(view: &'a ClusterView, group: &GroupView, current: Option<&'a str>) -> Option<&'a str> {
-    let eligible = |node: &NodeView| node.active && !node.standby && !node.failed.contains(&group.name);
+    let eligible = |node: &NodeView| {
+        node.active && !node.standby.covers(group, &node.name) && !node.failed.contains(&group.name)
+    };
+    // hb_takeover: the node that asked gets the group, wherever it runs now.
+    if let Some(taker) = view
+        .nodes
+        .iter()
+        .find(|n| eligible(n) && n.takeover.covers(group, &n.name))
+    {
+        return Some(taker.name.as_str());
+    }
     let preferred = view
         .nodes
         .iter()
@@ -224,7 +285,8 @@ pub fn parse_scenario(text: &str) -> Result<(ClusterView, Vec<String>), String> 
                         "dead" => false,
                         _ => return Err(error("node NAME active|dead …")),
                     },
-                    standby: false,
+                    standby: Scope::None,
+                    takeover: Scope::None,
                     running: BTreeSet::new(),
                     failed: BTreeSet::new(),
                     unclean: false,
@@ -245,7 +307,15 @@ pub fn parse_scenario(text: &str) -> Result<(ClusterView, Vec<String>), String> 
                                 .map(str::to_owned)
                                 .collect()
                         }
-                        None if *item == "standby" => node.standby = true,
+                        None if *item == "standby" => node.standby = Scope::All,
+                        Some(("standby", mode)) => {
+                            node.standby =
+                                Scope::parse(mode).ok_or_else(|| error("standby=all|local|foreign"))?
+                        }
+                        Some(("takeover", mode)) => {
+                            node.takeover =
+                                Scope::parse(mode).ok_or_else(|| error("takeover=all|local|foreign"))?
+                        }
                         None if *item == "unclean" => node.unclean = true,
                         _ => return Err(error("node attributes: running=a,b failed=a standby unclean")),
                     }

@@ -16,6 +16,20 @@ pub struct GroupInfo {
     pub failed_on: Vec<String>,
 }
 
+/// One decision of a decision maker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct DecisionInfo {
+    /// Sequence number on the node that decided.
+    pub id: u64,
+    /// When (seconds since the epoch).
+    pub time: u64,
+    /// `start GROUP NODE`, `stop GROUP NODE` or `fence NODE`.
+    pub decision: String,
+    /// What set it off: a node's death, a report, a monitor failure, an operator command with
+    /// the caller's uid, a fence's outcome.
+    pub trigger: String,
+}
+
 /// Client side of crmd's interface.
 #[proxy(
     interface = "org.heartbeatrs.Crmd1",
@@ -29,6 +43,9 @@ pub trait Crmd {
 
     /// Every group with where it runs.
     fn groups(&self) -> zbus::Result<Vec<GroupInfo>>;
+
+    /// The decisions this node made, with what set each off, oldest first.
+    fn history(&self) -> zbus::Result<Vec<DecisionInfo>>;
 
     /// hb_standby: this node gives up its groups. Cluster users only.
     fn standby(&self, mode: &str) -> zbus::Result<()>;

@@ -147,6 +147,17 @@ async fn the_group_starts_on_its_preferred_node_and_moves_when_that_node_crashes
     wait_group(&mut at_bravo, "Ledger::web", "started").await;
     assert_eq!(where_runs(&nodes[1], "Ledger::web").await, "bravo");
     lab.assert_never_twice(&["alpha"]);
+    let history = CrmdProxy::new(&nodes[1].connection)
+        .await
+        .unwrap()
+        .history()
+        .await
+        .unwrap();
+    let takeover = history
+        .iter()
+        .find(|d| d.decision == "start Ledger::web bravo")
+        .expect("decision recorded");
+    assert_eq!(takeover.trigger, "node alpha is dead", "{history:?}");
 }
 
 #[tokio::test]
@@ -318,4 +329,46 @@ async fn a_failed_monitor_restarts_the_group_in_place_then_moves_it() {
         .await
         .unwrap();
     assert_eq!(groups[0].failed_on, ["alpha"]);
+}
+
+#[tokio::test]
+async fn hb_takeover_local_brings_back_only_the_nodes_own_groups() {
+    let lab = Lab::new();
+    let nodes = start_cluster(&["alpha", "bravo"], |b| {
+        lab.configure(b, "alpha Ledger::web\nbravo Ledger::db\n")
+            .ha_cf("auto_failback off")
+    })
+    .await;
+    let mut at_alpha = changes(&nodes[0]).await;
+    let mut at_bravo = changes(&nodes[1]).await;
+    let settled = tokio::time::timeout(PATIENCE, async {
+        while lab.entries().len() < 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(settled.is_ok(), "{:?}", lab.entries());
+    let alpha = CrmdProxy::new(&nodes[0].connection).await.unwrap();
+    assert!(
+        alpha.standby("sideways").await.is_err(),
+        "unknown modes are refused"
+    );
+    alpha.standby("all").await.unwrap();
+    wait_group(&mut at_bravo, "Ledger::web", "started").await;
+    alpha.takeover("local").await.unwrap();
+    wait_group(&mut at_alpha, "Ledger::web", "started").await;
+    assert_eq!(
+        where_runs(&nodes[0], "Ledger::db").await,
+        "bravo",
+        "bravo's own group stays"
+    );
+    lab.assert_never_twice(&[]);
+    let history = alpha.history().await.unwrap();
+    assert!(
+        history
+            .iter()
+            .any(|d| d.decision == "stop Ledger::web bravo"
+                && d.trigger.starts_with("hb_takeover local by uid 0")),
+        "{history:?}"
+    );
 }
