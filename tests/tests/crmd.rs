@@ -172,11 +172,23 @@ async fn standby_moves_the_group_and_auto_failback_on_brings_it_back() {
     if where_runs(&nodes[0], "Ledger::web").await != "alpha" {
         wait_group(&mut at_alpha, "Ledger::web", "started").await;
     }
-    let crmd = CrmdProxy::new(&nodes[0].connection).await.unwrap();
-    crmd.standby("all").await.unwrap();
+    // Through Heartbeat's commands, as an admin would.
+    let command = |program: &str| {
+        let output = std::process::Command::new(hb_lab::bin(program))
+            .env(hbapi::names::env::BUS_ADDRESS, &nodes[0].address)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{program}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    assert_eq!(command("hb_standby"), "Going standby [all].\n");
     wait_group(&mut at_alpha, "Ledger::web", "stopped").await;
     wait_group(&mut at_bravo, "Ledger::web", "started").await;
-    crmd.takeover("all").await.unwrap();
+    assert_eq!(command("hb_takeover"), "Taking over [all].\n");
     wait_group(&mut at_bravo, "Ledger::web", "stopped").await;
     wait_group(&mut at_alpha, "Ledger::web", "started").await;
     lab.assert_never_twice(&[]);

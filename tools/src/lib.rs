@@ -1,5 +1,7 @@
 //! What the administration commands share: finding the cluster bus and printing JSON.
 
+pub mod standby;
+
 use std::path::PathBuf;
 
 /// Connects to the node's cluster bus: `HB_BUS_ADDRESS`, else what the master wrote in the

@@ -41,3 +41,26 @@ fn meatclient_without_a_cluster_says_so() {
         .unwrap();
     assert_eq!(refused.status.code(), Some(1), "no confirmation, no release");
 }
+
+#[test]
+fn hb_standby_and_hb_takeover_check_their_argument_as_heartbeat_does() {
+    for program in [
+        env!("CARGO_BIN_EXE_hb_standby"),
+        env!("CARGO_BIN_EXE_hb_takeover"),
+    ] {
+        let output = Command::new(program).arg("sideways").output().unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&output.stderr).contains("wrong resources(sideways)"));
+        let output = Command::new(program).args(["all", "local"]).output().unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        let run_dir = tempfile::tempdir().unwrap();
+        let output = Command::new(program)
+            .arg("local")
+            .env_remove(hbapi::names::env::BUS_ADDRESS)
+            .env(hbapi::names::env::RUN_DIR, run_dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&output.stderr).contains("not running"));
+    }
+}
