@@ -227,6 +227,9 @@ struct Crmd {
     takeover: Scope,
     /// The last operator command on this node, with its caller (reported with the scopes).
     last_command: String,
+    /// Operators' moves, group → node (every node keeps them, so any can become the
+    /// decision maker).
+    moves: BTreeMap<String, String>,
     probed: bool,
     /// Monitor failures per resource on this node, for migration threshold and expiry.
     failures: BTreeMap<String, Vec<tokio::time::Instant>>,
@@ -316,6 +319,7 @@ impl Crmd {
                 .map(|g| GroupView {
                     name: g.id.clone(),
                     preferred_node: g.preferred_node.clone(),
+                    moved_to: self.moves.get(&g.id).cloned(),
                 })
                 .collect(),
             auto_failback: self.config.auto_failback,
@@ -374,6 +378,7 @@ pub async fn run(
             CrmdInterface {
                 shared: shared.clone(),
                 commands: commands_tx,
+                config: Arc::new(config.clone()),
             },
         )
         .name(names::crmd::BUS_NAME)
@@ -414,6 +419,7 @@ pub async fn run(
         standby: Scope::None,
         takeover: Scope::None,
         last_command: String::new(),
+        moves: BTreeMap::new(),
         probed: false,
         failures: BTreeMap::new(),
     };
@@ -556,6 +562,34 @@ pub async fn run(
                             let _ = tx.send(LocalDone { group: group.id, started: starting, ok });
                         });
                     }
+                    Some("move") => {
+                        if let Some(group) = body.get("group").filter(|g| crmd.group(g).is_some()) {
+                            match body.get("node").filter(|n| crmd.config.nodes.contains(n)) {
+                                Some(node) => {
+                                    crmd.moves.insert(group.clone(), node.clone());
+                                }
+                                None => {
+                                    crmd.moves.remove(group);
+                                }
+                            }
+                            if let Some(by) = body.get("by") {
+                                trigger = by.clone();
+                            }
+                        }
+                    }
+                    Some("cleanup") => {
+                        if let Some(group) = body.get("group").and_then(|g| crmd.group(g)).cloned() {
+                            for resource in &group.resources {
+                                crmd.failures.remove(&resource.id);
+                            }
+                            if crmd.failed.remove(&group.id) {
+                                report_due = true;
+                            }
+                            if let Some(by) = body.get("by") {
+                                trigger = by.clone();
+                            }
+                        }
+                    }
                     Some("fenced") => {
                         if let Some(node) = body.get("node") {
                             crmd.unclean.remove(node);
@@ -649,6 +683,31 @@ pub async fn run(
                         crmd.last_command = trigger.clone();
                         crmd.standby = scope;
                         crmd.takeover = Scope::None;
+                    }
+                    Command::Move { group, node, uid } => {
+                        trigger = format!("move {group} to {} by uid {uid}", if node.is_empty() { "wherever it belongs" } else { node.as_str() });
+                        let body = HashMap::from([
+                            ("op".to_owned(), "move".to_owned()),
+                            ("group".to_owned(), group),
+                            ("node".to_owned(), node),
+                            ("by".to_owned(), trigger.clone()),
+                        ]);
+                        if let Err(error) = comm.send_message("", MESSAGE_TYPE, body).await {
+                            tracing::error!("move not sent: {error}");
+                        }
+                        continue;
+                    }
+                    Command::Cleanup { group, uid } => {
+                        trigger = format!("cleanup of {group} by uid {uid}");
+                        let body = HashMap::from([
+                            ("op".to_owned(), "cleanup".to_owned()),
+                            ("group".to_owned(), group),
+                            ("by".to_owned(), trigger.clone()),
+                        ]);
+                        if let Err(error) = comm.send_message("", MESSAGE_TYPE, body).await {
+                            tracing::error!("cleanup not sent: {error}");
+                        }
+                        continue;
                     }
                     Command::Takeover(scope, uid) => {
                         trigger = format!("hb_takeover {} by uid {uid}", scope.as_str());

@@ -53,12 +53,47 @@ pub enum Command {
     Standby(Scope, u32),
     /// hb_takeover: take these groups (asked by this uid).
     Takeover(Scope, u32),
+    /// Move a group to a node ("" clears the move).
+    Move {
+        /// Group.
+        group: String,
+        /// Node, or empty.
+        node: String,
+        /// Caller.
+        uid: u32,
+    },
+    /// Forget a group's failures everywhere.
+    Cleanup {
+        /// Group.
+        group: String,
+        /// Caller.
+        uid: u32,
+    },
 }
 
 /// The served object.
 pub struct CrmdInterface {
     pub(crate) shared: Arc<Mutex<Shared>>,
     pub(crate) commands: mpsc::UnboundedSender<Command>,
+    pub(crate) config: Arc<hbapi::config::ClusterConfig>,
+}
+
+impl CrmdInterface {
+    /// The group `id` names: a group, or a resource of one.
+    fn group_of(&self, id: &str) -> Result<String, HbError> {
+        self.config
+            .groups
+            .iter()
+            .find(|g| g.id == id || g.resources.iter().any(|r| r.id == id))
+            .map(|g| g.id.clone())
+            .ok_or_else(|| HbError::NotFound(format!("no group or resource {id:?}")))
+    }
+
+    fn send(&self, command: Command) -> Result<(), HbError> {
+        self.commands
+            .send(command)
+            .map_err(|_| HbError::Failed("crmd is stopping".into()))
+    }
 }
 
 fn scope(mode: &str) -> Result<Scope, HbError> {
@@ -121,6 +156,42 @@ impl CrmdInterface {
         self.commands
             .send(Command::Takeover(scope, uid))
             .map_err(|_| HbError::Failed("crmd is stopping".into()))
+    }
+
+    /// Moves a group to `node` (it leaves its current node first); "" lets it go where the
+    /// usual rules put it. Cluster users only.
+    async fn move_group(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+        group: &str,
+        node: &str,
+    ) -> Result<(), HbError> {
+        let uid = hbapi::bus::authorise_operator(connection, &header).await?;
+        let group = self.group_of(group)?;
+        if !node.is_empty() && !self.config.nodes.iter().any(|n| n == node) {
+            return Err(HbError::NotFound(format!(
+                "{node:?} is not a node of this cluster"
+            )));
+        }
+        self.send(Command::Move {
+            group,
+            node: node.to_owned(),
+            uid,
+        })
+    }
+
+    /// Forgets the failures of a group (or of the group of a resource) on every node, so that
+    /// it may run there again. Cluster users only.
+    async fn cleanup(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+        resource: &str,
+    ) -> Result<(), HbError> {
+        let uid = hbapi::bus::authorise_operator(connection, &header).await?;
+        let group = self.group_of(resource)?;
+        self.send(Command::Cleanup { group, uid })
     }
 
     /// A group started or stopped on this node (`started`, `stopped`, `failed`).

@@ -11,7 +11,8 @@
 //! 2. A group found on more than one node is stopped everywhere but where it should run.
 //! 3. A group runs on at most one node: a move stops it first and starts it elsewhere only
 //!    once no node reports it running (the next decision, after the stop is reported).
-//! 4. Where: a node that asked to take it (hb_takeover) and may run it gets it. Otherwise the
+//! 4. Where: the node an operator moved it to, if that node may run it; then a node that asked
+//!    to take it (hb_takeover) and may run it. Otherwise the
 //!    node it runs on stays unless that node is in standby, failed the group, or
 //!    auto_failback is on and the preferred node is back. Otherwise the preferred node, then
 //!    the other eligible nodes in alphabetical order. Eligible: active, not in standby, and the
@@ -98,6 +99,8 @@ pub struct GroupView {
     pub name: String,
     /// haresources' first field.
     pub preferred_node: String,
+    /// Where an operator moved it (`Move`), until moved elsewhere or cleared.
+    pub moved_to: Option<String>,
 }
 
 /// Everything a decision needs.
@@ -152,6 +155,14 @@ fn target<'a>(view: &'a ClusterView, group: &GroupView, current: Option<&'a str>
     let eligible = |node: &NodeView| {
         node.active && !node.standby.covers(group, &node.name) && !node.failed.contains(&group.name)
     };
+    // An operator's move comes first, when that node may run it.
+    if let Some(node) = group
+        .moved_to
+        .as_deref()
+        .and_then(|to| view.nodes.iter().find(|n| n.name == to && eligible(n)))
+    {
+        return Some(node.name.as_str());
+    }
     // hb_takeover: the node that asked gets the group, wherever it runs now.
     if let Some(taker) = view
         .nodes
@@ -273,9 +284,14 @@ pub fn parse_scenario(text: &str) -> Result<(ClusterView, Vec<String>), String> 
                 }
             }
             ["fencing", value] => fencing = *value == "yes",
-            ["group", name, "preferred", preferred] => groups.push(GroupView {
+            ["group", name, "preferred", preferred, rest @ ..] => groups.push(GroupView {
                 name: (*name).to_owned(),
                 preferred_node: (*preferred).to_owned(),
+                moved_to: match rest {
+                    [] => None,
+                    ["moved", to] => Some((*to).to_owned()),
+                    _ => return Err(error("group NAME preferred NODE [moved NODE]")),
+                },
             }),
             ["node", name, state, rest @ ..] => {
                 let mut node = NodeView {

@@ -53,6 +53,12 @@ pub trait Crmd {
     /// hb_takeover: this node takes groups again. Cluster users only.
     fn takeover(&self, mode: &str) -> zbus::Result<()>;
 
+    /// Moves a group to `node` ("" clears the move). Cluster users only.
+    fn move_group(&self, group: &str, node: &str) -> zbus::Result<()>;
+
+    /// Forgets a group's (or a resource's group's) failures on every node. Cluster users only.
+    fn cleanup(&self, resource: &str) -> zbus::Result<()>;
+
     /// A group started or stopped on this node (`started`, `stopped`, `failed`).
     #[zbus(signal)]
     fn group_changed(&self, group: &str, node: &str, state: &str) -> zbus::Result<()>;

@@ -334,13 +334,39 @@ async fn a_failed_monitor_restarts_the_group_in_place_then_moves_it() {
             "bravo start"
         ]
     );
-    let groups = CrmdProxy::new(&nodes[1].connection)
+    let crmd = CrmdProxy::new(&nodes[1].connection).await.unwrap();
+    assert_eq!(crmd.groups().await.unwrap()[0].failed_on, ["alpha"]);
+
+    // The operator cleans up and moves it back; the move is recorded with who asked.
+    assert!(
+        crmd.move_group("Ledger::web", "zulu").await.is_err(),
+        "not a node"
+    );
+    assert!(crmd.cleanup("Ledger::nothing").await.is_err(), "not a resource");
+    crmd.cleanup("Ledger::web").await.unwrap();
+    crmd.move_group("Ledger::web", "alpha").await.unwrap();
+    wait_group(&mut at_alpha, "Ledger::web", "started").await;
+    lab.assert_never_twice(&[]);
+    assert_eq!(
+        lab.entries()
+            .last()
+            .map(|(n, e, _)| format!("{n} {e}"))
+            .as_deref(),
+        Some("alpha start")
+    );
+    let history = CrmdProxy::new(&nodes[0].connection)
         .await
         .unwrap()
-        .groups()
+        .history()
         .await
         .unwrap();
-    assert_eq!(groups[0].failed_on, ["alpha"]);
+    assert!(
+        history
+            .iter()
+            .any(|d| d.decision == "stop Ledger::web bravo"
+                && d.trigger == "move Ledger::web to alpha by uid 0"),
+        "{history:?}"
+    );
 }
 
 #[tokio::test]
