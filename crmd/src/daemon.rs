@@ -821,6 +821,38 @@ pub async fn run(
             crmd.sent.insert(action);
         }
     }
-    tracing::info!("crmd stopping");
+    // Heartbeat's shutdown: this node gives up its groups cleanly before it leaves, so that a
+    // peer takes them at once instead of waiting for deadtime and a fence. Standby first, so
+    // that nothing is placed here meanwhile.
+    tracing::info!(running = ?crmd.running, "crmd stopping: giving up this node's groups");
+    crmd.standby = Scope::All;
+    let _ = comm.send_message("", MESSAGE_TYPE, crmd.own_report()).await;
+    while !crmd.busy.is_empty() {
+        let Some(finished) = done.recv().await else { break };
+        crmd.busy.remove(&finished.group);
+        if finished.ok && !finished.started {
+            crmd.running.remove(&finished.group);
+        } else if finished.ok {
+            crmd.running.insert(finished.group);
+        }
+    }
+    let order: Vec<ResourceGroup> = crmd
+        .config
+        .groups
+        .iter()
+        .rev()
+        .filter(|g| crmd.running.contains(&g.id))
+        .cloned()
+        .collect();
+    for group in order {
+        if stop_group(lrmd.clone(), group.clone()).await {
+            crmd.running.remove(&group.id);
+            let _ = CrmdInterface::group_changed(&emitter, &group.id, &crmd.local, "stopped").await;
+        } else {
+            tracing::error!(group = %group.id, "{} could not be stopped: it may still run here", group.id);
+        }
+    }
+    let _ = comm.send_message("", MESSAGE_TYPE, crmd.own_report()).await;
+    tracing::info!("crmd stopped");
     Ok(())
 }

@@ -410,3 +410,24 @@ async fn hb_takeover_local_brings_back_only_the_nodes_own_groups() {
         "{history:?}"
     );
 }
+
+#[tokio::test]
+async fn stopping_heartbeat_on_the_active_node_hands_the_group_over_cleanly() {
+    let lab = Lab::new();
+    let mut nodes = start_cluster(&["alpha", "bravo"], |b| lab.configure(b, "alpha Ledger::web\n")).await;
+    let started = tokio::time::timeout(PATIENCE, async {
+        while !lab.entries().iter().any(|(n, _, _)| n == "alpha") {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(started.is_ok());
+    let mut at_bravo = changes(&nodes[1]).await;
+    // heartbeat -k / SIGTERM on alpha: it stops the group before it goes, bravo takes it.
+    let status = nodes[0].terminate().await;
+    assert!(status.success(), "{status:?}");
+    wait_group(&mut at_bravo, "Ledger::web", "started").await;
+    lab.assert_never_twice(&[]);
+    let events: Vec<String> = lab.entries().iter().map(|(n, e, _)| format!("{n} {e}")).collect();
+    assert_eq!(events, ["alpha start", "alpha stop", "bravo start"]);
+}

@@ -23,6 +23,8 @@ pub struct ChildSpec {
     pub user: Option<String>,
     /// Whether it is a core daemon.
     pub core: bool,
+    /// Time it gets to stop after SIGTERM, when it needs more than the master's default.
+    pub stop_timeout: Option<std::time::Duration>,
 }
 
 impl ChildSpec {

@@ -96,15 +96,29 @@ pub fn child_specs(config: &ClusterConfig, daemon_dir: &Path) -> Vec<ChildSpec> 
         .iter()
         .map(|(name, _)| daemon_dir.join(name))
         .filter(|path| nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_ok())
-        .map(|program| ChildSpec {
-            name: program
+        .map(|program| {
+            let name = program
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            program,
-            args: Vec::new(),
-            user: None,
-            core: true,
+                .unwrap_or_default();
+            // crmd stops every group of its node before it exits (so that a peer may take
+            // them at once): it gets the sum of their stop timeouts, not the default.
+            let stop_timeout = (name == "crmd").then(|| {
+                config
+                    .groups
+                    .iter()
+                    .flat_map(|g| g.resources.iter().map(|r| r.ops.stop_timeout))
+                    .sum::<std::time::Duration>()
+                    + std::time::Duration::from_secs(10)
+            });
+            ChildSpec {
+                name,
+                program,
+                args: Vec::new(),
+                user: None,
+                core: true,
+                stop_timeout,
+            }
         })
         .collect();
     for respawn in &config.respawn {
@@ -121,6 +135,7 @@ pub fn child_specs(config: &ClusterConfig, daemon_dir: &Path) -> Vec<ChildSpec> 
             args: respawn.command[1..].to_vec(),
             user: Some(respawn.user.clone()),
             core: false,
+            stop_timeout: None,
         });
     }
     specs

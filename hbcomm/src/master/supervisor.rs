@@ -282,7 +282,7 @@ impl Supervisor {
                         let tx = self.internal_tx.clone();
                         let name = child.spec.name.clone();
                         let generation = child.generation;
-                        let timeout = self.stop_timeout;
+                        let timeout = child.spec.stop_timeout.unwrap_or(self.stop_timeout);
                         tokio::spawn(async move {
                             tokio::time::sleep(timeout).await;
                             let _ = tx.send(Internal::KillTimeout { name, generation });
