@@ -230,6 +230,8 @@ struct Crmd {
     /// Operators' moves, group → node (every node keeps them, so any can become the
     /// decision maker).
     moves: BTreeMap<String, String>,
+    /// Who asked for each move (recorded with the decisions that carry it out).
+    moved_by: BTreeMap<String, String>,
     probed: bool,
     /// Monitor failures per resource on this node, for migration threshold and expiry.
     failures: BTreeMap<String, Vec<tokio::time::Instant>>,
@@ -420,6 +422,7 @@ pub async fn run(
         takeover: Scope::None,
         last_command: String::new(),
         moves: BTreeMap::new(),
+        moved_by: BTreeMap::new(),
         probed: false,
         failures: BTreeMap::new(),
     };
@@ -574,7 +577,9 @@ pub async fn run(
                             }
                             if let Some(by) = body.get("by") {
                                 trigger = by.clone();
+                                crmd.moved_by.insert(group.clone(), by.clone());
                             }
+                            tracing::info!(group = %group, from = %from, "{group} moved: {trigger}");
                         }
                     }
                     Some("cleanup") => {
@@ -779,9 +784,21 @@ pub async fn run(
             if crmd.sent.contains(&action) {
                 continue;
             }
-            tracing::info!(decision = %action, trigger = %trigger, "decided: {action} (after: {trigger})");
+            // A decision that carries out an operator's move says so, whatever event came last.
+            let reason = match &action {
+                Action::Start { group, .. } | Action::Stop { group, .. }
+                    if crmd.moves.contains_key(group) =>
+                {
+                    match crmd.moved_by.get(group) {
+                        Some(by) if *by != trigger => format!("{trigger}; {by}"),
+                        _ => trigger.clone(),
+                    }
+                }
+                _ => trigger.clone(),
+            };
+            tracing::info!(decision = %action, trigger = %reason, "decided: {action} (after: {reason})");
             if let Ok(mut shared) = shared.lock() {
-                shared.record(&action.to_string(), &trigger);
+                shared.record(&action.to_string(), &reason);
             }
             match &action {
                 Action::Fence { node } => {
