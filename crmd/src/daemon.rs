@@ -9,6 +9,7 @@
 //!   as running, so nobody else starts them meanwhile.
 //! - `start` / `stop` with `group`, from the decision maker to one node.
 //! - `fenced` with `node`, from the decision maker once stonithd fenced a lost node.
+//! - `hello`, from a crmd that starts: every node answers with its report.
 //!
 //! The decision maker is the alphabetically first active member (FreeHA's rule). It decides
 //! only once every configured node is seen or declared dead and every member has reported,
@@ -444,6 +445,12 @@ pub async fn run(
     tracing::info!(node = %crmd.local, running = ?crmd.running, "crmd started");
     let (done_tx, mut done) = mpsc::unbounded_channel::<LocalDone>();
     let mut report_due = true;
+    // A crmd that starts (or is respawned) knows nobody's state: it asks every node for a
+    // report, since reports are otherwise sent only on change.
+    let hello = HashMap::from([("op".to_owned(), "hello".to_owned())]);
+    if let Err(error) = comm.send_message("", MESSAGE_TYPE, hello).await {
+        tracing::warn!("hello not sent: {error}");
+    }
     // What set off the turn of the loop; every decision is recorded with it.
     let mut trigger = String::from("start-up");
     let mut retry = tokio::time::interval(Duration::from_secs(2));
@@ -520,6 +527,9 @@ pub async fn run(
                 let body = args.body;
                 trigger = format!("{} from {from}", body.get("op").map_or("message", String::as_str));
                 match body.get("op").map(String::as_str) {
+                    Some("hello") => {
+                        report_due = true;
+                    }
                     Some("report") => {
                         let report = Report {
                             running: split(body.get("running")),

@@ -430,3 +430,44 @@ async fn stopping_heartbeat_on_the_active_node_hands_the_group_over_cleanly() {
     let events: Vec<String> = lab.entries().iter().map(|(n, e, _)| format!("{n} {e}")).collect();
     assert_eq!(events, ["alpha start", "alpha stop", "bravo start"]);
 }
+
+#[tokio::test]
+async fn a_respawned_crmd_finds_its_group_running_and_starts_nothing_twice() {
+    let lab = Lab::new();
+    let nodes = start_cluster(&["alpha", "bravo"], |b| lab.configure(b, "alpha Ledger::web\n")).await;
+    let started = tokio::time::timeout(PATIENCE, async {
+        while !lab.entries().iter().any(|(n, _, _)| n == "alpha") {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(started.is_ok());
+    // The decision maker's crmd dies; the master respawns it.
+    let old = nodes[0].wait_child("crmd", |c| c.state == "running").await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old.pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let new = nodes[0]
+        .wait_child("crmd", |c| c.state == "running" && c.pid != old.pid)
+        .await;
+    hb_lab::wait_name_owner(&nodes[0].connection, hbapi::names::crmd::BUS_NAME, new.pid).await;
+    // It still decides: a standby now moves the group, which it can only do knowing where the
+    // group runs — from its probe and bravo's answer to its hello.
+    let mut at_bravo = changes(&nodes[1]).await;
+    CrmdProxy::new(&nodes[0].connection)
+        .await
+        .unwrap()
+        .standby("all")
+        .await
+        .unwrap();
+    wait_group(&mut at_bravo, "Ledger::web", "started").await;
+    lab.assert_never_twice(&[]);
+    let events: Vec<String> = lab.entries().iter().map(|(n, e, _)| format!("{n} {e}")).collect();
+    assert_eq!(
+        events,
+        ["alpha start", "alpha stop", "bravo start"],
+        "nothing started twice"
+    );
+}
