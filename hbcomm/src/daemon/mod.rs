@@ -9,6 +9,7 @@ pub mod media;
 pub mod ping;
 pub mod replay;
 pub mod state;
+pub mod timer;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -384,8 +385,11 @@ pub async fn run(
         config.timing.deadtime.max(config.max_rexmit_delay * 4),
     );
     let mut ping_seq: u16 = 0;
-    let mut keepalive = tokio::time::interval(config.timing.keepalive);
-    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let keepalive = timer::FdTimer::new().map_err(|e| CommError::Config(format!("timerfd: {e}")))?;
+    keepalive
+        .set_periodic(config.timing.keepalive)
+        .map_err(|e| CommError::Config(format!("timerfd: {e}")))?;
+    let deadlines = timer::FdTimer::new().map_err(|e| CommError::Config(format!("timerfd: {e}")))?;
     let deadtime_hex = format!("{:x}", config.timing.deadtime.as_millis());
     let load = LoadAverage::open();
     tokio::pin!(shutdown);
@@ -395,18 +399,15 @@ pub async fn run(
             .into_iter()
             .flatten()
             .min()
-            .map(tokio::time::Instant::from_std);
-        let timer = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(at + Duration::from_millis(1)).await,
-                None => std::future::pending().await,
-            }
-        };
+            .map(|at| at + Duration::from_millis(1));
+        if let Err(error) = deadlines.set_deadline(deadline) {
+            tracing::error!("timerfd: {error}");
+        }
         let mut outputs = Vec::new();
         let mut ordered = Vec::new();
         tokio::select! {
             () = &mut shutdown => break,
-            _ = keepalive.tick() => {
+            _ = keepalive.fired() => {
                 let message = Message::new()
                     .with("t", "status")
                     .with("st", "active")
@@ -516,7 +517,7 @@ pub async fn run(
                     }
                 }
             }
-            () = timer => {
+            _ = deadlines.fired() => {
                 let now = Instant::now();
                 outputs.extend(membership.handle(Input::Tick, now));
                 ordered.extend(inbound.tick(now));
