@@ -11,13 +11,6 @@ use std::path::PathBuf;
 
 use hbapi::names;
 
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_owned())
-}
-
 /// `crmd`'s entry point: settings from the master's environment.
 pub fn main() -> std::process::ExitCode {
     use std::process::ExitCode;
@@ -28,7 +21,7 @@ pub fn main() -> std::process::ExitCode {
         println!("usage: crmd\nStarted by the heartbeat master, which passes the node and its directories in the environment.");
         return ExitCode::SUCCESS;
     }
-    let config_dir = env_or(names::env::CONFIG_DIR, "/etc/ha.d");
+    let config_dir = hbapi::daemon::env_or(names::env::CONFIG_DIR, "/etc/ha.d");
     let loaded = match hbapi::config::load_dir(std::path::Path::new(&config_dir)) {
         Ok(loaded) => loaded,
         Err(error) => {
@@ -44,27 +37,13 @@ pub fn main() -> std::process::ExitCode {
         tracing::error!("no node name: crmd is started by the heartbeat master");
         return ExitCode::from(100);
     };
-    let run_dir = PathBuf::from(env_or(names::env::RUN_DIR, "/run/heartbeat"));
+    let run_dir = PathBuf::from(hbapi::daemon::env_or(names::env::RUN_DIR, "/run/heartbeat"));
     let Some(bus_address) = hbapi::bus::find_address(&run_dir) else {
         tracing::error!("no bus address: crmd is started by the heartbeat master");
         return ExitCode::from(100);
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("crmd: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
-        let shutdown = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut term) => {
-                    term.recv().await;
-                }
-                Err(_) => std::future::pending().await,
-            }
-        };
+    hbapi::daemon::block_on("crmd", async move {
+        let shutdown = hbapi::daemon::terminated();
         match daemon::run(daemon::CrmdOptions { node, bus_address }, loaded.config, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

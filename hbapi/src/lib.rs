@@ -11,6 +11,7 @@ pub mod bus;
 pub mod comm;
 pub mod config;
 pub mod crmd;
+pub mod daemon;
 pub mod error;
 pub mod logging;
 pub mod lrmd;

@@ -84,13 +84,6 @@ pub async fn run(
     Ok(())
 }
 
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_owned())
-}
-
 /// `lrmd`'s entry point: settings from the master's environment.
 pub fn main() -> std::process::ExitCode {
     use std::process::ExitCode;
@@ -124,19 +117,19 @@ pub fn main() -> std::process::ExitCode {
         .and_then(|v| v.parse::<u8>().ok())
         .unwrap_or(0);
     hbapi::logging::init("lrmd", hbapi::logging::level_for_debug(debug));
-    let run_dir = PathBuf::from(env_or(names::env::RUN_DIR, "/run/heartbeat"));
+    let run_dir = PathBuf::from(hbapi::daemon::env_or(names::env::RUN_DIR, "/run/heartbeat"));
     let Some(bus_address) = hbapi::bus::find_address(&run_dir) else {
         tracing::error!("no bus address: lrmd is started by the heartbeat master");
         return ExitCode::from(100);
     };
     let options = LrmdOptions {
         bus_address,
-        state_dir: PathBuf::from(env_or(names::env::STATE_DIR, "/var/lib/heartbeat")),
+        state_dir: PathBuf::from(hbapi::daemon::env_or(names::env::STATE_DIR, "/var/lib/heartbeat")),
         executor: ExecutorOptions {
             dirs: AgentDirs {
-                config_dir: PathBuf::from(env_or(names::env::CONFIG_DIR, "/etc/ha.d")),
-                ocf_root: PathBuf::from(env_or("OCF_ROOT", "/usr/lib/ocf")),
-                init_dir: PathBuf::from(env_or("HB_INIT_DIR", "/etc/init.d")),
+                config_dir: PathBuf::from(hbapi::daemon::env_or(names::env::CONFIG_DIR, "/etc/ha.d")),
+                ocf_root: PathBuf::from(hbapi::daemon::env_or("OCF_ROOT", "/usr/lib/ocf")),
+                init_dir: PathBuf::from(hbapi::daemon::env_or("HB_INIT_DIR", "/etc/init.d")),
                 // Per node, so that several nodes on one machine keep apart their agents' state.
                 rsc_tmp: run_dir.join("rsctmp"),
             },
@@ -144,22 +137,8 @@ pub fn main() -> std::process::ExitCode {
             kill_grace: Duration::from_secs(5),
         },
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("lrmd: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
-        let shutdown = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut term) => {
-                    term.recv().await;
-                }
-                Err(_) => std::future::pending().await,
-            }
-        };
+    hbapi::daemon::block_on("lrmd", async move {
+        let shutdown = hbapi::daemon::terminated();
         match run(options, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

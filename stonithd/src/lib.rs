@@ -132,13 +132,6 @@ pub async fn run(
     Ok(())
 }
 
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_owned())
-}
-
 /// Plugin directories, overridable for tests and unusual installs.
 pub fn plugin_dirs_from_env() -> PluginDirs {
     let defaults = PluginDirs::default();
@@ -158,7 +151,7 @@ pub fn main() -> std::process::ExitCode {
         println!("usage: stonithd\nStarted by the heartbeat master, which passes the node and its directories in the environment; devices come from ha.cf's stonith and stonith_host lines (or ha.toml's [[stonith]]).");
         return ExitCode::SUCCESS;
     }
-    let config_dir = env_or(names::env::CONFIG_DIR, "/etc/ha.d");
+    let config_dir = hbapi::daemon::env_or(names::env::CONFIG_DIR, "/etc/ha.d");
     let loaded = match hbapi::config::load_dir(Path::new(&config_dir)) {
         Ok(loaded) => loaded,
         Err(error) => {
@@ -174,7 +167,7 @@ pub fn main() -> std::process::ExitCode {
         tracing::error!("no node name: stonithd is started by the heartbeat master");
         return ExitCode::from(100);
     };
-    let run_dir = PathBuf::from(env_or(names::env::RUN_DIR, "/run/heartbeat"));
+    let run_dir = PathBuf::from(hbapi::daemon::env_or(names::env::RUN_DIR, "/run/heartbeat"));
     let Some(bus_address) = hbapi::bus::find_address(&run_dir) else {
         tracing::error!("no bus address: stonithd is started by the heartbeat master");
         return ExitCode::from(100);
@@ -182,17 +175,10 @@ pub fn main() -> std::process::ExitCode {
     let options = StonithdOptions {
         node,
         bus_address,
-        state_dir: PathBuf::from(env_or(names::env::STATE_DIR, "/var/lib/heartbeat")),
+        state_dir: PathBuf::from(hbapi::daemon::env_or(names::env::STATE_DIR, "/var/lib/heartbeat")),
         dirs: plugin_dirs_from_env(),
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("stonithd: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
+    hbapi::daemon::block_on("stonithd", async move {
         let (devices, problems) = devices_from_config(&loaded.config, &options.node, &options.dirs).await;
         if !problems.is_empty() {
             for problem in &problems {
@@ -201,14 +187,7 @@ pub fn main() -> std::process::ExitCode {
             // A fencing device that cannot be used must not go unnoticed: refuse to run.
             return ExitCode::from(100);
         }
-        let shutdown = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut term) => {
-                    term.recv().await;
-                }
-                Err(_) => std::future::pending().await,
-            }
-        };
+        let shutdown = hbapi::daemon::terminated();
         match run(options, devices, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

@@ -363,8 +363,9 @@ pub struct Node {
 }
 
 impl Drop for Node {
-    /// A node left running by a failed test is stopped the way an admin would, so that it
-    /// cleans up its bus and children.
+    /// A node still running when its test ends is stopped the way an admin would, and waited
+    /// for (up to the patience), so that its daemons stop their resources and clean up before
+    /// the node's directories go.
     fn drop(&mut self) {
         if let Ok(None) = self.master.try_wait() {
             if let Some(pid) = self.master.id() {
@@ -372,6 +373,10 @@ impl Drop for Node {
                     nix::unistd::Pid::from_raw(pid as i32),
                     nix::sys::signal::Signal::SIGTERM,
                 );
+            }
+            let deadline = std::time::Instant::now() + PATIENCE;
+            while matches!(self.master.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
             }
         }
     }
@@ -395,6 +400,29 @@ impl Node {
     /// The pid of a running child of the master.
     pub async fn child_pid(&self, name: &str) -> u32 {
         self.wait_child(name, |c| c.state == "running").await.pid
+    }
+
+    /// Calls a method on this node's bus as user `nobody` with `busctl call ARGS…` (the bus
+    /// socket opened to everyone first, so that the daemon's own uid check is what decides);
+    /// returns whether it succeeded and its stderr.
+    pub async fn call_as_nobody(&self, args: &[&str]) -> (bool, String) {
+        std::fs::set_permissions(
+            self.run_dir.join("bus.sock"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o666),
+        )
+        .expect("chmod bus socket");
+        let output = Command::new("setpriv")
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "busctl"])
+            .arg(format!("--address={}", self.address))
+            .arg("call")
+            .args(args)
+            .output()
+            .await
+            .expect("setpriv busctl");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
     }
 
     /// The master's pid.

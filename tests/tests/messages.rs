@@ -171,16 +171,8 @@ async fn lost_packets_are_retransmitted_and_clients_see_no_gap() {
 async fn only_the_cluster_users_may_send() {
     let nodes = start_cluster(&["alpha", "bravo"], |b| b.bus(hb_lab::BusKind::DbusDaemon)).await;
     let node = &nodes[0];
-    std::fs::set_permissions(
-        node.run_dir.join("bus.sock"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o666),
-    )
-    .unwrap();
-    let output = tokio::process::Command::new("setpriv")
-        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "busctl"])
-        .arg(format!("--address={}", node.address))
-        .args([
-            "call",
+    let (ok, stderr) = node
+        .call_as_nobody(&[
             hbapi::names::comm::BUS_NAME,
             hbapi::names::comm::OBJECT_PATH,
             hbapi::names::comm::INTERFACE,
@@ -190,10 +182,7 @@ async fn only_the_cluster_users_may_send() {
             "lab",
             "0",
         ])
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+        .await;
+    assert!(!ok);
     assert!(stderr.contains("may not do this"), "{stderr}");
 }

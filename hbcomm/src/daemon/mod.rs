@@ -705,22 +705,8 @@ pub fn main() -> std::process::ExitCode {
         bind,
         insecure_crc,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("hbcomm: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
-        let shutdown = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut term) => {
-                    term.recv().await;
-                }
-                Err(_) => std::future::pending().await,
-            }
-        };
+    hbapi::daemon::block_on("hbcomm", async move {
+        let shutdown = hbapi::daemon::terminated();
         match run(options, loaded.config, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error @ CommError::Config(_)) => {
