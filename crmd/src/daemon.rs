@@ -391,10 +391,6 @@ pub async fn run(
     let comm = CommProxy::new(&connection).await?;
     let lrmd = LrmdProxy::new(&connection).await?;
     let stonith = StonithProxy::new(&connection).await?;
-    let mut node_changes = comm.receive_node_status_changed().await?;
-    let mut messages = comm.receive_message_received().await?;
-    let mut fences = stonith.receive_fence_finished().await?;
-    let mut monitor_results = lrmd.receive_operation_completed().await?;
 
     let fencing = !config.stonith.is_empty();
     let has_ping = !config.ping_nodes.is_empty();
@@ -429,11 +425,6 @@ pub async fn run(
     };
     wait_for_name(&connection, names::lrmd::BUS_NAME).await;
     wait_for_name(&connection, names::comm::BUS_NAME).await;
-    if let Ok(nodes) = comm.list_nodes().await {
-        for node in nodes.into_iter().filter(|n| n.kind == "normal") {
-            crmd.members.insert(node.name, node.status);
-        }
-    }
     // Start-up probe: what already runs here is reported before anyone decides anything.
     for group in crmd.config.groups.clone() {
         if probe_group(&lrmd, &group).await {
@@ -442,6 +433,19 @@ pub async fn run(
         }
     }
     crmd.probed = true;
+    // Subscribed only after the probe: a signal stream nobody reads holds up the whole
+    // connection (zbus applies back-pressure), and the probe's own results would fill the
+    // monitor stream with a few dozen groups. What happened meanwhile is caught up below:
+    // membership from ListNodes, everyone's state from their answers to our hello.
+    let mut node_changes = comm.receive_node_status_changed().await?;
+    let mut messages = comm.receive_message_received().await?;
+    let mut fences = stonith.receive_fence_finished().await?;
+    let mut monitor_results = lrmd.receive_operation_completed().await?;
+    if let Ok(nodes) = comm.list_nodes().await {
+        for node in nodes.into_iter().filter(|n| n.kind == "normal") {
+            crmd.members.insert(node.name, node.status);
+        }
+    }
     tracing::info!(node = %crmd.local, running = ?crmd.running, "crmd started");
     let (done_tx, mut done) = mpsc::unbounded_channel::<LocalDone>();
     let mut report_due = true;

@@ -62,6 +62,7 @@ pub struct NodeBuilder {
     haresources: String,
     scripts: Vec<(String, String)>,
     ops: Vec<(String, hbapi::config::OpSettings)>,
+    groups: Option<Vec<hbapi::config::ResourceGroup>>,
 }
 
 impl NodeBuilder {
@@ -82,7 +83,15 @@ impl NodeBuilder {
             haresources: String::new(),
             scripts: Vec::new(),
             ops: Vec::new(),
+            groups: None,
         }
+    }
+
+    /// Resource groups given as the model (any class, e.g. OCF), written to the node's ha.toml
+    /// like [`NodeBuilder::resource_ops`] does.
+    pub fn groups(mut self, groups: Vec<hbapi::config::ResourceGroup>) -> Self {
+        self.groups = Some(groups);
+        self
     }
 
     /// Operation settings of one resource (monitor interval, migration threshold, …), which
@@ -222,8 +231,11 @@ impl NodeBuilder {
         std::fs::set_permissions(&authkeys, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .expect("chmod");
 
-        if !self.ops.is_empty() {
+        if !self.ops.is_empty() || self.groups.is_some() {
             let mut loaded = hbapi::config::load_classic(&config_dir).expect("lab configuration");
+            if let Some(groups) = &self.groups {
+                loaded.config.groups = groups.clone();
+            }
             for group in &mut loaded.config.groups {
                 for resource in &mut group.resources {
                     if let Some((_, ops)) = self.ops.iter().find(|(id, _)| *id == resource.id) {
