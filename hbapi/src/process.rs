@@ -19,6 +19,29 @@ use tokio::net::unix::pipe::Receiver;
 
 use std::path::PathBuf;
 
+/// Whether `path` is a regular file someone may execute.
+pub fn is_executable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The names of the executable files in `dir` that `keep` accepts, sorted (agent and plugin
+/// listings).
+pub fn executables_in(dir: &std::path::Path, keep: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| is_executable(&e.path()))
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|name| keep(name))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 /// What to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {

@@ -144,10 +144,7 @@ pub fn display(agent: &AgentId) -> String {
     }
 }
 
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
+use hbapi::process::is_executable;
 
 /// What lrmd passes to every agent besides the class's own variables.
 fn base_env(dirs: &AgentDirs) -> Vec<(String, String)> {
@@ -302,20 +299,8 @@ pub fn map_result(class: Class, action: &str, exit: i32, output: &str) -> i32 {
 
 /// Agents of a class: OCF ones as `provider:type`.
 pub fn list(class: Class, dirs: &AgentDirs) -> Vec<String> {
-    let executables = |dir: &Path| -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .filter(|e| is_executable(&e.path()))
-                    .filter_map(|e| e.file_name().into_string().ok())
-                    .filter(|name| check_name("agent", name).is_ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        names
-    };
+    let executables =
+        |dir: &Path| hbapi::process::executables_in(dir, |name| check_name("agent", name).is_ok());
     match class {
         Class::Heartbeat => executables(&dirs.config_dir.join("resource.d")),
         Class::Lsb => executables(&dirs.init_dir),

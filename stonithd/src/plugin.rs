@@ -137,10 +137,7 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'+'))
 }
 
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
+use hbapi::process::is_executable;
 
 /// Resolves a type name.
 pub fn resolve(device_type: &str, dirs: &PluginDirs) -> Result<Kind, PluginError> {
@@ -188,19 +185,8 @@ fn check_not_writable_by_others(path: &Path) -> Result<(), PluginError> {
 
 /// Every available type, sorted as `stonith -L` prints them: built-ins, external/*, fence_*.
 pub fn list_types(dirs: &PluginDirs) -> Vec<String> {
-    let names_in = |dir: &Path, keep: &dyn Fn(&str) -> bool| -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .map(|entries| {
-                entries
-                    .flatten()
-                    .filter(|e| is_executable(&e.path()))
-                    .filter_map(|e| e.file_name().into_string().ok())
-                    .filter(|n| valid_name(n) && keep(n))
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        names
+    let names_in = |dir: &Path, keep: &dyn Fn(&str) -> bool| {
+        hbapi::process::executables_in(dir, |n| valid_name(n) && keep(n))
     };
     let mut types: Vec<String> = BUILT_IN.iter().map(|s| (*s).to_owned()).collect();
     types.extend(
