@@ -25,14 +25,18 @@ use tokio::sync::mpsc;
 use zbus::object_server::SignalEmitter;
 
 use hbapi::comm::CommProxy;
-use hbapi::config::{AgentClass, AutoFailback, ClusterConfig, Resource, ResourceGroup};
-use hbapi::crmd::GroupInfo;
-use hbapi::lrmd::{rc, status, AgentId, LrmdProxy};
+use hbapi::config::{AutoFailback, ClusterConfig, ResourceGroup};
+use hbapi::lrmd::{rc, status, LrmdProxy};
 use hbapi::names;
 use hbapi::stonith::StonithProxy;
 
 use crate::iface::{Command, CrmdInterface, Shared};
-use crate::policy::{self, Action, ClusterView, GroupView, NodeView, Scope};
+use crate::local::Executor;
+use crate::outbox::Outbox;
+use crate::policy::{self, Action, ClusterView, GroupView, Groups, NodeView, Scope};
+
+/// How long an order may go unanswered before it is decided and sent again.
+const UNANSWERED: Duration = Duration::from_secs(2);
 
 /// Message type of crmd's cluster messages.
 pub const MESSAGE_TYPE: &str = "crmd";
@@ -41,9 +45,9 @@ pub const MESSAGE_TYPE: &str = "crmd";
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
     /// Groups running (or being started or stopped).
-    pub running: BTreeSet<String>,
+    pub running: Groups,
     /// Groups that failed there.
-    pub failed: BTreeSet<String>,
+    pub failed: Groups,
     /// Groups given up (hb_standby).
     pub standby: Scope,
     /// Groups asked for (hb_takeover).
@@ -54,63 +58,11 @@ fn join(set: &BTreeSet<String>) -> String {
     set.iter().cloned().collect::<Vec<_>>().join("\n")
 }
 
-fn split(text: Option<&String>) -> BTreeSet<String> {
-    text.map(|t| t.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect())
-        .unwrap_or_default()
-}
-
-/// The lrmd agent of a configured resource, with its parameters.
-pub fn agent_of(resource: &Resource) -> (AgentId, HashMap<String, String>) {
-    let (class, provider) = match &resource.class {
-        AgentClass::Heartbeat => ("heartbeat", String::new()),
-        AgentClass::Lsb => ("lsb", String::new()),
-        AgentClass::Ocf { provider } => ("ocf", provider.clone()),
-    };
-    let mut params: HashMap<String, String> = resource
-        .params
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    for (index, arg) in resource.args.iter().enumerate() {
-        params.insert((index + 1).to_string(), arg.clone());
-    }
-    (
-        AgentId {
-            class: class.into(),
-            provider,
-            agent: resource.agent.clone(),
-        },
-        params,
+fn split(text: Option<&String>) -> Groups {
+    Arc::new(
+        text.map(|t| t.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect())
+            .unwrap_or_default(),
     )
-}
-
-/// Runs one lrmd operation and waits for its result; the OCF code, or an error text.
-async fn operation(lrmd: &LrmdProxy<'_>, resource: &Resource, action: &str) -> Result<i32, String> {
-    let mut results = lrmd
-        .receive_operation_completed()
-        .await
-        .map_err(|e| e.to_string())?;
-    let (agent, params) = agent_of(resource);
-    let timeout = match action {
-        "start" => resource.ops.start_timeout,
-        "stop" => resource.ops.stop_timeout,
-        _ => resource.ops.monitor_timeout,
-    };
-    let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
-    let op_id = lrmd
-        .execute(&resource.id, &agent, action, params, timeout_ms)
-        .await
-        .map_err(|e| e.to_string())?;
-    while let Some(signal) = results.next().await {
-        let Ok(args) = signal.args() else { continue };
-        if args.result.op_id == op_id {
-            if args.result.status != status::DONE {
-                return Err(format!("{action} {}: {}", resource.id, args.result.status));
-            }
-            return Ok(args.result.rc);
-        }
-    }
-    Err("lrmd went away".into())
 }
 
 /// What a local group operation came to.
@@ -121,66 +73,82 @@ struct LocalDone {
     ok: bool,
 }
 
-async fn start_group(lrmd: LrmdProxy<'static>, group: ResourceGroup) -> bool {
-    for (index, resource) in group.resources.iter().enumerate() {
-        match operation(&lrmd, resource, "start").await {
-            Ok(rc::OK) => {}
-            outcome => {
-                tracing::error!(group = %group.id, resource = %resource.id, "start of {} failed: {outcome:?}; stopping what was started", resource.id);
-                for started in group.resources[..=index].iter().rev() {
-                    let _ = operation(&lrmd, started, "stop").await;
-                }
-                return false;
-            }
-        }
-    }
-    true
+/// What this node does to one of its groups.
+#[derive(Debug, Clone, Copy)]
+enum Work {
+    Start,
+    Stop,
+    /// Stop, then start again (a failed monitor under the migration threshold).
+    Restart,
 }
 
-async fn stop_group(lrmd: LrmdProxy<'static>, group: ResourceGroup) -> bool {
-    let mut ok = true;
-    for resource in group.resources.iter().rev() {
-        if operation(&lrmd, resource, "stop").await != Ok(rc::OK) {
-            tracing::error!(group = %group.id, resource = %resource.id, "stop of {} FAILED: the group stays blocked here", resource.id);
-            ok = false;
-        }
-    }
-    ok
-}
-
-/// Starts lrmd's recurring monitors of a group's resources that have an interval.
-async fn start_monitors(lrmd: &LrmdProxy<'_>, group: &ResourceGroup) {
-    for resource in &group.resources {
-        let Some(interval) = resource.ops.monitor_interval else {
-            continue;
+/// Does `work` in the background; its outcome comes back on `done`.
+fn carry_out(executor: &Executor, done: &mpsc::UnboundedSender<LocalDone>, group: ResourceGroup, work: Work) {
+    let (executor, done) = (executor.clone(), done.clone());
+    tokio::spawn(async move {
+        let ok = match work {
+            Work::Start => executor.start_group(&group).await,
+            Work::Stop => executor.stop_group(&group).await,
+            Work::Restart => executor.stop_group(&group).await && executor.start_group(&group).await,
         };
-        let (agent, params) = agent_of(resource);
-        let interval_ms = u32::try_from(interval.as_millis()).unwrap_or(u32::MAX);
-        let timeout_ms = u32::try_from(resource.ops.monitor_timeout.as_millis()).unwrap_or(u32::MAX);
-        if let Err(error) = lrmd
-            .start_monitor(&resource.id, &agent, params, interval_ms, timeout_ms)
-            .await
-        {
-            tracing::error!(resource = %resource.id, "recurring monitor of {} not started: {error}", resource.id);
-        }
-    }
+        let started = !matches!(work, Work::Stop);
+        let _ = done.send(LocalDone {
+            group: group.id,
+            started,
+            ok,
+        });
+    });
 }
 
-/// Whether any resource of `group` runs here (the start-up probe). A probe that cannot tell
-/// counts as running: the decision maker then orders a stop, which is harmless, instead of
-/// starting a second copy elsewhere.
-async fn probe_group(lrmd: &LrmdProxy<'_>, group: &ResourceGroup) -> bool {
-    for resource in &group.resources {
-        match operation(lrmd, resource, "monitor").await {
-            Ok(rc::NOT_RUNNING) => {}
-            Ok(rc::OK | rc::RUNNING_PROMOTED | rc::DEGRADED | rc::DEGRADED_PROMOTED) => return true,
-            other => {
-                tracing::warn!(resource = %resource.id, "probe of {} inconclusive ({other:?}): taken as running", resource.id);
-                return true;
-            }
+/// What set off the events since the last decision, the significant ones first.
+#[derive(Debug, Default)]
+struct Triggers {
+    significant: Vec<String>,
+    routine: Vec<String>,
+    more_significant: usize,
+    more_routine: usize,
+}
+
+impl Triggers {
+    /// Names kept of each kind; the rest are counted.
+    const KEPT: usize = 3;
+
+    fn new(first: &str) -> Self {
+        let mut triggers = Self::default();
+        triggers.push(first.to_owned(), false);
+        triggers
+    }
+
+    fn push(&mut self, trigger: String, routine: bool) {
+        let (list, more) = if routine {
+            (&mut self.routine, &mut self.more_routine)
+        } else {
+            (&mut self.significant, &mut self.more_significant)
+        };
+        if trigger.is_empty() || list.contains(&trigger) {
+            return;
+        }
+        if list.len() < Self::KEPT {
+            list.push(trigger);
+        } else {
+            *more += 1;
         }
     }
-    false
+
+    /// The description, and a fresh start.
+    fn take(&mut self) -> String {
+        let taken = std::mem::take(self);
+        let (named, more) = if taken.significant.is_empty() {
+            (taken.routine, taken.more_routine)
+        } else {
+            (taken.significant, taken.more_significant)
+        };
+        let mut text = named.join("; ");
+        if more > 0 {
+            text.push_str(&format!(" (and {more} more)"));
+        }
+        text
+    }
 }
 
 /// Waits until `name` has an owner on the bus (the master starts the daemons together).
@@ -217,7 +185,8 @@ struct Crmd {
     reports: BTreeMap<String, Report>,
     unclean: BTreeSet<String>,
     // The decision maker's bookkeeping.
-    sent: BTreeSet<Action>,
+    /// Orders and fences under way, with when they were sent.
+    sent: BTreeMap<Action, tokio::time::Instant>,
     fencing_ops: BTreeMap<u64, String>,
     released_at: BTreeMap<String, tokio::time::Instant>,
     // This node.
@@ -233,6 +202,8 @@ struct Crmd {
     moves: BTreeMap<String, String>,
     /// Who asked for each move (recorded with the decisions that carry it out).
     moved_by: BTreeMap<String, String>,
+    /// The groups as the policy sees them (with `moves`).
+    group_views: Arc<Vec<GroupView>>,
     probed: bool,
     /// Monitor failures per resource on this node, for migration threshold and expiry.
     failures: BTreeMap<String, Vec<tokio::time::Instant>>,
@@ -315,16 +286,7 @@ impl Crmd {
                     }
                 })
                 .collect(),
-            groups: self
-                .config
-                .groups
-                .iter()
-                .map(|g| GroupView {
-                    name: g.id.clone(),
-                    preferred_node: g.preferred_node.clone(),
-                    moved_to: self.moves.get(&g.id).cloned(),
-                })
-                .collect(),
+            groups: self.group_views.clone(),
             auto_failback: self.config.auto_failback,
             fencing: self.fencing,
         }
@@ -342,27 +304,19 @@ impl Crmd {
         ])
     }
 
-    fn group_infos(&self) -> Vec<GroupInfo> {
-        self.config
-            .groups
-            .iter()
-            .map(|g| GroupInfo {
-                group: g.id.clone(),
-                preferred_node: g.preferred_node.clone(),
-                node: self
-                    .reports
-                    .iter()
-                    .find(|(n, r)| self.is_member(n) && r.running.contains(&g.id))
-                    .map(|(n, _)| n.clone())
-                    .unwrap_or_default(),
-                failed_on: self
-                    .reports
-                    .iter()
-                    .filter(|(_, r)| r.failed.contains(&g.id))
-                    .map(|(n, _)| n.clone())
-                    .collect(),
-            })
-            .collect()
+    /// Rebuilds the groups' part of the view (it changes only with operators' moves).
+    fn refresh_group_views(&mut self) {
+        self.group_views = Arc::new(
+            self.config
+                .groups
+                .iter()
+                .map(|g| GroupView {
+                    name: g.id.clone(),
+                    preferred_node: g.preferred_node.clone(),
+                    moved_to: self.moves.get(&g.id).cloned(),
+                })
+                .collect(),
+        );
     }
 }
 
@@ -389,6 +343,7 @@ pub async fn run(
         .await?;
     let emitter = SignalEmitter::new(&connection, names::crmd::OBJECT_PATH)?.into_owned();
     let comm = CommProxy::new(&connection).await?;
+    let outbox = Outbox::new(comm.clone(), MESSAGE_TYPE);
     let lrmd = LrmdProxy::new(&connection).await?;
     let stonith = StonithProxy::new(&connection).await?;
 
@@ -409,7 +364,7 @@ pub async fn run(
         members: BTreeMap::new(),
         reports: BTreeMap::new(),
         unclean: BTreeSet::new(),
-        sent: BTreeSet::new(),
+        sent: BTreeMap::new(),
         fencing_ops: BTreeMap::new(),
         released_at: BTreeMap::new(),
         running: BTreeSet::new(),
@@ -420,27 +375,33 @@ pub async fn run(
         last_command: String::new(),
         moves: BTreeMap::new(),
         moved_by: BTreeMap::new(),
+        group_views: Arc::default(),
         probed: false,
         failures: BTreeMap::new(),
     };
+    crmd.refresh_group_views();
     wait_for_name(&connection, names::lrmd::BUS_NAME).await;
     wait_for_name(&connection, names::comm::BUS_NAME).await;
+    let (executor, mut monitor_results) = Executor::new(lrmd).await?;
     // Start-up probe: what already runs here is reported before anyone decides anything.
-    for group in crmd.config.groups.clone() {
-        if probe_group(&lrmd, &group).await {
-            tracing::warn!(group = %group.id, "{} found running at start-up", group.id);
-            crmd.running.insert(group.id.clone());
+    // All groups at once: lrmd runs them as its parallelism allows.
+    let probes = crmd.config.groups.iter().map(|group| {
+        let executor = executor.clone();
+        async move { (group.id.clone(), executor.probe_group(group).await) }
+    });
+    for (group, running) in futures_util::future::join_all(probes).await {
+        if running {
+            tracing::warn!(group = %group, "{group} found running at start-up");
+            crmd.running.insert(group);
         }
     }
     crmd.probed = true;
     // Subscribed only after the probe: a signal stream nobody reads holds up the whole
-    // connection (zbus applies back-pressure), and the probe's own results would fill the
-    // monitor stream with a few dozen groups. What happened meanwhile is caught up below:
+    // connection (zbus applies back-pressure). What happened meanwhile is caught up below:
     // membership from ListNodes, everyone's state from their answers to our hello.
     let mut node_changes = comm.receive_node_status_changed().await?;
     let mut messages = comm.receive_message_received().await?;
     let mut fences = stonith.receive_fence_finished().await?;
-    let mut monitor_results = lrmd.receive_operation_completed().await?;
     if let Ok(nodes) = comm.list_nodes().await {
         for node in nodes.into_iter().filter(|n| n.kind == "normal") {
             crmd.members.insert(node.name, node.status);
@@ -451,26 +412,26 @@ pub async fn run(
     let mut report_due = true;
     // A crmd that starts (or is respawned) knows nobody's state: it asks every node for a
     // report, since reports are otherwise sent only on change.
-    let hello = HashMap::from([("op".to_owned(), "hello".to_owned())]);
-    if let Err(error) = comm.send_message("", MESSAGE_TYPE, hello).await {
-        tracing::warn!("hello not sent: {error}");
-    }
-    // What set off the turn of the loop; every decision is recorded with it.
-    let mut trigger = String::from("start-up");
+    outbox.send("", HashMap::from([("op".to_owned(), "hello".to_owned())]));
+    // What set off the events since the last decision; every decision is recorded with them.
+    let mut triggers = Triggers::new("start-up");
     let mut retry = tokio::time::interval(Duration::from_secs(2));
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Whether an event since the last decision may change it.
+    let mut dirty = true;
     tokio::pin!(shutdown);
     loop {
-        if report_due {
-            report_due = false;
-            if let Err(error) = comm.send_message("", MESSAGE_TYPE, crmd.own_report()).await {
-                // Sent again at the next turn (the retry timer makes one).
-                tracing::warn!("report not sent: {error}");
-                report_due = true;
-            }
-        }
+        // What set off this turn of the loop.
+        let mut trigger = String::new();
         let next_release = crmd.released_at.values().min().copied();
+        // Events first, every one that is ready; the report and the decision come when none
+        // is left (the last arm), so that a burst of results makes one decision and one
+        // report, not one per result.
+        let mut idle = false;
+        // Reports and hellos are routine: a decision names them only when nothing else happened.
+        let mut routine = false;
         tokio::select! {
+            biased;
             () = &mut shutdown => break,
             () = async {
                 match next_release {
@@ -484,7 +445,7 @@ pub async fn run(
                     crmd.released_at.remove(&node);
                     crmd.unclean.remove(&node);
                     if let Some(report) = crmd.reports.get_mut(&node) {
-                        report.running.clear();
+                        report.running = Groups::default();
                     }
                     tracing::warn!(node = %node, "{node}'s groups are free: its own stop must be over");
                     trigger = format!("the wait for {node}'s own stop is over");
@@ -499,7 +460,7 @@ pub async fn run(
                 }
                 if new == "dead" {
                     let held = crmd.reports.get(&node).is_some_and(|r| !r.running.is_empty())
-                        || crmd.sent.iter().any(|a| matches!(a, Action::Start { node: n, .. } | Action::Stop { node: n, .. } if *n == node));
+                        || crmd.sent.keys().any(|a| matches!(a, Action::Start { node: n, .. } | Action::Stop { node: n, .. } if *n == node));
                     if held && crmd.fencing {
                         tracing::warn!(node = %node, "{node} was lost while it held resources: it must be fenced before they start elsewhere");
                         crmd.unclean.insert(node.clone());
@@ -511,7 +472,7 @@ pub async fn run(
                         crmd.unclean.insert(node.clone());
                         crmd.released_at.insert(node.clone(), tokio::time::Instant::now() + wait);
                     }
-                    crmd.sent.retain(|a| !matches!(a, Action::Start { node: n, .. } | Action::Stop { node: n, .. } if *n == node));
+                    crmd.sent.retain(|a, _| !matches!(a, Action::Start { node: n, .. } | Action::Stop { node: n, .. } if *n == node));
                 } else if new == "active" && crmd.members.get(&node).is_some_and(|old| old == "dead") {
                     // Back from the dead: it reports afresh before anyone counts on it, and
                     // what it reports is the truth about it again.
@@ -530,6 +491,7 @@ pub async fn run(
                 let from = args.from.to_owned();
                 let body = args.body;
                 trigger = format!("{} from {from}", body.get("op").map_or("message", String::as_str));
+                routine = matches!(body.get("op").map(String::as_str), Some("report" | "hello"));
                 match body.get("op").map(String::as_str) {
                     Some("hello") => {
                         report_due = true;
@@ -545,13 +507,16 @@ pub async fn run(
                         if previous.is_some_and(|p| p.standby != report.standby || p.takeover != report.takeover) {
                             if let Some(command) = body.get("command").filter(|c| !c.is_empty()) {
                                 trigger = format!("{command} on {from}");
+                                routine = false;
                             }
                         }
-                        // Orders to a node count as answered once its report changes; a report
-                        // that says the same (a start still running) does not repeat them.
-                        if previous != Some(&report) {
-                            crmd.sent.retain(|a| !matches!(a, Action::Start { node, .. } | Action::Stop { node, .. } if *node == from));
-                        }
+                        // An order counts as answered once the node's report shows it taken up
+                        // (a group being started counts as running) or failed.
+                        crmd.sent.retain(|action, _| match action {
+                            Action::Start { group, node } if *node == from => !report.running.contains(group) && !report.failed.contains(group),
+                            Action::Stop { group, node } if *node == from => report.running.contains(group),
+                            _ => true,
+                        });
                         crmd.reports.insert(from, report);
                     }
                     // An order from a node that sorts after the decision maker this node
@@ -573,11 +538,7 @@ pub async fn run(
                         tracing::info!(group = %group.id, "{op} {} (ordered by {from})", group.id);
                         crmd.busy.insert(group.id.clone());
                         report_due = true;
-                        let (lrmd, tx) = (lrmd.clone(), done_tx.clone());
-                        tokio::spawn(async move {
-                            let ok = if starting { start_group(lrmd, group.clone()).await } else { stop_group(lrmd, group.clone()).await };
-                            let _ = tx.send(LocalDone { group: group.id, started: starting, ok });
-                        });
+                        carry_out(&executor, &done_tx, group, if starting { Work::Start } else { Work::Stop });
                     }
                     Some("move") => {
                         if let Some(group) = body.get("group").filter(|g| crmd.group(g).is_some()) {
@@ -589,6 +550,7 @@ pub async fn run(
                                     crmd.moves.remove(group);
                                 }
                             }
+                            crmd.refresh_group_views();
                             if let Some(by) = body.get("by") {
                                 trigger = by.clone();
                                 crmd.moved_by.insert(group.clone(), by.clone());
@@ -613,7 +575,7 @@ pub async fn run(
                         if let Some(node) = body.get("node") {
                             crmd.unclean.remove(node);
                             if let Some(report) = crmd.reports.get_mut(node) {
-                                report.running.clear();
+                                report.running = Groups::default();
                             }
                         }
                     }
@@ -625,9 +587,6 @@ pub async fn run(
                 let state = match (finished.started, finished.ok) {
                     (true, true) => {
                         crmd.running.insert(finished.group.clone());
-                        if let Some(group) = crmd.group(&finished.group) {
-                            start_monitors(&lrmd, group).await;
-                        }
                         "started"
                     }
                     (true, false) => { crmd.failed.insert(finished.group.clone()); "failed" }
@@ -639,9 +598,7 @@ pub async fn run(
                 let _ = CrmdInterface::group_changed(&emitter, &finished.group, &crmd.local, state).await;
                 report_due = true;
             }
-            Some(signal) = monitor_results.next() => {
-                let Ok(args) = signal.args() else { continue };
-                let result = args.result;
+            Some(result) = monitor_results.recv() => {
                 let healthy = result.status == status::DONE && matches!(result.rc, rc::OK | rc::RUNNING_PROMOTED | rc::DEGRADED | rc::DEGRADED_PROMOTED);
                 if result.interval_ms == 0 || healthy {
                     continue;
@@ -658,21 +615,14 @@ pub async fn run(
                 let threshold = resource.ops.migration_threshold.max(1);
                 crmd.busy.insert(group.id.clone());
                 report_due = true;
-                let (lrmd, tx) = (lrmd.clone(), done_tx.clone());
                 if count < threshold {
                     tracing::warn!(group = %group.id, resource = %resource.id, "monitor of {} failed ({}, failure {count} of {threshold}): restarting {} here", resource.id, rc::name(result.rc), group.id);
                     let _ = CrmdInterface::group_changed(&emitter, &group.id, &crmd.local, "restarting").await;
-                    tokio::spawn(async move {
-                        let ok = stop_group(lrmd.clone(), group.clone()).await && start_group(lrmd, group.clone()).await;
-                        let _ = tx.send(LocalDone { group: group.id, started: true, ok });
-                    });
+                    carry_out(&executor, &done_tx, group, Work::Restart);
                 } else {
                     tracing::error!(group = %group.id, resource = %resource.id, "monitor of {} failed ({}, failure {count} of {threshold}): {} leaves this node", resource.id, rc::name(result.rc), group.id);
                     crmd.failed.insert(group.id.clone());
-                    tokio::spawn(async move {
-                        let ok = stop_group(lrmd, group.clone()).await;
-                        let _ = tx.send(LocalDone { group: group.id, started: false, ok });
-                    });
+                    carry_out(&executor, &done_tx, group, Work::Stop);
                 }
             }
             Some(signal) = fences.next() => {
@@ -686,10 +636,10 @@ pub async fn run(
                         // next decision does not fence it again.
                         crmd.unclean.remove(&node);
                         if let Some(report) = crmd.reports.get_mut(&node) {
-                            report.running.clear();
+                            report.running = Groups::default();
                         }
                         let body = HashMap::from([("op".to_owned(), "fenced".to_owned()), ("node".to_owned(), node.clone())]);
-                        let _ = comm.send_message("", MESSAGE_TYPE, body).await;
+                        outbox.send("", body);
                     } else {
                         tracing::error!(node = %node, "fencing {node} failed ({}): its resources stay stopped; retrying", record.message);
                     }
@@ -711,9 +661,7 @@ pub async fn run(
                             ("node".to_owned(), node),
                             ("by".to_owned(), trigger.clone()),
                         ]);
-                        if let Err(error) = comm.send_message("", MESSAGE_TYPE, body).await {
-                            tracing::error!("move not sent: {error}");
-                        }
+                        outbox.send("", body);
                         continue;
                     }
                     Command::Cleanup { group, uid } => {
@@ -723,9 +671,7 @@ pub async fn run(
                             ("group".to_owned(), group),
                             ("by".to_owned(), trigger.clone()),
                         ]);
-                        if let Err(error) = comm.send_message("", MESSAGE_TYPE, body).await {
-                            tracing::error!("cleanup not sent: {error}");
-                        }
+                        outbox.send("", body);
                         continue;
                     }
                     Command::Takeover(scope, uid) => {
@@ -761,10 +707,22 @@ pub async fn run(
                     }
                 }
                 // Orders whose reports never came, and fences that failed, are tried again.
+                // (Orders are taken up at once, so two seconds unanswered means lost or refused.)
                 let fencing_now: BTreeSet<String> = crmd.fencing_ops.values().cloned().collect();
-                crmd.sent.retain(|a| matches!(a, Action::Fence { node } if fencing_now.contains(node)));
+                crmd.sent.retain(|action, sent_at| match action {
+                    Action::Fence { node } => fencing_now.contains(node),
+                    _ => now.duration_since(*sent_at) < UNANSWERED,
+                });
+                routine = true;
             }
+            () = std::future::ready(()), if dirty || report_due => idle = true,
         }
+        if !idle {
+            triggers.push(trigger, routine);
+            dirty = true;
+            continue;
+        }
+        dirty = false;
         if !crmd.has_quorum() {
             for group in crmd.running.clone() {
                 if crmd.busy.contains(&group) {
@@ -776,26 +734,24 @@ pub async fn run(
                 tracing::error!(group = %group.id, "no quorum: stopping {}", group.id);
                 crmd.busy.insert(group.id.clone());
                 report_due = true;
-                let (lrmd, tx) = (lrmd.clone(), done_tx.clone());
-                tokio::spawn(async move {
-                    let ok = stop_group(lrmd, group.clone()).await;
-                    let _ = tx.send(LocalDone {
-                        group: group.id,
-                        started: false,
-                        ok,
-                    });
-                });
+                carry_out(&executor, &done_tx, group, Work::Stop);
             }
         }
+        if report_due {
+            report_due = false;
+            outbox.send("", crmd.own_report());
+        }
+        let view = Arc::new(crmd.view());
         if let Ok(mut shared) = shared.lock() {
-            shared.groups = crmd.group_infos();
+            shared.view = Some(view.clone());
             shared.decision_maker = crmd.decision_maker().unwrap_or_default();
         }
+        let trigger = triggers.take();
         if !crmd.may_decide() {
             continue;
         }
-        for action in policy::decide(&crmd.view()) {
-            if crmd.sent.contains(&action) {
+        for action in policy::decide(&view) {
+            if crmd.sent.contains_key(&action) {
                 continue;
             }
             // A decision that carries out an operator's move says so, whatever event came last.
@@ -843,13 +799,10 @@ pub async fn run(
                         ("op".to_owned(), op.to_owned()),
                         ("group".to_owned(), group.clone()),
                     ]);
-                    if let Err(error) = comm.send_message(node, MESSAGE_TYPE, body).await {
-                        tracing::warn!("order to {node} not sent: {error}");
-                        continue;
-                    }
+                    outbox.send(node, body);
                 }
             }
-            crmd.sent.insert(action);
+            crmd.sent.insert(action, tokio::time::Instant::now());
         }
     }
     // Heartbeat's shutdown: this node gives up its groups cleanly before it leaves, so that a
@@ -857,7 +810,7 @@ pub async fn run(
     // that nothing is placed here meanwhile.
     tracing::info!(running = ?crmd.running, "crmd stopping: giving up this node's groups");
     crmd.standby = Scope::All;
-    let _ = comm.send_message("", MESSAGE_TYPE, crmd.own_report()).await;
+    outbox.send("", crmd.own_report());
     while !crmd.busy.is_empty() {
         let Some(finished) = done.recv().await else { break };
         crmd.busy.remove(&finished.group);
@@ -876,14 +829,15 @@ pub async fn run(
         .cloned()
         .collect();
     for group in order {
-        if stop_group(lrmd.clone(), group.clone()).await {
+        if executor.stop_group(&group).await {
             crmd.running.remove(&group.id);
             let _ = CrmdInterface::group_changed(&emitter, &group.id, &crmd.local, "stopped").await;
         } else {
             tracing::error!(group = %group.id, "{} could not be stopped: it may still run here", group.id);
         }
     }
-    let _ = comm.send_message("", MESSAGE_TYPE, crmd.own_report()).await;
+    outbox.send("", crmd.own_report());
+    outbox.flush().await;
     tracing::info!("crmd stopped");
     Ok(())
 }

@@ -10,7 +10,7 @@ use zbus::{interface, Connection};
 use hbapi::crmd::{DecisionInfo, GroupInfo};
 use hbapi::error::HbError;
 
-use crate::policy::Scope;
+use crate::policy::{ClusterView, Scope};
 
 /// Decisions kept for `History`.
 pub const HISTORY_LIMIT: usize = 1000;
@@ -18,8 +18,8 @@ pub const HISTORY_LIMIT: usize = 1000;
 /// What the daemon's loop keeps current for the interface.
 #[derive(Debug, Default)]
 pub struct Shared {
-    /// Groups and where they run.
-    pub groups: Vec<GroupInfo>,
+    /// The cluster as the last decision saw it.
+    pub view: Option<Arc<ClusterView>>,
     /// The partition's decision maker.
     pub decision_maker: String,
     /// This node's decisions, oldest first.
@@ -123,7 +123,8 @@ impl CrmdInterface {
 
     /// Every group with where it runs.
     fn groups(&self) -> Vec<GroupInfo> {
-        self.shared.lock().map(|s| s.groups.clone()).unwrap_or_default()
+        let view = self.shared.lock().ok().and_then(|s| s.view.clone());
+        view.map(|view| group_infos(&view)).unwrap_or_default()
     }
 
     /// hb_standby: this node gives up groups — `all`, `local` (those preferring it), `foreign`
@@ -202,6 +203,30 @@ impl CrmdInterface {
         node: &str,
         state: &str,
     ) -> zbus::Result<()>;
+}
+
+/// Every group with where it runs: the first active node reporting it, and the nodes where
+/// it failed.
+fn group_infos(view: &ClusterView) -> Vec<GroupInfo> {
+    view.groups
+        .iter()
+        .map(|group| GroupInfo {
+            group: group.name.clone(),
+            preferred_node: group.preferred_node.clone(),
+            node: view
+                .nodes
+                .iter()
+                .find(|n| n.active && n.running.contains(&group.name))
+                .map(|n| n.name.clone())
+                .unwrap_or_default(),
+            failed_on: view
+                .nodes
+                .iter()
+                .filter(|n| n.failed.contains(&group.name))
+                .map(|n| n.name.clone())
+                .collect(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

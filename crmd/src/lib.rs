@@ -5,6 +5,8 @@
 
 pub mod daemon;
 pub mod iface;
+pub mod local;
+pub mod outbox;
 pub mod policy;
 
 use std::path::PathBuf;

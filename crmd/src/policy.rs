@@ -22,6 +22,7 @@
 //! groups and the decision maker of a partition without quorum decides nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use hbapi::config::AutoFailback;
 
@@ -74,6 +75,10 @@ impl Scope {
 }
 
 /// One node as the decision maker sees it.
+/// A set of group names, shared between the daemon's state and its views (a view is built
+/// for every decision; a thousand groups are not copied each time).
+pub type Groups = Arc<BTreeSet<String>>;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeView {
     /// Node name.
@@ -85,9 +90,9 @@ pub struct NodeView {
     /// Groups it asked to take (hb_takeover).
     pub takeover: Scope,
     /// Groups it reports running (or starting / stopping: anything not cleanly stopped).
-    pub running: BTreeSet<String>,
+    pub running: Groups,
     /// Groups that failed there (it must not get them again until cleared).
-    pub failed: BTreeSet<String>,
+    pub failed: Groups,
     /// Lost while it held groups, and neither fenced nor cleanly stopped since.
     pub unclean: bool,
 }
@@ -109,7 +114,7 @@ pub struct ClusterView {
     /// Every configured node.
     pub nodes: Vec<NodeView>,
     /// Every group, in configuration order.
-    pub groups: Vec<GroupView>,
+    pub groups: Arc<Vec<GroupView>>,
     /// ha.cf's auto_failback.
     pub auto_failback: AutoFailback,
     /// Whether a fencing device is configured.
@@ -203,7 +208,7 @@ pub fn decide(view: &ClusterView) -> Vec<Action> {
             });
         }
     }
-    for group in &view.groups {
+    for group in view.groups.iter() {
         // Nodes that may run it: active ones that report it, and lost unclean ones.
         let blocked = view
             .nodes
@@ -303,25 +308,27 @@ pub fn parse_scenario(text: &str) -> Result<(ClusterView, Vec<String>), String> 
                     },
                     standby: Scope::None,
                     takeover: Scope::None,
-                    running: BTreeSet::new(),
-                    failed: BTreeSet::new(),
+                    running: Groups::default(),
+                    failed: Groups::default(),
                     unclean: false,
                 };
                 for item in rest {
                     match item.split_once('=') {
                         Some(("running", list)) => {
-                            node.running = list
-                                .split(',')
-                                .filter(|s| !s.is_empty())
-                                .map(str::to_owned)
-                                .collect()
+                            node.running = Arc::new(
+                                list.split(',')
+                                    .filter(|s| !s.is_empty())
+                                    .map(str::to_owned)
+                                    .collect(),
+                            )
                         }
                         Some(("failed", list)) => {
-                            node.failed = list
-                                .split(',')
-                                .filter(|s| !s.is_empty())
-                                .map(str::to_owned)
-                                .collect()
+                            node.failed = Arc::new(
+                                list.split(',')
+                                    .filter(|s| !s.is_empty())
+                                    .map(str::to_owned)
+                                    .collect(),
+                            )
                         }
                         None if *item == "standby" => node.standby = Scope::All,
                         Some(("standby", mode)) => {
@@ -346,7 +353,7 @@ pub fn parse_scenario(text: &str) -> Result<(ClusterView, Vec<String>), String> 
     Ok((
         ClusterView {
             nodes,
-            groups,
+            groups: Arc::new(groups),
             auto_failback,
             fencing,
         },

@@ -39,13 +39,15 @@ impl FdTimer {
         Ok(FdTimer { fd })
     }
 
-    /// Fires every `period`, the first time one period from now.
+    /// Fires at once, then every `period` (a node starting announces itself at once, as
+    /// Heartbeat does, instead of one keepalive later).
     pub fn set_periodic(&self, period: Duration) -> std::io::Result<()> {
         let spec = TimeSpec::from_duration(period.max(Duration::from_micros(1)));
+        let now = TimeSpec::from_duration(Duration::from_nanos(1));
         self.fd
             .get_ref()
             .0
-            .set(Expiration::Interval(spec), TimerSetTimeFlags::empty())?;
+            .set(Expiration::IntervalDelayed(now, spec), TimerSetTimeFlags::empty())?;
         Ok(())
     }
 
@@ -99,6 +101,11 @@ mod tests {
         timer.fired().await.unwrap();
         timer.set_periodic(Duration::from_millis(10)).unwrap();
         let begun = Instant::now();
+        timer.fired().await.unwrap();
+        assert!(
+            begun.elapsed() < Duration::from_millis(10),
+            "the first one at once"
+        );
         for _ in 0..3 {
             timer.fired().await.unwrap();
         }
