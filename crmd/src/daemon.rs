@@ -25,7 +25,8 @@ use tokio::sync::mpsc;
 use zbus::object_server::SignalEmitter;
 
 use hbapi::comm::CommProxy;
-use hbapi::config::{AutoFailback, ClusterConfig, ResourceGroup};
+use hbapi::config::{AutoFailback, ClusterConfig, ResourceGroup, Style};
+use hbapi::crmd::NodeState;
 use hbapi::lrmd::{rc, status, LrmdProxy};
 use hbapi::names;
 use hbapi::stonith::StonithProxy;
@@ -52,6 +53,8 @@ pub struct Report {
     pub standby: Scope,
     /// Groups asked for (hb_takeover).
     pub takeover: Scope,
+    /// The node's own state.
+    pub state: LocalState,
 }
 
 fn join(set: &BTreeSet<String>) -> String {
@@ -71,6 +74,24 @@ struct LocalDone {
     group: String,
     started: bool,
     ok: bool,
+}
+
+/// FreeHA's status file: every node's state, one per line, in RUN_DIR/status (replaced
+/// whole, so a reader never sees half of it).
+fn write_status_file(run_dir: &std::path::Path, local: &str, states: &[NodeState]) {
+    let mut text = format!("# node states as crmd on {local} sees them: NODE STATE [GROUPS]\n");
+    for state in states {
+        text.push_str(&format!("{} {}", state.node, state.state));
+        if !state.groups.is_empty() {
+            text.push_str(&format!(" {}", state.groups.join(" ")));
+        }
+        text.push('\n');
+    }
+    let path = run_dir.join(names::run_files::STATUS);
+    let temporary = path.with_extension("new");
+    if let Err(error) = std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, &path)) {
+        tracing::warn!("status file {} not written: {error}", path.display());
+    }
 }
 
 /// What this node does to one of its groups.
@@ -174,6 +195,43 @@ pub struct CrmdOptions {
     pub node: String,
     /// Bus address.
     pub bus_address: String,
+    /// Run directory: where the status file goes.
+    pub run_dir: std::path::PathBuf,
+}
+
+/// A node's own state, as it reports it (FreeHA's node states).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LocalState {
+    /// Working normally.
+    #[default]
+    Ok,
+    /// Its services were stopped on request (FreeHA's SIGHUP); it runs nothing until force
+    /// start or a restart.
+    Stopping,
+    /// Its daemon is stopping (SIGTERM).
+    Leaving,
+    /// A group failed here (FreeHA style): it runs nothing until the error is cleared.
+    Errored,
+}
+
+impl LocalState {
+    fn as_str(self) -> &'static str {
+        match self {
+            LocalState::Ok => "ok",
+            LocalState::Stopping => "stopping",
+            LocalState::Leaving => "leaving",
+            LocalState::Errored => "errored",
+        }
+    }
+
+    fn parse(text: &str) -> LocalState {
+        match text {
+            "stopping" => LocalState::Stopping,
+            "leaving" => LocalState::Leaving,
+            "errored" => LocalState::Errored,
+            _ => LocalState::Ok,
+        }
+    }
 }
 
 struct Crmd {
@@ -204,6 +262,10 @@ struct Crmd {
     moved_by: BTreeMap<String, String>,
     /// The groups as the policy sees them (with `moves`).
     group_views: Arc<Vec<GroupView>>,
+    /// This node's own state.
+    state: LocalState,
+    /// FreeHA's oops windows: groups of a node whose daemon stopped, held until then.
+    holds: BTreeMap<String, (Groups, tokio::time::Instant)>,
     probed: bool,
     /// Monitor failures per resource on this node, for migration threshold and expiry.
     failures: BTreeMap<String, Vec<tokio::time::Instant>>,
@@ -278,11 +340,21 @@ impl Crmd {
                     NodeView {
                         name: name.clone(),
                         active: self.is_member(name),
-                        standby: report.standby,
+                        // A node that is stopping, leaving or errored runs nothing.
+                        standby: if report.state == LocalState::Ok {
+                            report.standby
+                        } else {
+                            Scope::All
+                        },
                         takeover: report.takeover,
                         running: report.running,
                         failed: report.failed,
                         unclean: self.unclean.contains(name),
+                        held: self
+                            .holds
+                            .get(name)
+                            .map(|(groups, _)| groups.clone())
+                            .unwrap_or_default(),
                     }
                 })
                 .collect(),
@@ -300,8 +372,59 @@ impl Crmd {
             ("failed".to_owned(), join(&self.failed)),
             ("standby".to_owned(), self.standby.as_str().to_owned()),
             ("takeover".to_owned(), self.takeover.as_str().to_owned()),
+            ("state".to_owned(), self.state.as_str().to_owned()),
             ("command".to_owned(), self.last_command.clone()),
         ])
+    }
+
+    /// FreeHA style: a group that failed here makes the node ERRORED.
+    fn error_flag(&mut self, group: &str) {
+        if self.config.style == Style::FreeHa && self.state == LocalState::Ok {
+            tracing::error!(group = %group, "{group} failed here: this node is ERRORED until the error is cleared (SIGUSR2, or SIGUSR1 to force a start)");
+            self.state = LocalState::Errored;
+        }
+    }
+
+    /// Clears the error flag and this node's failures (a stopped node stays stopped).
+    fn clear_error(&mut self) {
+        if matches!(self.state, LocalState::Errored | LocalState::Stopping) {
+            self.state = LocalState::Ok;
+        }
+        self.failed.clear();
+        self.failures.clear();
+    }
+
+    /// Every node's state, FreeHA's way.
+    fn node_states(&self, view: &ClusterView) -> Vec<NodeState> {
+        view.nodes
+            .iter()
+            .map(|node| {
+                let report = self.reports.get(&node.name);
+                let state = if !node.held.is_empty() {
+                    "STOPPING"
+                } else if !node.active {
+                    if self.members.get(&node.name).is_some_and(|s| s == "dead") {
+                        "DEAD"
+                    } else {
+                        "UNKNOWN"
+                    }
+                } else {
+                    match report.map(|r| (r.state, r.standby)) {
+                        None => "UNKNOWN",
+                        Some((LocalState::Stopping | LocalState::Leaving, _)) => "STOPPING",
+                        Some((LocalState::Errored, _)) => "ERRORED",
+                        Some((LocalState::Ok, _)) if !node.running.is_empty() => "ACTIVE",
+                        Some((LocalState::Ok, Scope::None)) => "IDLE",
+                        Some((LocalState::Ok, _)) => "STANDBY",
+                    }
+                };
+                NodeState {
+                    node: node.name.clone(),
+                    state: state.to_owned(),
+                    groups: node.running.iter().cloned().collect(),
+                }
+            })
+            .collect()
     }
 
     /// Rebuilds the groups' part of the view (it changes only with operators' moves).
@@ -376,6 +499,8 @@ pub async fn run(
         moves: BTreeMap::new(),
         moved_by: BTreeMap::new(),
         group_views: Arc::default(),
+        state: LocalState::Ok,
+        holds: BTreeMap::new(),
         probed: false,
         failures: BTreeMap::new(),
     };
@@ -419,11 +544,17 @@ pub async fn run(
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Whether an event since the last decision may change it.
     let mut dirty = true;
+    let mut last_states: Vec<NodeState> = Vec::new();
     tokio::pin!(shutdown);
     loop {
         // What set off this turn of the loop.
         let mut trigger = String::new();
-        let next_release = crmd.released_at.values().min().copied();
+        let next_release = crmd
+            .released_at
+            .values()
+            .chain(crmd.holds.values().map(|(_, until)| until))
+            .min()
+            .copied();
         // Events first, every one that is ready; the report and the decision come when none
         // is left (the last arm), so that a burst of results makes one decision and one
         // report, not one per result.
@@ -449,6 +580,12 @@ pub async fn run(
                     }
                     tracing::warn!(node = %node, "{node}'s groups are free: its own stop must be over");
                     trigger = format!("the wait for {node}'s own stop is over");
+                }
+                let over: Vec<String> = crmd.holds.iter().filter(|(_, (_, until))| *until <= now).map(|(n, _)| n.clone()).collect();
+                for node in over {
+                    crmd.holds.remove(&node);
+                    tracing::warn!(node = %node, "{node}'s oops window is over: its groups may start elsewhere");
+                    trigger = format!("{node}'s oops window is over");
                 }
             }
             Some(signal) = node_changes.next() => {
@@ -502,7 +639,19 @@ pub async fn run(
                             failed: split(body.get("failed")),
                             standby: body.get("standby").and_then(|s| Scope::parse(s)).unwrap_or_default(),
                             takeover: body.get("takeover").and_then(|s| Scope::parse(s)).unwrap_or_default(),
+                            state: body.get("state").map(|s| LocalState::parse(s)).unwrap_or_default(),
                         };
+                        if crmd.config.style == Style::FreeHa {
+                            if report.state == LocalState::Leaving {
+                                if !crmd.holds.contains_key(&from) && !report.running.is_empty() {
+                                    let until = tokio::time::Instant::now() + crmd.config.oops_timeout;
+                                    tracing::warn!(node = %from, "{from}'s daemon is stopping: its groups wait {} s (the oops window) before they start elsewhere", crmd.config.oops_timeout.as_secs());
+                                    crmd.holds.insert(from.clone(), (report.running.clone(), until));
+                                }
+                            } else if crmd.holds.remove(&from).is_some() {
+                                tracing::info!(node = %from, "{from} is back within its oops window");
+                            }
+                        }
                         let previous = crmd.reports.get(&from);
                         if previous.is_some_and(|p| p.standby != report.standby || p.takeover != report.takeover) {
                             if let Some(command) = body.get("command").filter(|c| !c.is_empty()) {
@@ -589,7 +738,11 @@ pub async fn run(
                         crmd.running.insert(finished.group.clone());
                         "started"
                     }
-                    (true, false) => { crmd.failed.insert(finished.group.clone()); "failed" }
+                    (true, false) => {
+                        crmd.failed.insert(finished.group.clone());
+                        crmd.error_flag(&finished.group);
+                        "failed"
+                    }
                     (false, true) => { crmd.running.remove(&finished.group); "stopped" }
                     // A stop that failed: it may still run here, so it stays reported as running.
                     (false, false) => { crmd.failed.insert(finished.group.clone()); "failed" }
@@ -622,6 +775,7 @@ pub async fn run(
                 } else {
                     tracing::error!(group = %group.id, resource = %resource.id, "monitor of {} failed ({}, failure {count} of {threshold}): {} leaves this node", resource.id, rc::name(result.rc), group.id);
                     crmd.failed.insert(group.id.clone());
+                    crmd.error_flag(&group.id);
                     carry_out(&executor, &done_tx, group, Work::Stop);
                 }
             }
@@ -679,6 +833,26 @@ pub async fn run(
                         crmd.last_command = trigger.clone();
                         crmd.takeover = scope;
                         crmd.standby = Scope::None;
+                    }
+                    Command::StopServices(uid) => {
+                        trigger = format!("stop services (FreeHA's SIGHUP) by uid {uid}");
+                        tracing::warn!("{trigger}: this node stops its groups and stays STOPPING");
+                        crmd.last_command = trigger.clone();
+                        crmd.state = LocalState::Stopping;
+                    }
+                    Command::ForceStart(uid) => {
+                        trigger = format!("force start (FreeHA's SIGUSR1 or -m) by uid {uid}");
+                        tracing::warn!("{trigger}: error flag cleared, every group comes here");
+                        crmd.last_command = trigger.clone();
+                        crmd.clear_error();
+                        crmd.standby = Scope::None;
+                        crmd.takeover = Scope::All;
+                    }
+                    Command::ClearError(uid) => {
+                        trigger = format!("clear error (FreeHA's SIGUSR2) by uid {uid}");
+                        tracing::warn!("{trigger}");
+                        crmd.last_command = trigger.clone();
+                        crmd.clear_error();
                     }
                 }
                 report_due = true;
@@ -742,8 +916,14 @@ pub async fn run(
             outbox.send("", crmd.own_report());
         }
         let view = Arc::new(crmd.view());
+        let node_states = crmd.node_states(&view);
+        if node_states != last_states {
+            write_status_file(&options.run_dir, &crmd.local, &node_states);
+            last_states = node_states.clone();
+        }
         if let Ok(mut shared) = shared.lock() {
             shared.view = Some(view.clone());
+            shared.node_states = node_states;
             shared.decision_maker = crmd.decision_maker().unwrap_or_default();
         }
         let trigger = triggers.take();
@@ -810,6 +990,7 @@ pub async fn run(
     // that nothing is placed here meanwhile.
     tracing::info!(running = ?crmd.running, "crmd stopping: giving up this node's groups");
     crmd.standby = Scope::All;
+    crmd.state = LocalState::Leaving;
     outbox.send("", crmd.own_report());
     while !crmd.busy.is_empty() {
         let Some(finished) = done.recv().await else { break };

@@ -7,7 +7,7 @@ use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::{interface, Connection};
 
-use hbapi::crmd::{DecisionInfo, GroupInfo};
+use hbapi::crmd::{DecisionInfo, GroupInfo, NodeState};
 use hbapi::error::HbError;
 
 use crate::policy::{ClusterView, Scope};
@@ -20,6 +20,8 @@ pub const HISTORY_LIMIT: usize = 1000;
 pub struct Shared {
     /// The cluster as the last decision saw it.
     pub view: Option<Arc<ClusterView>>,
+    /// Every node's state.
+    pub node_states: Vec<NodeState>,
     /// The partition's decision maker.
     pub decision_maker: String,
     /// This node's decisions, oldest first.
@@ -69,6 +71,12 @@ pub enum Command {
         /// Caller.
         uid: u32,
     },
+    /// FreeHA's SIGHUP (asked by this uid).
+    StopServices(u32),
+    /// FreeHA's SIGUSR1 and `-m` (asked by this uid).
+    ForceStart(u32),
+    /// FreeHA's SIGUSR2 (asked by this uid).
+    ClearError(u32),
 }
 
 /// The served object.
@@ -193,6 +201,47 @@ impl CrmdInterface {
         let uid = hbapi::bus::authorise_operator(connection, &header).await?;
         let group = self.group_of(resource)?;
         self.send(Command::Cleanup { group, uid })
+    }
+
+    /// Every node's state, FreeHA's way (also in RUN_DIR/status).
+    fn node_states(&self) -> Vec<NodeState> {
+        self.shared
+            .lock()
+            .map(|s| s.node_states.clone())
+            .unwrap_or_default()
+    }
+
+    /// FreeHA's SIGHUP: this node stops its services and stays STOPPING until force_start or
+    /// a restart. Cluster users only.
+    async fn stop_services(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<(), HbError> {
+        let uid = hbapi::bus::authorise_operator(connection, &header).await?;
+        self.send(Command::StopServices(uid))
+    }
+
+    /// FreeHA's SIGUSR1 and `-m`: clears the error flag and failures here and brings every
+    /// group to this node, stopped elsewhere first. Cluster users only.
+    async fn force_start(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<(), HbError> {
+        let uid = hbapi::bus::authorise_operator(connection, &header).await?;
+        self.send(Command::ForceStart(uid))
+    }
+
+    /// FreeHA's SIGUSR2: clears this node's error flag and its groups' failures here.
+    /// Cluster users only.
+    async fn clear_error(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<(), HbError> {
+        let uid = hbapi::bus::authorise_operator(connection, &header).await?;
+        self.send(Command::ClearError(uid))
     }
 
     /// A group started or stopped on this node (`started`, `stopped`, `failed`).

@@ -46,7 +46,17 @@ pub fn main() -> std::process::ExitCode {
     };
     hbapi::daemon::block_on("crmd", async move {
         let shutdown = hbapi::daemon::terminated();
-        match daemon::run(daemon::CrmdOptions { node, bus_address }, loaded.config, shutdown).await {
+        match daemon::run(
+            daemon::CrmdOptions {
+                node,
+                bus_address,
+                run_dir,
+            },
+            loaded.config,
+            shutdown,
+        )
+        .await
+        {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 tracing::error!("{error}");

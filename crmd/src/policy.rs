@@ -8,6 +8,8 @@
 //!    of three or more without fencing, until the lost node's own stop (it lost quorum) must
 //!    be over. The daemon decides which lost nodes are unclean; a two-node cluster without
 //!    fencing has none (Heartbeat v1's takeover), which is why it gets a split-brain warning.
+//!    A group a node held when its daemon was stopped in FreeHA style waits in the same way
+//!    until that node's oops window ends.
 //! 2. A group found on more than one node is stopped everywhere but where it should run.
 //! 3. A group runs on at most one node: a move stops it first and starts it elsewhere only
 //!    once no node reports it running (the next decision, after the stop is reported).
@@ -95,6 +97,10 @@ pub struct NodeView {
     pub failed: Groups,
     /// Lost while it held groups, and neither fenced nor cleanly stopped since.
     pub unclean: bool,
+    /// Groups this node held when its daemon was stopped in FreeHA style: they start
+    /// nowhere else until the oops window ends (the daemon drops the hold then, or when the
+    /// node reports again).
+    pub held: Groups,
 }
 
 /// A group and where it prefers to run.
@@ -210,10 +216,9 @@ pub fn decide(view: &ClusterView) -> Vec<Action> {
     }
     for group in view.groups.iter() {
         // Nodes that may run it: active ones that report it, and lost unclean ones.
-        let blocked = view
-            .nodes
-            .iter()
-            .any(|n| !n.active && n.unclean && n.running.contains(&group.name));
+        let blocked = view.nodes.iter().any(|n| {
+            (!n.active && n.unclean && n.running.contains(&group.name)) || n.held.contains(&group.name)
+        });
         let holders: Vec<&str> = view
             .nodes
             .iter()
@@ -221,7 +226,8 @@ pub fn decide(view: &ClusterView) -> Vec<Action> {
             .map(|n| n.name.as_str())
             .collect();
         if blocked {
-            // Whatever runs on live nodes stays as it is until the lost node is fenced.
+            // Whatever runs on live nodes stays as it is until the lost node is fenced (or
+            // its oops window is over).
             continue;
         }
         let current = match holders.as_slice() {
@@ -311,6 +317,7 @@ pub fn parse_scenario(text: &str) -> Result<(ClusterView, Vec<String>), String> 
                     running: Groups::default(),
                     failed: Groups::default(),
                     unclean: false,
+                    held: Groups::default(),
                 };
                 for item in rest {
                     match item.split_once('=') {
@@ -340,6 +347,14 @@ pub fn parse_scenario(text: &str) -> Result<(ClusterView, Vec<String>), String> 
                                 Scope::parse(mode).ok_or_else(|| error("takeover=all|local|foreign"))?
                         }
                         None if *item == "unclean" => node.unclean = true,
+                        Some(("held", list)) => {
+                            node.held = Arc::new(
+                                list.split(',')
+                                    .filter(|s| !s.is_empty())
+                                    .map(str::to_owned)
+                                    .collect(),
+                            )
+                        }
                         _ => return Err(error("node attributes: running=a,b failed=a standby unclean")),
                     }
                 }

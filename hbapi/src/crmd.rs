@@ -30,6 +30,17 @@ pub struct DecisionInfo {
     pub trigger: String,
 }
 
+/// One node's state as crmd sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct NodeState {
+    /// Node name.
+    pub node: String,
+    /// `ACTIVE`, `IDLE`, `STANDBY`, `STOPPING`, `ERRORED`, `DEAD` or `UNKNOWN`.
+    pub state: String,
+    /// Groups it runs.
+    pub groups: Vec<String>,
+}
+
 /// Client side of crmd's interface.
 #[proxy(
     interface = "org.heartbeatrs.Crmd1",
@@ -58,6 +69,25 @@ pub trait Crmd {
 
     /// Forgets a group's (or a resource's group's) failures on every node. Cluster users only.
     fn cleanup(&self, resource: &str) -> zbus::Result<()>;
+
+    /// Every node's state, FreeHA's way: `ACTIVE` (runs groups), `IDLE`, `STANDBY`,
+    /// `STOPPING` (its services are being or were stopped; after its daemon stopped, until
+    /// the oops window ends), `ERRORED`, `DEAD`, `UNKNOWN` (not heard from yet). Also written
+    /// to RUN_DIR/status.
+    fn node_states(&self) -> zbus::Result<Vec<NodeState>>;
+
+    /// FreeHA's SIGHUP: this node stops its services and stays STOPPING, running, until
+    /// `force_start` or a restart. Cluster users only.
+    fn stop_services(&self) -> zbus::Result<()>;
+
+    /// FreeHA's SIGUSR1 and `-m`: clears this node's error flag and failures and brings every
+    /// group here (through the decision maker, which stops them elsewhere first — unlike
+    /// FreeHA, which started them without asking). Cluster users only.
+    fn force_start(&self) -> zbus::Result<()>;
+
+    /// FreeHA's SIGUSR2: clears this node's error flag and its groups' failures here.
+    /// Cluster users only.
+    fn clear_error(&self) -> zbus::Result<()>;
 
     /// A group started or stopped on this node (`started`, `stopped`, `failed`).
     #[zbus(signal)]

@@ -97,6 +97,8 @@ pub mod run_files {
     pub const BUS_SOCKET: &str = "bus.sock";
     /// The master's pid.
     pub const PID: &str = "heartbeat.pid";
+    /// Every node's state, written by crmd (FreeHA's status file).
+    pub const STATUS: &str = "status";
 }
 
 #[cfg(test)]

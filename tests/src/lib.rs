@@ -63,6 +63,7 @@ pub struct NodeBuilder {
     scripts: Vec<(String, String)>,
     ops: Vec<(String, hbapi::config::OpSettings)>,
     groups: Option<Vec<hbapi::config::ResourceGroup>>,
+    freeha: Option<Duration>,
 }
 
 impl NodeBuilder {
@@ -84,6 +85,7 @@ impl NodeBuilder {
             scripts: Vec::new(),
             ops: Vec::new(),
             groups: None,
+            freeha: None,
         }
     }
 
@@ -99,6 +101,12 @@ impl NodeBuilder {
     /// haresources with these settings (ha.toml wins over ha.cf when both are present).
     pub fn resource_ops(mut self, resource: &str, ops: hbapi::config::OpSettings) -> Self {
         self.ops.push((resource.to_owned(), ops));
+        self
+    }
+
+    /// FreeHA's semantics (ha.toml's `style = "freeha"`) with this oops window.
+    pub fn freeha(mut self, oops_timeout: Duration) -> Self {
+        self.freeha = Some(oops_timeout);
         self
     }
 
@@ -231,10 +239,14 @@ impl NodeBuilder {
         std::fs::set_permissions(&authkeys, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .expect("chmod");
 
-        if !self.ops.is_empty() || self.groups.is_some() {
+        if !self.ops.is_empty() || self.groups.is_some() || self.freeha.is_some() {
             let mut loaded = hbapi::config::load_classic(&config_dir).expect("lab configuration");
             if let Some(groups) = &self.groups {
                 loaded.config.groups = groups.clone();
+            }
+            if let Some(oops_timeout) = self.freeha {
+                loaded.config.style = hbapi::config::Style::FreeHa;
+                loaded.config.oops_timeout = oops_timeout;
             }
             for group in &mut loaded.config.groups {
                 for resource in &mut group.resources {

@@ -471,3 +471,93 @@ async fn a_respawned_crmd_finds_its_group_running_and_starts_nothing_twice() {
         "nothing started twice"
     );
 }
+
+/// Every node's state as `node`'s crmd sees it, from its status file (FreeHA's), once that
+/// file says what `expected` says: lines "NODE STATE [GROUPS]".
+async fn wait_status(node: &Node, expected: &[&str]) {
+    let path = node.run_dir.join(hbapi::names::run_files::STATUS);
+    let read = || {
+        std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let seen = tokio::time::timeout(PATIENCE, async {
+        while read() != expected {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        seen.is_ok(),
+        "status file of {}: {:?}, expected {expected:?}",
+        node.node,
+        read()
+    );
+}
+
+fn signal(node: &Node, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(node.master_pid() as i32), signal).unwrap();
+}
+
+#[tokio::test]
+async fn freeha_style_sighup_sigusr1_and_the_oops_window_after_sigterm() {
+    use nix::sys::signal::Signal;
+    let oops = std::time::Duration::from_secs(3);
+    let lab = Lab::new();
+    let mut nodes = start_cluster(&["alpha", "bravo"], |b| {
+        lab.configure(b, "alpha Ledger::web\n").freeha(oops)
+    })
+    .await;
+    wait_status(&nodes[1], &["alpha ACTIVE Ledger::web", "bravo IDLE"]).await;
+
+    // SIGHUP: alpha stops its services but keeps running, STOPPING; bravo takes over at once.
+    let mut at_bravo = changes(&nodes[1]).await;
+    signal(&nodes[0], Signal::SIGHUP);
+    wait_group(&mut at_bravo, "Ledger::web", "started").await;
+    wait_status(&nodes[1], &["alpha STOPPING", "bravo ACTIVE Ledger::web"]).await;
+    let states = CrmdProxy::new(&nodes[1].connection)
+        .await
+        .unwrap()
+        .node_states()
+        .await
+        .unwrap();
+    assert_eq!(states[0].state, "STOPPING", "{states:?}");
+
+    // SIGUSR1: alpha forces a start; the group comes back (stopped on bravo first).
+    let mut at_alpha = changes(&nodes[0]).await;
+    signal(&nodes[0], Signal::SIGUSR1);
+    wait_group(&mut at_alpha, "Ledger::web", "started").await;
+    wait_status(&nodes[1], &["alpha ACTIVE Ledger::web", "bravo IDLE"]).await;
+
+    // SIGTERM: alpha stops its services and leaves; bravo sees it STOPPING and waits out
+    // the oops window before it starts the group.
+    let mut at_bravo = changes(&nodes[1]).await;
+    let stopped_at = std::time::Instant::now();
+    let status = nodes[0].terminate().await;
+    assert!(status.success(), "{status:?}");
+    wait_status(&nodes[1], &["alpha STOPPING", "bravo IDLE"]).await;
+    wait_group(&mut at_bravo, "Ledger::web", "started").await;
+    assert!(
+        stopped_at.elapsed() >= oops,
+        "started on bravo {:?} after alpha's daemon stopped, within the oops window of {oops:?}",
+        stopped_at.elapsed()
+    );
+    wait_status(&nodes[1], &["alpha DEAD", "bravo ACTIVE Ledger::web"]).await;
+    lab.assert_never_twice(&[]);
+    let events: Vec<String> = lab.entries().iter().map(|(n, e, _)| format!("{n} {e}")).collect();
+    assert_eq!(
+        events,
+        [
+            "alpha start",
+            "alpha stop",
+            "bravo start",
+            "bravo stop",
+            "alpha start",
+            "alpha stop",
+            "bravo start"
+        ]
+    );
+}

@@ -74,6 +74,8 @@ pub mod defaults {
     pub const MAX_NODES: usize = 100;
     /// Heartbeat's HOSTLENG, less the terminating NUL.
     pub const MAX_NODE_NAME: usize = 200;
+    /// FreeHA's oops window, when ha.toml does not set `oops_timeout`.
+    pub const OOPS_TIMEOUT: Duration = Duration::from_secs(30);
 }
 
 /// Directives Heartbeat 3.0.6 accepts that heartbeat-rs reads but does not act on, with why.

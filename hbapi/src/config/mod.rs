@@ -158,6 +158,8 @@ fn assemble(ha_cf: HaCf, groups: Vec<ResourceGroup>, auth: AuthKeys) -> ClusterC
         hopfudge: ha_cf.hopfudge,
         autojoin: ha_cf.autojoin,
         generation_method: ha_cf.generation_method,
+        style: Style::Heartbeat,
+        oops_timeout: hacf::defaults::OOPS_TIMEOUT,
         groups,
         auth,
     }

@@ -45,6 +45,12 @@ pub struct ClusterConfig {
     pub autojoin: AutoJoin,
     /// `hbgenmethod`: how the generation number is kept.
     pub generation_method: GenerationMethod,
+    /// Whose operating semantics apply where Heartbeat and FreeHA disagree (ha.toml's
+    /// `style`; ha.cf is Heartbeat's file, so it always means Heartbeat's).
+    pub style: Style,
+    /// FreeHA's "oops" window: how long peers wait before taking over the groups of a node
+    /// whose daemon was stopped (ha.toml's `oops_timeout`; FreeHA style only).
+    pub oops_timeout: Duration,
     /// Resource groups, from `haresources` or `[[group]]` tables.
     pub groups: Vec<ResourceGroup>,
     /// The authentication keys, from `authkeys` or `[auth]`.
@@ -186,6 +192,28 @@ impl AutoFailback {
             AutoFailback::On => "on",
             AutoFailback::Off => "off",
             AutoFailback::Legacy => "legacy",
+        }
+    }
+}
+
+/// Whose semantics apply where Heartbeat and FreeHA disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Style {
+    /// SIGTERM hands the groups over at once; SIGHUP rereads the configuration.
+    #[default]
+    Heartbeat,
+    /// SIGTERM leaves the node STOPPING and its groups wait out the oops window; SIGHUP
+    /// stops the node's services but keeps it running; a failed monitor makes the node
+    /// ERRORED until SIGUSR1 (force start) or SIGUSR2 (clear error).
+    FreeHa,
+}
+
+impl Style {
+    /// ha.toml's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Style::Heartbeat => "heartbeat",
+            Style::FreeHa => "freeha",
         }
     }
 }

@@ -6,6 +6,8 @@
 //! keepalive = "200ms"
 //! deadtime = "1"
 //! auto_failback = "off"
+//! style = "heartbeat"        # or "freeha": FreeHA's signals, oops window and ERRORED state
+//! oops_timeout = "30s"       # freeha only: how long peers wait for a stopped node
 //!
 //! [[link]]
 //! type = "ucast"
@@ -143,6 +145,12 @@ pub struct TomlCluster {
     /// Watchdog device.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watchdog: Option<String>,
+    /// `heartbeat` or `freeha`: whose semantics apply where they disagree.
+    #[serde(default = "default_style")]
+    pub style: String,
+    /// FreeHA's oops window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oops_timeout: Option<Time>,
 }
 
 fn default_cluster_name() -> String {
@@ -153,6 +161,9 @@ fn default_udp_port() -> u16 {
 }
 fn default_auto_failback() -> String {
     "legacy".into()
+}
+fn default_style() -> String {
+    "heartbeat".into()
 }
 fn default_msgfmt() -> String {
     "classic".into()
@@ -437,6 +448,18 @@ pub fn parse_toml(
                 format!("expected \"on\", \"off\" or \"legacy\", found {other:?}"),
             );
             AutoFailback::Off
+        }
+    };
+    let style = match raw.cluster.style.as_str() {
+        "heartbeat" => Style::Heartbeat,
+        "freeha" => Style::FreeHa,
+        other => {
+            diag.error(
+                Location::file(path),
+                Some("cluster.style"),
+                format!("expected \"heartbeat\" or \"freeha\", found {other:?}"),
+            );
+            Style::Heartbeat
         }
     };
     let msgfmt = match raw.cluster.msgfmt.as_str() {
@@ -753,6 +776,8 @@ pub fn parse_toml(
         hopfudge: raw.cluster.hopfudge,
         autojoin: AutoJoin::None,
         generation_method,
+        style,
+        oops_timeout: raw.cluster.oops_timeout.map_or(defaults::OOPS_TIMEOUT, |t| t.0),
         groups,
         auth,
     });
@@ -855,6 +880,8 @@ pub fn to_toml(config: &ClusterConfig, authkeys_file: &str) -> String {
                 GenerationMethod::Time => "time".into(),
             },
             watchdog: config.watchdog.clone(),
+            style: config.style.as_str().into(),
+            oops_timeout: Some(Time(config.oops_timeout)),
         },
         links: config
             .media
@@ -1004,5 +1031,40 @@ fn resource_to_toml(resource: &Resource) -> TomlResource {
         migration_threshold: (resource.ops.migration_threshold != defaults.migration_threshold)
             .then_some(resource.ops.migration_threshold),
         failure_timeout: resource.ops.failure_timeout.map(Time),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(cluster_extra: &str) -> super::super::Parsed<ClusterConfig> {
+        let text = format!(
+            "[cluster]\nnodes = [\"alpha\", \"bravo\"]\nauto_failback = \"off\"\n{cluster_extra}\n\n[[link]]\ntype = \"ucast\"\ndevice = \"lo\"\npeers = [\"127.0.0.1\"]\n\n[auth]\nactive = 1\nkeys = [{{ id = 1, method = \"sha256\", secret = \"s3cret\" }}]\n"
+        );
+        parse_toml(Path::new("/etc/ha.d/ha.toml"), &text, &|_| {
+            unreachable!("keys are inline")
+        })
+    }
+
+    #[test]
+    fn style_and_oops_timeout_are_read_and_written_back() {
+        let (config, _) = parse("").unwrap();
+        assert_eq!(config.style, Style::Heartbeat);
+        assert_eq!(config.oops_timeout, defaults::OOPS_TIMEOUT);
+        let (config, _) = parse("style = \"freeha\"\noops_timeout = \"5s\"").unwrap();
+        assert_eq!(config.style, Style::FreeHa);
+        assert_eq!(config.oops_timeout, Duration::from_secs(5));
+        let written = to_toml(&config, "authkeys");
+        assert!(written.contains("style = \"freeha\""), "{written}");
+    }
+
+    #[test]
+    fn an_unknown_style_is_refused_with_file_and_key() {
+        let error = parse("style = \"pacemaker\"").unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("/etc/ha.d/ha.toml"), "{text}");
+        assert!(text.contains("cluster.style"), "{text}");
+        assert!(text.contains("\"pacemaker\""), "{text}");
     }
 }

@@ -79,6 +79,10 @@ pub struct Args {
     /// Print the ha.toml equivalent of the configuration and exit.
     #[arg(long, group = "mode")]
     pub to_toml: bool,
+    /// Force this node to take every group once it is up (FreeHA's `-m`; the decision maker
+    /// stops them elsewhere first).
+    #[arg(short = 'm', long = "force-start")]
+    pub force_start: bool,
     /// More debugging output (repeatable).
     #[arg(short = 'd', action = clap::ArgAction::Count)]
     pub debug: u8,
@@ -226,6 +230,9 @@ pub fn main() -> ExitCode {
             tracing::error!("cannot install signal handlers: {error}");
             return ExitCode::FAILURE;
         }
+        if args.force_start {
+            let _ = commands_tx.send(Command::ForceStart);
+        }
         match super::run(options, loaded, commands_tx, commands).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -236,18 +243,23 @@ pub fn main() -> ExitCode {
     })
 }
 
-/// SIGTERM and SIGINT shut down; SIGHUP rereads the configuration.
+/// SIGTERM and SIGINT shut down; SIGHUP, SIGUSR1 and SIGUSR2 mean what the configuration's
+/// style says (the master's loop decides, with the configuration of the moment).
 fn forward_signals(commands: mpsc::UnboundedSender<Command>) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut hangup = signal(SignalKind::hangup())?;
+    let mut user1 = signal(SignalKind::user_defined1())?;
+    let mut user2 = signal(SignalKind::user_defined2())?;
     tokio::spawn(async move {
         loop {
             let command = tokio::select! {
                 _ = term.recv() => { tracing::info!("SIGTERM received"); Command::Shutdown }
                 _ = interrupt.recv() => { tracing::info!("SIGINT received"); Command::Shutdown }
-                _ = hangup.recv() => { tracing::info!("SIGHUP received: rereading the configuration"); Command::Reload(None) }
+                _ = hangup.recv() => { tracing::info!("SIGHUP received"); Command::Hangup }
+                _ = user1.recv() => { tracing::info!("SIGUSR1 received"); Command::UserSignal1 }
+                _ = user2.recv() => { tracing::info!("SIGUSR2 received"); Command::UserSignal2 }
             };
             if commands.send(command).is_err() {
                 break;

@@ -17,6 +17,15 @@ pub enum Command {
     Shutdown,
     /// Restart one child.
     RestartChild(String, oneshot::Sender<Result<(), String>>),
+    /// SIGHUP: rereads the configuration (Heartbeat style) or stops this node's services
+    /// (FreeHA style).
+    Hangup,
+    /// SIGUSR1 (FreeHA style: force start; Heartbeat raised its debug level).
+    UserSignal1,
+    /// SIGUSR2 (FreeHA style: clear the error flag; Heartbeat lowered its debug level).
+    UserSignal2,
+    /// `-m`: force start (FreeHA's flag), once crmd is up.
+    ForceStart,
 }
 
 /// The served object.

@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use zbus::object_server::SignalEmitter;
 
-use hbapi::config::{ClusterConfig, Loaded};
+use hbapi::config::{ClusterConfig, Loaded, Style};
 use hbapi::names;
 
 use self::bus::{BusChoice, ProvidedBus};
@@ -221,6 +221,23 @@ pub fn process_alive(pid: i32) -> bool {
     }
 }
 
+/// Passes FreeHA's signals (and `-m`) to crmd, which owns the node's services.
+async fn tell_crmd(connection: zbus::Connection, command: Command) {
+    let outcome = async {
+        let crmd = hbapi::crmd::CrmdProxy::new(&connection).await?;
+        match command {
+            Command::Hangup => crmd.stop_services().await,
+            Command::UserSignal1 | Command::ForceStart => crmd.force_start().await,
+            _ => crmd.clear_error().await,
+        }
+    }
+    .await;
+    match outcome {
+        Ok(()) => tracing::info!("{command:?} passed to crmd"),
+        Err(error) => tracing::error!("{command:?} not passed to crmd: {error}"),
+    }
+}
+
 /// Runs the master until a [`Command::Shutdown`] arrives on `commands` (or the bus it runs
 /// dies). `commands_tx` is handed to the bus interface.
 pub async fn run(
@@ -316,6 +333,18 @@ async fn serve(
                 }
                 Some(Command::RestartChild(name, reply)) => {
                     let _ = reply.send(supervisor.restart(&name).await);
+                }
+                Some(Command::Hangup) if config.style == Style::Heartbeat => {
+                    tracing::info!("SIGHUP: rereading the configuration");
+                    if let Err(message) = reload(options, &mut config, &mut supervisor, &provided.address).await {
+                        tracing::error!("reload refused; keeping the running configuration:\n{message}");
+                    }
+                }
+                Some(Command::UserSignal1 | Command::UserSignal2) if config.style == Style::Heartbeat => {
+                    tracing::warn!("SIGUSR1/SIGUSR2 change Heartbeat's debug level; here the level follows ha.cf's `debug` (reload to change it). With style = \"freeha\" in ha.toml they force a start and clear the error flag");
+                }
+                Some(command @ (Command::Hangup | Command::UserSignal1 | Command::UserSignal2 | Command::ForceStart)) => {
+                    tokio::spawn(tell_crmd(connection.clone(), command));
                 }
             },
             reason = provided.died() => {
