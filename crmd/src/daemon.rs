@@ -32,7 +32,7 @@ use hbapi::names;
 use hbapi::stonith::StonithProxy;
 
 use crate::iface::{Command, CrmdInterface, Shared};
-use crate::local::Executor;
+use crate::local::{Executor, GroupOutcome};
 use crate::outbox::Outbox;
 use crate::policy::{self, Action, ClusterView, GroupView, Groups, NodeView, Scope};
 
@@ -49,6 +49,8 @@ pub struct Report {
     pub running: Groups,
     /// Groups that failed there.
     pub failed: Groups,
+    /// Groups whose stop failed there: they may still run.
+    pub blocked: Groups,
     /// Groups given up (hb_standby).
     pub standby: Scope,
     /// Groups asked for (hb_takeover).
@@ -72,8 +74,7 @@ fn split(text: Option<&String>) -> Groups {
 #[derive(Debug)]
 struct LocalDone {
     group: String,
-    started: bool,
-    ok: bool,
+    outcome: GroupOutcome,
 }
 
 /// FreeHA's status file: every node's state, one per line, in RUN_DIR/status (replaced
@@ -107,16 +108,17 @@ enum Work {
 fn carry_out(executor: &Executor, done: &mpsc::UnboundedSender<LocalDone>, group: ResourceGroup, work: Work) {
     let (executor, done) = (executor.clone(), done.clone());
     tokio::spawn(async move {
-        let ok = match work {
+        let outcome = match work {
             Work::Start => executor.start_group(&group).await,
             Work::Stop => executor.stop_group(&group).await,
-            Work::Restart => executor.stop_group(&group).await && executor.start_group(&group).await,
+            Work::Restart => match executor.stop_group(&group).await {
+                GroupOutcome::Stopped => executor.start_group(&group).await,
+                stop_failed => stop_failed,
+            },
         };
-        let started = !matches!(work, Work::Stop);
         let _ = done.send(LocalDone {
             group: group.id,
-            started,
-            ok,
+            outcome,
         });
     });
 }
@@ -250,6 +252,8 @@ struct Crmd {
     // This node.
     running: BTreeSet<String>,
     failed: BTreeSet<String>,
+    /// Groups whose stop failed here.
+    blocked: BTreeSet<String>,
     busy: BTreeSet<String>,
     standby: Scope,
     takeover: Scope,
@@ -349,6 +353,7 @@ impl Crmd {
                         takeover: report.takeover,
                         running: report.running,
                         failed: report.failed,
+                        blocked: report.blocked,
                         unclean: self.unclean.contains(name),
                         held: self
                             .holds
@@ -370,6 +375,7 @@ impl Crmd {
             ("op".to_owned(), "report".to_owned()),
             ("running".to_owned(), join(&running)),
             ("failed".to_owned(), join(&self.failed)),
+            ("blocked".to_owned(), join(&self.blocked)),
             ("standby".to_owned(), self.standby.as_str().to_owned()),
             ("takeover".to_owned(), self.takeover.as_str().to_owned()),
             ("state".to_owned(), self.state.as_str().to_owned()),
@@ -391,6 +397,7 @@ impl Crmd {
             self.state = LocalState::Ok;
         }
         self.failed.clear();
+        self.blocked.clear();
         self.failures.clear();
     }
 
@@ -400,7 +407,9 @@ impl Crmd {
             .iter()
             .map(|node| {
                 let report = self.reports.get(&node.name);
-                let state = if !node.held.is_empty() {
+                let state = if !node.blocked.is_empty() {
+                    "BLOCKED"
+                } else if !node.held.is_empty() {
                     "STOPPING"
                 } else if !node.active {
                     if self.members.get(&node.name).is_some_and(|s| s == "dead") {
@@ -492,6 +501,7 @@ pub async fn run(
         released_at: BTreeMap::new(),
         running: BTreeSet::new(),
         failed: BTreeSet::new(),
+        blocked: BTreeSet::new(),
         busy: BTreeSet::new(),
         standby: Scope::None,
         takeover: Scope::None,
@@ -637,6 +647,7 @@ pub async fn run(
                         let report = Report {
                             running: split(body.get("running")),
                             failed: split(body.get("failed")),
+                            blocked: split(body.get("blocked")),
                             standby: body.get("standby").and_then(|s| Scope::parse(s)).unwrap_or_default(),
                             takeover: body.get("takeover").and_then(|s| Scope::parse(s)).unwrap_or_default(),
                             state: body.get("state").map(|s| LocalState::parse(s)).unwrap_or_default(),
@@ -712,7 +723,7 @@ pub async fn run(
                             for resource in &group.resources {
                                 crmd.failures.remove(&resource.id);
                             }
-                            if crmd.failed.remove(&group.id) {
+                            if crmd.failed.remove(&group.id) | crmd.blocked.remove(&group.id) {
                                 report_due = true;
                             }
                             if let Some(by) = body.get("by") {
@@ -725,6 +736,7 @@ pub async fn run(
                             crmd.unclean.remove(node);
                             if let Some(report) = crmd.reports.get_mut(node) {
                                 report.running = Groups::default();
+                                report.blocked = Groups::default();
                             }
                         }
                     }
@@ -733,19 +745,27 @@ pub async fn run(
             }
             Some(finished) = done.recv() => {
                 crmd.busy.remove(&finished.group);
-                let state = match (finished.started, finished.ok) {
-                    (true, true) => {
+                let state = match finished.outcome {
+                    GroupOutcome::Started => {
                         crmd.running.insert(finished.group.clone());
                         "started"
                     }
-                    (true, false) => {
+                    GroupOutcome::StartFailed => {
+                        crmd.running.remove(&finished.group);
                         crmd.failed.insert(finished.group.clone());
                         crmd.error_flag(&finished.group);
                         "failed"
                     }
-                    (false, true) => { crmd.running.remove(&finished.group); "stopped" }
-                    // A stop that failed: it may still run here, so it stays reported as running.
-                    (false, false) => { crmd.failed.insert(finished.group.clone()); "failed" }
+                    GroupOutcome::Stopped => { crmd.running.remove(&finished.group); "stopped" }
+                    // It may still run here: reported as running and blocked, so that it
+                    // starts nowhere else until this node is fenced or an operator cleans up.
+                    GroupOutcome::StopFailed => {
+                        crmd.running.insert(finished.group.clone());
+                        crmd.failed.insert(finished.group.clone());
+                        crmd.blocked.insert(finished.group.clone());
+                        crmd.error_flag(&finished.group);
+                        "blocked"
+                    }
                 };
                 trigger = format!("{} {state} on {}", finished.group, crmd.local);
                 let _ = CrmdInterface::group_changed(&emitter, &finished.group, &crmd.local, state).await;
@@ -791,6 +811,7 @@ pub async fn run(
                         crmd.unclean.remove(&node);
                         if let Some(report) = crmd.reports.get_mut(&node) {
                             report.running = Groups::default();
+                            report.blocked = Groups::default();
                         }
                         let body = HashMap::from([("op".to_owned(), "fenced".to_owned()), ("node".to_owned(), node.clone())]);
                         outbox.send("", body);
@@ -956,7 +977,7 @@ pub async fn run(
                         .fence(
                             node,
                             "reboot",
-                            &format!("{node} was lost while it held resources"),
+                            &format!("{node} was lost while it held resources, or could not stop one"),
                         )
                         .await
                     {
@@ -995,10 +1016,13 @@ pub async fn run(
     while !crmd.busy.is_empty() {
         let Some(finished) = done.recv().await else { break };
         crmd.busy.remove(&finished.group);
-        if finished.ok && !finished.started {
-            crmd.running.remove(&finished.group);
-        } else if finished.ok {
-            crmd.running.insert(finished.group);
+        match finished.outcome {
+            GroupOutcome::Stopped | GroupOutcome::StartFailed => {
+                crmd.running.remove(&finished.group);
+            }
+            GroupOutcome::Started | GroupOutcome::StopFailed => {
+                crmd.running.insert(finished.group);
+            }
         }
     }
     let order: Vec<ResourceGroup> = crmd
@@ -1010,7 +1034,7 @@ pub async fn run(
         .cloned()
         .collect();
     for group in order {
-        if executor.stop_group(&group).await {
+        if executor.stop_group(&group).await == GroupOutcome::Stopped {
             crmd.running.remove(&group.id);
             let _ = CrmdInterface::group_changed(&emitter, &group.id, &crmd.local, "stopped").await;
         } else {

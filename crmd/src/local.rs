@@ -23,6 +23,19 @@ const EARLY_RESULTS: usize = 1024;
 /// it (lrmd enforces the timeout; this only covers a result lost with a dying lrmd).
 const RESULT_GRACE: Duration = Duration::from_secs(30);
 
+/// What an operation on a whole group came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupOutcome {
+    /// Every member started.
+    Started,
+    /// A member failed to start; what had started was stopped again.
+    StartFailed,
+    /// Every member stopped.
+    Stopped,
+    /// A member failed to stop: the group may still run here.
+    StopFailed,
+}
+
 #[derive(Default)]
 struct Pending {
     waiters: HashMap<u64, oneshot::Sender<OpResult>>,
@@ -154,34 +167,39 @@ impl Executor {
         Ok(result.rc)
     }
 
-    /// Starts a group's members left to right; on a failure stops what was started.
-    pub async fn start_group(&self, group: &ResourceGroup) -> bool {
+    /// Starts a group's members left to right; on a failure stops what was started (the
+    /// member that failed too: a failed start may have left something running).
+    pub async fn start_group(&self, group: &ResourceGroup) -> GroupOutcome {
         for (index, resource) in group.resources.iter().enumerate() {
             match self.operation(resource, "start").await {
                 Ok(rc::OK) => {}
                 outcome => {
                     tracing::error!(group = %group.id, resource = %resource.id, "start of {} failed: {outcome:?}; stopping what was started", resource.id);
-                    for started in group.resources[..=index].iter().rev() {
-                        let _ = self.operation(started, "stop").await;
-                    }
-                    return false;
+                    return match self.stop_resources(group, &group.resources[..=index]).await {
+                        GroupOutcome::Stopped => GroupOutcome::StartFailed,
+                        stop_failed => stop_failed,
+                    };
                 }
             }
         }
         self.start_monitors(group).await;
-        true
+        GroupOutcome::Started
     }
 
-    /// Stops a group's members right to left; false if any stop failed.
-    pub async fn stop_group(&self, group: &ResourceGroup) -> bool {
-        let mut ok = true;
-        for resource in group.resources.iter().rev() {
+    /// Stops a group's members right to left.
+    pub async fn stop_group(&self, group: &ResourceGroup) -> GroupOutcome {
+        self.stop_resources(group, &group.resources).await
+    }
+
+    async fn stop_resources(&self, group: &ResourceGroup, members: &[Resource]) -> GroupOutcome {
+        let mut outcome = GroupOutcome::Stopped;
+        for resource in members.iter().rev() {
             if self.operation(resource, "stop").await != Ok(rc::OK) {
-                tracing::error!(group = %group.id, resource = %resource.id, "stop of {} FAILED: the group stays blocked here", resource.id);
-                ok = false;
+                tracing::error!(group = %group.id, resource = %resource.id, "stop of {} FAILED: {} is blocked here (it may still run) until this node is fenced or an operator cleans it up", resource.id, group.id);
+                outcome = GroupOutcome::StopFailed;
             }
         }
-        ok
+        outcome
     }
 
     /// Starts lrmd's recurring monitors of a group's resources that have an interval.

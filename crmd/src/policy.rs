@@ -10,6 +10,8 @@
 //!    fencing has none (Heartbeat v1's takeover), which is why it gets a split-brain warning.
 //!    A group a node held when its daemon was stopped in FreeHA style waits in the same way
 //!    until that node's oops window ends.
+//!    A group whose stop failed on a node may still run there: with fencing that node is
+//!    fenced; without, the group is left alone (blocked) until an operator cleans it up.
 //! 2. A group found on more than one node is stopped everywhere but where it should run.
 //! 3. A group runs on at most one node: a move stops it first and starts it elsewhere only
 //!    once no node reports it running (the next decision, after the stop is reported).
@@ -97,6 +99,8 @@ pub struct NodeView {
     pub failed: Groups,
     /// Lost while it held groups, and neither fenced nor cleanly stopped since.
     pub unclean: bool,
+    /// Groups whose stop failed on this node: they may still run there.
+    pub blocked: Groups,
     /// Groups this node held when its daemon was stopped in FreeHA style: they start
     /// nowhere else until the oops window ends (the daemon drops the hold then, or when the
     /// node reports again).
@@ -215,6 +219,26 @@ pub fn decide(view: &ClusterView) -> Vec<Action> {
         }
     }
     for group in view.groups.iter() {
+        // A stop that failed: with fencing the node is fenced (the fence ends whatever still
+        // runs there); without, the group stays where it is, untouched, for an operator.
+        let stuck_on: Vec<&NodeView> = view
+            .nodes
+            .iter()
+            .filter(|n| n.blocked.contains(&group.name))
+            .collect();
+        if !stuck_on.is_empty() {
+            if view.fencing {
+                for node in stuck_on {
+                    let fence = Action::Fence {
+                        node: node.name.clone(),
+                    };
+                    if !actions.contains(&fence) {
+                        actions.insert(0, fence);
+                    }
+                }
+            }
+            continue;
+        }
         // Nodes that may run it: active ones that report it, and lost unclean ones.
         let blocked = view.nodes.iter().any(|n| {
             (!n.active && n.unclean && n.running.contains(&group.name)) || n.held.contains(&group.name)
@@ -318,6 +342,7 @@ pub fn parse_scenario(text: &str) -> Result<(ClusterView, Vec<String>), String> 
                     failed: Groups::default(),
                     unclean: false,
                     held: Groups::default(),
+                    blocked: Groups::default(),
                 };
                 for item in rest {
                     match item.split_once('=') {
@@ -347,6 +372,14 @@ pub fn parse_scenario(text: &str) -> Result<(ClusterView, Vec<String>), String> 
                                 Scope::parse(mode).ok_or_else(|| error("takeover=all|local|foreign"))?
                         }
                         None if *item == "unclean" => node.unclean = true,
+                        Some(("blocked", list)) => {
+                            node.blocked = Arc::new(
+                                list.split(',')
+                                    .filter(|s| !s.is_empty())
+                                    .map(str::to_owned)
+                                    .collect(),
+                            )
+                        }
                         Some(("held", list)) => {
                             node.held = Arc::new(
                                 list.split(',')

@@ -561,3 +561,38 @@ async fn freeha_style_sighup_sigusr1_and_the_oops_window_after_sigterm() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_stop_that_fails_blocks_the_group_where_it_is_and_never_starts_it_elsewhere() {
+    let lab = Lab::new();
+    // Starts like the ledger script; its stop fails and leaves the resource running.
+    let stuck = format!(
+        "state={state}/{{node}}.$1.on\ncase \"$2\" in\nstart) touch \"$state\"; echo \"{{node}} start $1\" >> {ledger};;\nstop) exit 1;;\nstatus) if [ -e \"$state\" ]; then echo running; else echo stopped; fi;;\nesac\nexit 0\n",
+        state = lab.state.display(),
+        ledger = lab.ledger.display()
+    );
+    let nodes = start_cluster(&["alpha", "bravo"], |b| {
+        b.haresources("alpha Stuck::web\n")
+            .resource_script("Stuck", &stuck)
+    })
+    .await;
+    wait_status(&nodes[0], &["alpha ACTIVE Stuck::web", "bravo IDLE"]).await;
+    let mut at_alpha = changes(&nodes[0]).await;
+    let crmd = CrmdProxy::new(&nodes[0].connection).await.unwrap();
+    crmd.standby("all").await.unwrap();
+    wait_group(&mut at_alpha, "Stuck::web", "blocked").await;
+    // alpha decides (it is the decision maker) in the same pass that writes its status file.
+    wait_status(&nodes[0], &["alpha BLOCKED Stuck::web", "bravo IDLE"]).await;
+    let history = crmd.history().await.unwrap();
+    assert!(
+        history.iter().any(|d| d.decision == "stop Stuck::web alpha"),
+        "{history:?}"
+    );
+    assert!(
+        !history.iter().any(|d| d.decision == "start Stuck::web bravo"),
+        "started elsewhere after a failed stop: {history:?}"
+    );
+    lab.assert_never_twice(&[]);
+    let events: Vec<String> = lab.entries().iter().map(|(n, e, _)| format!("{n} {e}")).collect();
+    assert_eq!(events, ["alpha start"]);
+}
