@@ -1,5 +1,6 @@
 //! What the administration commands share: finding the cluster bus and printing JSON.
 
+pub mod cl_status;
 pub mod standby;
 
 use std::path::PathBuf;

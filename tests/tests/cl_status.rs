@@ -1,0 +1,76 @@
+//! `cl_status` against a running two-node lab: Heartbeat's output and exit codes, `--json`
+//! that parses, and Heartbeat's wording once the suite is stopped.
+
+use hb_lab::{start_cluster, Node};
+
+fn cl_status(node: &Node, args: &[&str]) -> (String, i32) {
+    let output = std::process::Command::new(hb_lab::bin("cl_status"))
+        .args(args)
+        .env(hbapi::names::env::RUN_DIR, &node.run_dir)
+        .env(hbapi::names::env::CONFIG_DIR, &node.config_dir)
+        .env_remove(hbapi::names::env::BUS_ADDRESS)
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        output.status.code().unwrap_or(-1),
+    )
+}
+
+#[tokio::test]
+async fn heartbeats_sub_commands_on_a_running_cluster_and_after_it_stops() {
+    let mut nodes = start_cluster(&["alpha", "bravo"], |b| b).await;
+    let alpha = &nodes[0];
+    assert_eq!(
+        cl_status(alpha, &["hbstatus"]),
+        ("Heartbeat is running on this machine.\n".into(), 0)
+    );
+    assert_eq!(cl_status(alpha, &["listnodes"]), ("alpha\nbravo\n".into(), 0));
+    assert_eq!(cl_status(alpha, &["listnodes", "-p"]), (String::new(), 0));
+    assert_eq!(cl_status(alpha, &["nodestatus", "bravo"]), ("active\n".into(), 0));
+    assert_eq!(cl_status(alpha, &["nodetype", "bravo"]), ("normal\n".into(), 0));
+    assert_eq!(cl_status(alpha, &["nodestatus", "nosuchnode"]).1, 11);
+    assert_eq!(
+        cl_status(alpha, &["hbparameter", "-p", "deadtime"]),
+        ("1\n".into(), 0)
+    );
+    assert_eq!(
+        cl_status(alpha, &["hbparameter", "-p", "keepalive"]),
+        ("200ms\n".into(), 0)
+    );
+    assert_eq!(cl_status(alpha, &["rscstatus"]), ("none\n".into(), 0));
+    assert_eq!(
+        cl_status(alpha, &["clientstatus", "alpha", "crmd"]),
+        ("online\n".into(), 0)
+    );
+    assert_eq!(cl_status(alpha, &["frobnicate"]).1, 11);
+    // Links: whatever hbcomm names them, listhblinks and hblinkstatus agree.
+    let (links, code) = cl_status(alpha, &["listhblinks", "bravo"]);
+    assert_eq!(code, 0);
+    let link = links.trim().to_owned();
+    assert!(!link.is_empty() && links.starts_with('\t'), "{links:?}");
+    assert_eq!(
+        cl_status(alpha, &["hblinkstatus", "bravo", &link]),
+        ("up\n".into(), 0)
+    );
+    // --json parses and says the same.
+    let (json, code) = cl_status(alpha, &["listnodes", "-v", "--json"]);
+    assert_eq!(code, 0);
+    let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(parsed[1]["node"], "bravo");
+    assert_eq!(parsed[1]["status"], "active");
+    assert_eq!(parsed[1]["links"][0]["up"], true);
+    let parsed: serde_json::Value =
+        serde_json::from_str(&cl_status(alpha, &["hbstatus", "--json"]).0).unwrap();
+    assert_eq!(parsed["running"], true);
+
+    // Heartbeat's wording and exit code once the suite is stopped.
+    let status = nodes[0].terminate().await;
+    assert!(status.success(), "{status:?}");
+    let alpha = &nodes[0];
+    assert_eq!(
+        cl_status(alpha, &["hbstatus"]),
+        ("Heartbeat is stopped on this machine.\n".into(), 1)
+    );
+    assert_eq!(cl_status(alpha, &["listnodes"]).1, 1);
+}
