@@ -174,23 +174,6 @@ impl Triggers {
     }
 }
 
-/// Waits until `name` has an owner on the bus (the master starts the daemons together).
-async fn wait_for_name(connection: &zbus::Connection, name: &str) {
-    let Ok(dbus) = zbus::fdo::DBusProxy::new(connection).await else {
-        return;
-    };
-    let Ok(well_known) = zbus::names::BusName::try_from(name) else {
-        return;
-    };
-    let Ok(mut changes) = dbus.receive_name_owner_changed_with_args(&[(0, name)]).await else {
-        return;
-    };
-    if dbus.name_has_owner(well_known).await.unwrap_or(false) {
-        return;
-    }
-    let _ = tokio::time::timeout(hbapi::bus::METHOD_TIMEOUT, changes.next()).await;
-}
-
 /// How crmd is run.
 pub struct CrmdOptions {
     /// This node.
@@ -515,8 +498,8 @@ pub async fn run(
         failures: BTreeMap::new(),
     };
     crmd.refresh_group_views();
-    wait_for_name(&connection, names::lrmd::BUS_NAME).await;
-    wait_for_name(&connection, names::comm::BUS_NAME).await;
+    hbapi::bus::wait_for_name(&connection, names::lrmd::BUS_NAME).await;
+    hbapi::bus::wait_for_name(&connection, names::comm::BUS_NAME).await;
     let (executor, mut monitor_results) = Executor::new(lrmd).await?;
     // Start-up probe: what already runs here is reported before anyone decides anything.
     // All groups at once: lrmd runs them as its parallelism allows.
@@ -854,6 +837,12 @@ pub async fn run(
                         crmd.last_command = trigger.clone();
                         crmd.takeover = scope;
                         crmd.standby = Scope::None;
+                    }
+                    Command::Connectivity { give_up, reason, uid } => {
+                        trigger = format!("ipfail: {reason} (uid {uid})");
+                        crmd.last_command = trigger.clone();
+                        crmd.standby = if give_up { Scope::All } else { Scope::None };
+                        crmd.takeover = Scope::None;
                     }
                     Command::StopServices(uid) => {
                         trigger = format!("stop services (FreeHA's SIGHUP) by uid {uid}");

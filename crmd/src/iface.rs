@@ -71,6 +71,15 @@ pub enum Command {
         /// Caller.
         uid: u32,
     },
+    /// ipfail: give up every group (true) or become eligible again (false), with why.
+    Connectivity {
+        /// Give up, or take back.
+        give_up: bool,
+        /// The ping counts that caused it.
+        reason: String,
+        /// Caller.
+        uid: u32,
+    },
     /// FreeHA's SIGHUP (asked by this uid).
     StopServices(u32),
     /// FreeHA's SIGUSR1 and `-m` (asked by this uid).
@@ -201,6 +210,22 @@ impl CrmdInterface {
         let uid = hbapi::bus::authorise_operator(connection, &header).await?;
         let group = self.group_of(resource)?;
         self.send(Command::Cleanup { group, uid })
+    }
+
+    /// ipfail: this node gives up every group for lack of connectivity (`give_up`), or becomes
+    /// eligible again (the failback policy decides whether groups come back); `reason` is
+    /// recorded with the decisions. Cluster users only.
+    async fn connectivity(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+        give_up: bool,
+        reason: &str,
+    ) -> Result<(), HbError> {
+        let uid = hbapi::bus::authorise_operator(connection, &header).await?;
+        let reason: String = reason.chars().take(512).collect();
+        tracing::warn!(uid, give_up, "{reason}");
+        self.send(Command::Connectivity { give_up, reason, uid })
     }
 
     /// Every node's state, FreeHA's way (also in RUN_DIR/status).

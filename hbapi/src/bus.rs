@@ -101,3 +101,21 @@ pub fn is_operator(uid: u32) -> bool {
         Ok(Some(user)) if user.uid.as_raw() == uid
     )
 }
+
+/// Waits until `name` has an owner on the bus (the master starts the daemons together), at
+/// most one method timeout.
+pub async fn wait_for_name(connection: &zbus::Connection, name: &str) {
+    let Ok(dbus) = zbus::fdo::DBusProxy::new(connection).await else {
+        return;
+    };
+    let Ok(well_known) = zbus::names::BusName::try_from(name) else {
+        return;
+    };
+    let Ok(mut changes) = dbus.receive_name_owner_changed_with_args(&[(0, name)]).await else {
+        return;
+    };
+    if dbus.name_has_owner(well_known).await.unwrap_or(false) {
+        return;
+    }
+    let _ = tokio::time::timeout(METHOD_TIMEOUT, futures_util::StreamExt::next(&mut changes)).await;
+}

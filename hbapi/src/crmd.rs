@@ -61,6 +61,11 @@ pub trait Crmd {
     /// hb_standby: this node gives up its groups. Cluster users only.
     fn standby(&self, mode: &str) -> zbus::Result<()>;
 
+    /// ipfail: this node gives up every group for lack of connectivity (`true`), or becomes
+    /// eligible again (`false`; the failback policy decides whether groups come back);
+    /// `reason` (the ping counts) is recorded with the decisions. Cluster users only.
+    fn connectivity(&self, give_up: bool, reason: &str) -> zbus::Result<()>;
+
     /// hb_takeover: this node takes groups again. Cluster users only.
     fn takeover(&self, mode: &str) -> zbus::Result<()>;
 

@@ -13,6 +13,7 @@ pub mod config;
 pub mod crmd;
 pub mod daemon;
 pub mod error;
+pub mod ipfail;
 pub mod logging;
 pub mod lrmd;
 pub mod master;

@@ -73,6 +73,16 @@ pub mod stonithd {
     pub const INTERFACE: &str = concat!(bus_prefix!(), ".Stonith1");
 }
 
+/// The ping-node plugin `ipfail`.
+pub mod ipfail {
+    /// Well-known bus name of ipfail.
+    pub const BUS_NAME: &str = concat!(bus_prefix!(), ".Ipfail");
+    /// Object path of ipfail's interface.
+    pub const OBJECT_PATH: &str = concat!(path_prefix!(), "/Ipfail");
+    /// Versioned interface name of ipfail.
+    pub const INTERFACE: &str = concat!(bus_prefix!(), ".Ipfail1");
+}
+
 /// Environment variables the master hands to every child it starts.
 pub mod env {
     /// The D-Bus address of the cluster bus.
@@ -113,6 +123,7 @@ mod tests {
             super::crmd::INTERFACE,
             super::lrmd::INTERFACE,
             super::stonithd::INTERFACE,
+            super::ipfail::INTERFACE,
         ] {
             assert!(name.starts_with(super::PREFIX), "{name}");
         }

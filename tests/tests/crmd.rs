@@ -2,110 +2,11 @@
 //! resource is a heartbeat-class script that writes a shared ledger of starts and stops, from
 //! which exclusivity is checked rather than assumed.
 
-use std::path::{Path, PathBuf};
-
 use futures_util::StreamExt;
-use hb_lab::{start_cluster, Node, NodeBuilder, PATIENCE};
-use hbapi::crmd::{CrmdProxy, GroupChangedStream};
-
-/// A resource script: start/stop append "NODE start|stop" to the ledger, status reads a
-/// per-node state file.
-fn ledger_script(ledger: &Path, state_dir: &Path) -> String {
-    format!(
-        "state={state}/{{node}}.$1.on\ncase \"$2\" in\nstart) touch \"$state\"; echo \"{{node}} start $1\" >> {ledger};;\nstop) [ -e \"$state\" ] && echo \"{{node}} stop $1\" >> {ledger}; rm -f \"$state\";;\nstatus) if [ -e \"$state\" ]; then echo running; else echo stopped; fi;;\nesac\nexit 0\n",
-        state = state_dir.display(),
-        ledger = ledger.display()
-    )
-}
-
-struct Lab {
-    _root: tempfile::TempDir,
-    ledger: PathBuf,
-    state: PathBuf,
-}
-
-impl Lab {
-    fn new() -> Lab {
-        let root = tempfile::tempdir().unwrap();
-        let state = root.path().join("state");
-        std::fs::create_dir_all(&state).unwrap();
-        Lab {
-            ledger: root.path().join("ledger"),
-            state,
-            _root: root,
-        }
-    }
-
-    fn configure(&self, builder: NodeBuilder, haresources: &str) -> NodeBuilder {
-        builder
-            .haresources(haresources)
-            .resource_script("Ledger", &ledger_script(&self.ledger, &self.state))
-    }
-
-    fn entries(&self) -> Vec<(String, String, String)> {
-        std::fs::read_to_string(&self.ledger)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| {
-                let mut words = l.split_whitespace();
-                Some((
-                    words.next()?.to_owned(),
-                    words.next()?.to_owned(),
-                    words.next()?.to_owned(),
-                ))
-            })
-            .collect()
-    }
-
-    /// From the ledger: no resource was ever started on a node while it ran on another,
-    /// counting a crashed node's resources as running until that node was `cleared`.
-    fn assert_never_twice(&self, cleared: &[&str]) {
-        let mut running: std::collections::BTreeMap<String, String> = Default::default();
-        for (node, event, resource) in self.entries() {
-            if event == "start" {
-                if let Some(other) = running.get(&resource) {
-                    assert!(
-                        cleared.contains(&other.as_str()),
-                        "{resource} started on {node} while running on {other}: {:?}",
-                        self.entries()
-                    );
-                }
-                running.insert(resource, node);
-            } else {
-                // "stop", or "crash" written by a test that kills the resource behind its back.
-                running.remove(&resource);
-            }
-        }
-    }
-}
-
-async fn changes(node: &Node) -> GroupChangedStream {
-    CrmdProxy::new(&node.connection)
-        .await
-        .unwrap()
-        .receive_group_changed()
-        .await
-        .unwrap()
-}
-
-/// Waits for `group` to reach `state` on the node whose stream this is.
-/// (Twice the usual patience: a takeover without fencing waits out a stop timeout first.)
-async fn wait_group(stream: &mut GroupChangedStream, group: &str, state: &str) {
-    let found = tokio::time::timeout(PATIENCE * 2, async {
-        while let Some(signal) = stream.next().await {
-            let args = signal.args().unwrap();
-            if args.group == group && args.state == state {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert!(
-        matches!(found, Ok(true)),
-        "{group} did not become {state} within {PATIENCE:?}"
-    );
-}
+use hb_lab::groups::{changes, wait_group, wait_status};
+use hb_lab::ledger::Lab;
+use hb_lab::{start_cluster, Node, PATIENCE};
+use hbapi::crmd::CrmdProxy;
 
 async fn where_runs(node: &Node, group: &str) -> String {
     let groups = CrmdProxy::new(&node.connection)
@@ -469,32 +370,6 @@ async fn a_respawned_crmd_finds_its_group_running_and_starts_nothing_twice() {
         events,
         ["alpha start", "alpha stop", "bravo start"],
         "nothing started twice"
-    );
-}
-
-/// Every node's state as `node`'s crmd sees it, from its status file (FreeHA's), once that
-/// file says what `expected` says: lines "NODE STATE [GROUPS]".
-async fn wait_status(node: &Node, expected: &[&str]) {
-    let path = node.run_dir.join(hbapi::names::run_files::STATUS);
-    let read = || {
-        std::fs::read_to_string(&path)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .map(str::to_owned)
-            .collect::<Vec<_>>()
-    };
-    let seen = tokio::time::timeout(PATIENCE, async {
-        while read() != expected {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    assert!(
-        seen.is_ok(),
-        "status file of {}: {:?}, expected {expected:?}",
-        node.node,
-        read()
     );
 }
 

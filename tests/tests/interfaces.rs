@@ -83,3 +83,22 @@ async fn crmd_serves_the_checked_in_interface() {
     use hbapi::names::crmd;
     check(&nodes[0], crmd::BUS_NAME, crmd::OBJECT_PATH, crmd::INTERFACE).await;
 }
+
+#[tokio::test]
+async fn ipfail_serves_the_checked_in_interface() {
+    let nodes = hb_lab::start_cluster(&["alpha", "bravo"], |b| {
+        b.ha_cf("ping 127.0.0.1")
+            .ha_cf("respawn root /usr/lib/heartbeat/ipfail")
+    })
+    .await;
+    use hbapi::names::ipfail;
+    let child = nodes[0].wait_child("ipfail", |c| c.state == "running").await;
+    hb_lab::wait_name_owner(&nodes[0].connection, ipfail::BUS_NAME, child.pid).await;
+    check(
+        &nodes[0],
+        ipfail::BUS_NAME,
+        ipfail::OBJECT_PATH,
+        ipfail::INTERFACE,
+    )
+    .await;
+}

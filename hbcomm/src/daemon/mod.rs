@@ -341,7 +341,7 @@ pub async fn run(
         });
     }
 
-    let pinger = ping::Pinger::open(&config.ping_nodes)?.map(Arc::new);
+    let pinger = ping::Pinger::open(&config.ping_nodes, options.bind)?.map(Arc::new);
     let (ping_tx, mut ping_replies) = mpsc::channel::<String>(256);
     if let Some(pinger) = &pinger {
         for icmp in [&pinger.v4, &pinger.v6].into_iter().flatten() {

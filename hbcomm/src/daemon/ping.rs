@@ -54,7 +54,7 @@ pub struct PingError {
     source: std::io::Error,
 }
 
-fn open_socket(v6: bool) -> Result<IcmpSocket, PingError> {
+fn open_socket(v6: bool, bind: Option<IpAddr>) -> Result<IcmpSocket, PingError> {
     let (domain, protocol) = if v6 {
         (Domain::IPV6, Protocol::ICMPV6)
     } else {
@@ -70,6 +70,13 @@ fn open_socket(v6: bool) -> Result<IcmpSocket, PingError> {
     socket
         .set_nonblocking(true)
         .map_err(|source| PingError { v6, source })?;
+    // Echoes leave from the node's own address when it has one (several nodes on one host
+    // then each get their own replies, and a filter can cut one node off).
+    if let Some(address) = bind.filter(|a| a.is_ipv6() == v6) {
+        socket
+            .bind(&std::net::SocketAddr::new(address, 0).into())
+            .map_err(|source| PingError { v6, source })?;
+    }
     let socket =
         UdpSocket::from_std(std::net::UdpSocket::from(socket)).map_err(|source| PingError { v6, source })?;
     Ok(IcmpSocket {
@@ -81,7 +88,7 @@ fn open_socket(v6: bool) -> Result<IcmpSocket, PingError> {
 
 impl Pinger {
     /// Opens what the configured ping nodes need (nothing when there are none).
-    pub fn open(ping_nodes: &[PingNode]) -> Result<Option<Pinger>, PingError> {
+    pub fn open(ping_nodes: &[PingNode], bind: Option<IpAddr>) -> Result<Option<Pinger>, PingError> {
         let targets: Vec<(IpAddr, String)> = ping_nodes
             .iter()
             .flat_map(|node| {
@@ -99,12 +106,12 @@ impl Pinger {
         let v4 = targets
             .iter()
             .any(|(a, _)| a.is_ipv4())
-            .then(|| open_socket(false))
+            .then(|| open_socket(false, bind))
             .transpose()?;
         let v6 = targets
             .iter()
             .any(|(a, _)| a.is_ipv6())
-            .then(|| open_socket(true))
+            .then(|| open_socket(true, bind))
             .transpose()?;
         Ok(Some(Pinger {
             v4,
@@ -211,7 +218,7 @@ mod tests {
 
     #[tokio::test]
     async fn replies_are_recognised_and_others_are_not() {
-        let Ok(socket) = open_socket(false) else {
+        let Ok(socket) = open_socket(false, None) else {
             // No ICMP socket of any kind here; the daemon would report this at start.
             return;
         };

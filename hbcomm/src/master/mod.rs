@@ -89,6 +89,32 @@ pub enum MasterError {
     AlreadyRunning(i32, PathBuf),
 }
 
+/// Heartbeat's plugins that heartbeat-rs provides itself: a respawn line naming one in a
+/// Heartbeat directory (`/usr/lib/heartbeat/ipfail`, `/usr/lib64/heartbeat/ipfail`, …) runs
+/// ours from `daemon_dir`, so that Heartbeat's ha.cf works unchanged (Heartbeat's own binary
+/// speaks Heartbeat's IPC, which is not here).
+pub const HEARTBEAT_PLUGINS: &[&str] = &["ipfail"];
+
+/// The program a respawn line runs: ours for Heartbeat's plugins, when installed.
+fn plugin_program(program: &str, daemon_dir: &Path) -> PathBuf {
+    let path = PathBuf::from(program);
+    let in_heartbeat_dir = path
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|dir| dir == "heartbeat");
+    match path.file_name().and_then(|n| n.to_str()) {
+        Some(name) if in_heartbeat_dir && HEARTBEAT_PLUGINS.contains(&name) => {
+            let ours = daemon_dir.join(name);
+            if hbapi::process::is_executable(&ours) {
+                ours
+            } else {
+                path
+            }
+        }
+        _ => path,
+    }
+}
+
 /// The children a configuration asks for: core daemons found in `daemon_dir`, then the
 /// respawn lines.
 pub fn child_specs(config: &ClusterConfig, daemon_dir: &Path) -> Vec<ChildSpec> {
@@ -131,7 +157,7 @@ pub fn child_specs(config: &ClusterConfig, daemon_dir: &Path) -> Vec<ChildSpec> 
         }
         specs.push(ChildSpec {
             name,
-            program: PathBuf::from(&respawn.command[0]),
+            program: plugin_program(&respawn.command[0], daemon_dir),
             args: respawn.command[1..].to_vec(),
             user: Some(respawn.user.clone()),
             core: false,
@@ -425,4 +451,34 @@ async fn reload(
     *config = loaded.config;
     tracing::info!("configuration reloaded");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeats_ipfail_path_runs_ours_when_it_is_installed() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = dir.path().join("ipfail");
+        std::fs::write(&ours, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&ours, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        for heartbeat in ["/usr/lib/heartbeat/ipfail", "/usr/lib64/heartbeat/ipfail"] {
+            assert_eq!(plugin_program(heartbeat, dir.path()), ours);
+        }
+        // Anything else runs as written.
+        assert_eq!(
+            plugin_program("/usr/local/bin/ipfail", dir.path()),
+            PathBuf::from("/usr/local/bin/ipfail")
+        );
+        assert_eq!(
+            plugin_program("/usr/lib/heartbeat/dopd", dir.path()),
+            PathBuf::from("/usr/lib/heartbeat/dopd")
+        );
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(
+            plugin_program("/usr/lib/heartbeat/ipfail", empty.path()),
+            PathBuf::from("/usr/lib/heartbeat/ipfail")
+        );
+    }
 }

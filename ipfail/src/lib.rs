@@ -1,0 +1,360 @@
+//! `ipfail`: the ping-node plugin. Started by an ha.cf `respawn` line, as with Heartbeat:
+//!
+//! ```text
+//! respawn hacluster /usr/lib/heartbeat/ipfail
+//! ping 10.0.0.254 10.0.1.254
+//! ```
+//!
+//! (the master runs this binary for any `…/heartbeat/ipfail` path). It counts the ping
+//! nodes hbcomm reports reachable, tells the other nodes' ipfail its count (cluster messages
+//! of type `ipfail`), and applies [`policy`]: a node that sees fewer ping nodes than another
+//! active node gives up its groups through crmd, and becomes eligible again once its
+//! connectivity is as good as anyone's. Options: `--hysteresis TIME` (default 5 s).
+
+pub mod policy;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use zbus::interface;
+use zbus::object_server::SignalEmitter;
+
+use hbapi::comm::CommProxy;
+use hbapi::config::{AutoFailback, ClusterConfig};
+use hbapi::crmd::CrmdProxy;
+use hbapi::ipfail::{IpfailState, PingCount};
+use hbapi::names;
+
+use crate::policy::{Decision, Policy};
+
+/// Message type of ipfail's cluster messages.
+pub const MESSAGE_TYPE: &str = "ipfail";
+
+/// Default hysteresis.
+pub const DEFAULT_HYSTERESIS: Duration = Duration::from_secs(5);
+
+/// Exit code that tells the master not to respawn (Heartbeat's convention).
+const DO_NOT_RESPAWN: u8 = 100;
+
+/// The served object.
+struct IpfailInterface {
+    state: Arc<Mutex<IpfailState>>,
+}
+
+#[interface(name = "org.heartbeatrs.Ipfail1")]
+impl IpfailInterface {
+    /// The current state: ping nodes configured, every active node's count, whether this
+    /// node has given up, and the last decision with its counts.
+    fn state(&self) -> IpfailState {
+        self.state
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// This node gave up its groups or took them back.
+    #[zbus(signal)]
+    async fn decided(emitter: &SignalEmitter<'_>, gave_up: bool, reason: &str) -> zbus::Result<()>;
+}
+
+/// Whether `config` lets ipfail run; the reason when it does not.
+pub fn refusal(config: &ClusterConfig) -> Option<String> {
+    if config.auto_failback == AutoFailback::Legacy {
+        return Some("ipfail does not work with auto_failback legacy (as Heartbeat's does not): set auto_failback on or off".into());
+    }
+    if config.ping_nodes.is_empty() {
+        return Some("ipfail needs ping nodes (ha.cf ping or ping_group lines) to judge connectivity".into());
+    }
+    None
+}
+
+/// Where a respawned ipfail finds whether it had given up.
+fn state_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("ipfail.state")
+}
+
+fn load_gave_up(state_dir: &Path) -> bool {
+    std::fs::read_to_string(state_file(state_dir)).is_ok_and(|text| text.trim() == "gave-up")
+}
+
+fn save_gave_up(state_dir: &Path, gave_up: bool) {
+    let path = state_file(state_dir);
+    let temporary = path.with_extension("new");
+    let text = if gave_up { "gave-up\n" } else { "eligible\n" };
+    if let Err(error) = std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, &path)) {
+        tracing::error!("{}: {error}", path.display());
+    }
+}
+
+/// How ipfail is run.
+pub struct Options {
+    /// This node.
+    pub node: String,
+    /// Bus address.
+    pub bus_address: String,
+    /// Where its state is kept.
+    pub state_dir: PathBuf,
+    /// How long a change of counts must hold before it is acted on.
+    pub hysteresis: Duration,
+}
+
+fn count_body(op: &str, count: u32) -> HashMap<String, String> {
+    HashMap::from([
+        ("op".to_owned(), op.to_owned()),
+        ("count".to_owned(), count.to_string()),
+    ])
+}
+
+/// Runs ipfail until `shutdown` resolves.
+pub async fn run(
+    options: Options,
+    config: ClusterConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> zbus::Result<()> {
+    let ping_total = u32::try_from(config.ping_nodes.len()).unwrap_or(u32::MAX);
+    let state = Arc::new(Mutex::new(IpfailState {
+        ping_nodes: ping_total,
+        counts: Vec::new(),
+        gave_up: false,
+        pending: false,
+        last_decision: String::new(),
+    }));
+    let connection = zbus::connection::Builder::address(options.bus_address.as_str())
+        .method_timeout(hbapi::bus::METHOD_TIMEOUT)
+        .serve_at(
+            names::ipfail::OBJECT_PATH,
+            IpfailInterface { state: state.clone() },
+        )
+        .name(names::ipfail::BUS_NAME)
+        .build()
+        .await?;
+    let emitter = SignalEmitter::new(&connection, names::ipfail::OBJECT_PATH)?.into_owned();
+    hbapi::bus::wait_for_name(&connection, names::comm::BUS_NAME).await;
+    hbapi::bus::wait_for_name(&connection, names::crmd::BUS_NAME).await;
+    let comm = CommProxy::new(&connection).await?;
+    let crmd = CrmdProxy::new(&connection).await?;
+    let mut node_changes = comm.receive_node_status_changed().await?;
+    let mut messages = comm.receive_message_received().await?;
+
+    // Ping nodes by name with whether they answer; normal nodes with whether they are up.
+    let mut pings: BTreeMap<String, bool> = BTreeMap::new();
+    let mut active: BTreeMap<String, bool> = BTreeMap::new();
+    for node in comm.list_nodes().await? {
+        if node.kind == "ping" {
+            pings.insert(node.name, node.status == "ping");
+        } else {
+            active.insert(node.name, matches!(node.status.as_str(), "active" | "up"));
+        }
+    }
+    let local_count = |pings: &BTreeMap<String, bool>| {
+        u32::try_from(pings.values().filter(|up| **up).count()).unwrap_or(u32::MAX)
+    };
+    let mut policy = Policy::new(options.hysteresis, load_gave_up(&options.state_dir));
+    let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+    let mut local = local_count(&pings);
+    tracing::info!(node = %options.node, count = local, of = ping_total, gave_up = policy.gave_up(), "ipfail started");
+    let _ = comm
+        .send_message("", MESSAGE_TYPE, count_body("hello", local))
+        .await;
+    tokio::pin!(shutdown);
+    loop {
+        let deadline = policy.deadline();
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+            Some(signal) = node_changes.next() => {
+                let Ok(args) = signal.args() else { continue };
+                let (node, new) = (args.node.to_owned(), args.new.to_owned());
+                if let Some(up) = pings.get_mut(&node) {
+                    *up = new == "ping";
+                    let now = local_count(&pings);
+                    if now != local {
+                        local = now;
+                        tracing::warn!(count = local, of = ping_total, "this node now reaches {local} of {ping_total} ping nodes");
+                        let _ = comm.send_message("", MESSAGE_TYPE, count_body("count", local)).await;
+                    }
+                } else if node != options.node {
+                    let up = matches!(new.as_str(), "active" | "up");
+                    active.insert(node.clone(), up);
+                    if !up {
+                        counts.remove(&node);
+                    }
+                }
+            }
+            Some(signal) = messages.next() => {
+                let Ok(args) = signal.args() else { continue };
+                if args.msg_type != MESSAGE_TYPE || args.from == options.node {
+                    continue;
+                }
+                // Counts above the configured number cannot be right; they are capped.
+                let Some(count) = args.body.get("count").and_then(|c| c.parse::<u32>().ok()) else { continue };
+                counts.insert(args.from.to_owned(), count.min(ping_total));
+                if args.body.get("op").is_some_and(|op| op == "hello") {
+                    let _ = comm.send_message(args.from, MESSAGE_TYPE, count_body("count", local)).await;
+                }
+            }
+        }
+        let peers: Vec<u32> = counts
+            .iter()
+            .filter(|(node, _)| active.get(*node).copied().unwrap_or(false))
+            .map(|(_, count)| *count)
+            .collect();
+        let decision = policy.observe(std::time::Instant::now(), local, &peers);
+        let mut listed = vec![format!("{} {local}", options.node)];
+        listed.extend(
+            counts
+                .iter()
+                .filter(|(node, _)| active.get(*node).copied().unwrap_or(false))
+                .map(|(node, count)| format!("{node} {count}")),
+        );
+        let described = format!("ping nodes reached (of {ping_total}): {}", listed.join(", "));
+        if let Some(decision) = decision {
+            let give_up = decision == Decision::GiveUp;
+            let reason = if give_up {
+                format!("{described}: {} gives up its groups", options.node)
+            } else {
+                format!("{described}: {} may run groups again", options.node)
+            };
+            tracing::warn!("{reason}");
+            save_gave_up(&options.state_dir, give_up);
+            if let Err(error) = crmd.connectivity(give_up, &reason).await {
+                tracing::error!("crmd did not take ipfail's decision: {error}");
+            }
+            let _ = IpfailInterface::decided(&emitter, give_up, &reason).await;
+            if let Ok(mut state) = state.lock() {
+                state.last_decision = reason;
+            }
+        }
+        if let Ok(mut state) = state.lock() {
+            state.gave_up = policy.gave_up();
+            state.pending = policy.deadline().is_some();
+            state.counts = std::iter::once(PingCount {
+                node: options.node.clone(),
+                count: local,
+            })
+            .chain(
+                counts
+                    .iter()
+                    .filter(|(node, _)| active.get(*node).copied().unwrap_or(false))
+                    .map(|(node, count)| PingCount {
+                        node: node.clone(),
+                        count: *count,
+                    }),
+            )
+            .collect();
+        }
+    }
+    tracing::info!("ipfail stopped");
+    Ok(())
+}
+
+fn parse_hysteresis(args: &[String]) -> Result<Duration, String> {
+    let mut hysteresis = DEFAULT_HYSTERESIS;
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        match word.as_str() {
+            "--hysteresis" => {
+                let value = words
+                    .next()
+                    .ok_or("--hysteresis needs a time, e.g. 5s or 500ms")?;
+                hysteresis =
+                    hbapi::config::parse_time(value).map_err(|e| format!("--hysteresis {value:?}: {e}"))?;
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(hysteresis)
+}
+
+/// `ipfail`'s entry point: settings from the master's environment, `--hysteresis` from the
+/// respawn line.
+pub fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "--help" || a == "-h") {
+        println!("usage: ipfail [--hysteresis TIME]\nStarted by the heartbeat master from an ha.cf line such as:\n  respawn hacluster /usr/lib/heartbeat/ipfail");
+        return ExitCode::SUCCESS;
+    }
+    let hysteresis = match parse_hysteresis(&args) {
+        Ok(hysteresis) => hysteresis,
+        Err(message) => {
+            eprintln!("ipfail: {message}");
+            return ExitCode::from(DO_NOT_RESPAWN);
+        }
+    };
+    let config_dir = hbapi::daemon::env_or(names::env::CONFIG_DIR, "/etc/ha.d");
+    let loaded = match hbapi::config::load_dir(Path::new(&config_dir)) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("ipfail: configuration refused:\n{error}");
+            return ExitCode::from(DO_NOT_RESPAWN);
+        }
+    };
+    hbapi::logging::init(
+        "ipfail",
+        hbapi::logging::level_for_debug(loaded.config.logging.debug),
+    );
+    if let Some(reason) = refusal(&loaded.config) {
+        tracing::error!("{reason}");
+        return ExitCode::from(DO_NOT_RESPAWN);
+    }
+    let Ok(node) = std::env::var(names::env::NODE_NAME) else {
+        tracing::error!("no node name: ipfail is started by the heartbeat master");
+        return ExitCode::from(DO_NOT_RESPAWN);
+    };
+    let run_dir = PathBuf::from(hbapi::daemon::env_or(names::env::RUN_DIR, "/run/heartbeat"));
+    let state_dir = PathBuf::from(hbapi::daemon::env_or(names::env::STATE_DIR, "/var/lib/heartbeat"));
+    let Some(bus_address) = hbapi::bus::find_address(&run_dir) else {
+        tracing::error!("no bus address: ipfail is started by the heartbeat master");
+        return ExitCode::FAILURE;
+    };
+    let options = Options {
+        node,
+        bus_address,
+        state_dir,
+        hysteresis,
+    };
+    hbapi::daemon::block_on("ipfail", async move {
+        match run(options, loaded.config, hbapi::daemon::terminated()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                tracing::error!("{error}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hysteresis_option_and_refusals() {
+        assert_eq!(parse_hysteresis(&[]), Ok(DEFAULT_HYSTERESIS));
+        assert_eq!(
+            parse_hysteresis(&["--hysteresis".into(), "500ms".into()]),
+            Ok(Duration::from_millis(500))
+        );
+        assert!(parse_hysteresis(&["--hysteresis".into()]).is_err());
+        assert!(parse_hysteresis(&["--frobnicate".into()]).is_err());
+    }
+
+    #[test]
+    fn the_decision_survives_a_respawn() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!load_gave_up(dir.path()));
+        save_gave_up(dir.path(), true);
+        assert!(load_gave_up(dir.path()));
+        save_gave_up(dir.path(), false);
+        assert!(!load_gave_up(dir.path()));
+    }
+}

@@ -1,0 +1,84 @@
+//! A ledger of starts and stops, written by a heartbeat-class test agent on every node, from
+//! which tests check that no resource ever ran on two nodes at once (rather than assume it).
+
+use std::path::{Path, PathBuf};
+
+use crate::NodeBuilder;
+
+/// A resource script: start/stop append "NODE start|stop" to the ledger, status reads a
+/// per-node state file.
+pub fn ledger_script(ledger: &Path, state_dir: &Path) -> String {
+    format!(
+        "state={state}/{{node}}.$1.on\ncase \"$2\" in\nstart) touch \"$state\"; echo \"{{node}} start $1\" >> {ledger};;\nstop) [ -e \"$state\" ] && echo \"{{node}} stop $1\" >> {ledger}; rm -f \"$state\";;\nstatus) if [ -e \"$state\" ]; then echo running; else echo stopped; fi;;\nesac\nexit 0\n",
+        state = state_dir.display(),
+        ledger = ledger.display()
+    )
+}
+
+/// A shared ledger of starts and stops written by the `Ledger` resource script.
+pub struct Lab {
+    _root: tempfile::TempDir,
+    /// The ledger file.
+    pub ledger: PathBuf,
+    /// Where the script keeps each node's running marker.
+    pub state: PathBuf,
+}
+
+impl Lab {
+    /// A fresh ledger and state directory.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Lab {
+        let root = tempfile::tempdir().unwrap();
+        let state = root.path().join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        Lab {
+            ledger: root.path().join("ledger"),
+            state,
+            _root: root,
+        }
+    }
+
+    /// `builder` with `haresources` and the `Ledger` script.
+    pub fn configure(&self, builder: NodeBuilder, haresources: &str) -> NodeBuilder {
+        builder
+            .haresources(haresources)
+            .resource_script("Ledger", &ledger_script(&self.ledger, &self.state))
+    }
+
+    /// Every ledger line as (node, event, resource).
+    pub fn entries(&self) -> Vec<(String, String, String)> {
+        std::fs::read_to_string(&self.ledger)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let mut words = l.split_whitespace();
+                Some((
+                    words.next()?.to_owned(),
+                    words.next()?.to_owned(),
+                    words.next()?.to_owned(),
+                ))
+            })
+            .collect()
+    }
+
+    /// From the ledger: no resource was ever started on a node while it ran on another,
+    /// counting a crashed node's resources as running until that node was `cleared`.
+    pub fn assert_never_twice(&self, cleared: &[&str]) {
+        let mut running: std::collections::BTreeMap<String, String> = Default::default();
+        for (node, event, resource) in self.entries() {
+            if event == "start" {
+                if let Some(other) = running.get(&resource) {
+                    assert!(
+                        cleared.contains(&other.as_str()),
+                        "{resource} started on {node} while running on {other}: {:?}",
+                        self.entries()
+                    );
+                }
+                running.insert(resource, node);
+            } else {
+                // "stop", or "crash" written by a test that kills the resource behind its back.
+                running.remove(&resource);
+            }
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! ipfail in a network namespace: three nodes and two ping targets on the namespace's
+//! loopback, ICMP replies to one node dropped with iptables. Exclusivity is checked from the
+//! ledger the test agent writes.
+
+use std::time::Duration;
+
+use hb_lab::groups::{changes, wait_group, wait_status};
+use hb_lab::ledger::Lab;
+use hb_lab::netns::Namespace;
+use hb_lab::{start_cluster, Node, NodeBuilder, PATIENCE};
+use hbapi::ipfail::{IpfailProxy, IpfailState};
+
+const HYSTERESIS: &str = "2s";
+
+fn configure(builder: NodeBuilder, namespace: &Namespace) -> NodeBuilder {
+    builder
+        .wrapper(&namespace.wrapper())
+        .ha_cf("ping 127.0.0.9")
+        .ha_cf("ping 127.0.0.10")
+        .ha_cf("deadping 1")
+        // Heartbeat's line, unchanged: the master runs our ipfail for it.
+        .ha_cf(format!(
+            "respawn root /usr/lib/heartbeat/ipfail --hysteresis {HYSTERESIS}"
+        ))
+}
+
+async fn ipfail_state(node: &Node) -> Option<IpfailState> {
+    let proxy = IpfailProxy::new(&node.connection).await.ok()?;
+    proxy.state().await.ok()
+}
+
+/// Waits until `node`'s ipfail state satisfies `condition`.
+async fn wait_ipfail(node: &Node, what: &str, condition: impl Fn(&IpfailState) -> bool) -> IpfailState {
+    let found = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Some(state) = ipfail_state(node).await.filter(|s| condition(s)) {
+                return state;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    match found {
+        Ok(state) => state,
+        Err(_) => panic!(
+            "ipfail on {}: never {what}: {:?}",
+            node.node,
+            ipfail_state(node).await
+        ),
+    }
+}
+
+fn counts(state: &IpfailState) -> Vec<(String, u32)> {
+    state.counts.iter().map(|c| (c.node.clone(), c.count)).collect()
+}
+
+/// Drops (`-A`) or lets through again (`-D`) the ICMP echo replies to `address`.
+fn cut_pings(namespace: &Namespace, address: &str, action: &str) {
+    namespace.exec(&[
+        "iptables",
+        action,
+        "INPUT",
+        "-p",
+        "icmp",
+        "--icmp-type",
+        "echo-reply",
+        "-d",
+        address,
+        "-j",
+        "DROP",
+    ]);
+}
+
+fn events(lab: &Lab) -> Vec<String> {
+    lab.entries().iter().map(|(n, e, _)| format!("{n} {e}")).collect()
+}
+
+#[tokio::test]
+async fn the_node_that_loses_its_ping_nodes_gives_up_and_nothing_flaps() {
+    let namespace = Namespace::new("ipfail");
+    let lab = Lab::new();
+    let nodes = start_cluster(&["alpha", "bravo", "charlie"], |b| {
+        configure(lab.configure(b, "alpha Ledger::web\n"), &namespace)
+    })
+    .await;
+    let all_see_both = |s: &IpfailState| s.counts.len() == 3 && s.counts.iter().all(|c| c.count == 2);
+    for node in &nodes {
+        wait_ipfail(node, "seeing both ping nodes everywhere", all_see_both).await;
+    }
+    wait_status(
+        &nodes[0],
+        &["alpha ACTIVE Ledger::web", "bravo IDLE", "charlie IDLE"],
+    )
+    .await;
+
+    // alpha loses its ping nodes: after deadping and the hysteresis it gives up, and the
+    // group goes to a node that still sees them.
+    let mut at_bravo = changes(&nodes[1]).await;
+    cut_pings(&namespace, "127.0.0.1", "-A");
+    wait_group(&mut at_bravo, "Ledger::web", "started").await;
+    let state = wait_ipfail(&nodes[0], "giving up", |s| s.gave_up).await;
+    assert!(state.last_decision.contains("alpha gives up"), "{state:?}");
+    let history = hbapi::crmd::CrmdProxy::new(&nodes[0].connection)
+        .await
+        .unwrap()
+        .history()
+        .await
+        .unwrap();
+    let moved = history
+        .iter()
+        .find(|d| d.decision == "stop Ledger::web alpha")
+        .unwrap_or_else(|| panic!("{history:?}"));
+    assert!(
+        moved
+            .trigger
+            .contains("ipfail: ping nodes reached (of 2): alpha 0, bravo 2, charlie 2"),
+        "{moved:?}"
+    );
+
+    // ipfail killed: the master respawns it, it carries on given up, and nothing moves.
+    let old = nodes[0].wait_child("ipfail", |c| c.state == "running").await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old.pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    nodes[0]
+        .wait_child("ipfail", |c| c.state == "running" && c.pid != old.pid)
+        .await;
+    let state = wait_ipfail(&nodes[0], "back, still given up, counts known", |s| {
+        s.gave_up && s.counts.len() == 3 && !s.pending
+    })
+    .await;
+    assert_eq!(
+        counts(&state),
+        [("alpha".into(), 0), ("bravo".into(), 2), ("charlie".into(), 2)]
+    );
+
+    // Connectivity back: alpha may run groups again, but with auto_failback off the group
+    // stays on bravo.
+    cut_pings(&namespace, "127.0.0.1", "-D");
+    wait_ipfail(&nodes[0], "taking back", |s| !s.gave_up).await;
+    wait_status(
+        &nodes[0],
+        &["alpha IDLE", "bravo ACTIVE Ledger::web", "charlie IDLE"],
+    )
+    .await;
+
+    // bravo's link flaps faster than the hysteresis: its count dips and comes back, and
+    // nothing is decided.
+    cut_pings(&namespace, "127.0.0.2", "-A");
+    wait_ipfail(&nodes[1], "seeing the dip", |s| {
+        s.counts.iter().any(|c| c.node == "bravo" && c.count < 2)
+    })
+    .await;
+    cut_pings(&namespace, "127.0.0.2", "-D");
+    let state = wait_ipfail(&nodes[1], "settled after the flap", |s| {
+        all_see_both(s) && !s.pending
+    })
+    .await;
+    assert!(!state.gave_up && state.last_decision.is_empty(), "{state:?}");
+    wait_status(
+        &nodes[0],
+        &["alpha IDLE", "bravo ACTIVE Ledger::web", "charlie IDLE"],
+    )
+    .await;
+
+    lab.assert_never_twice(&[]);
+    assert_eq!(events(&lab), ["alpha start", "alpha stop", "bravo start"]);
+}
+
+#[tokio::test]
+async fn with_auto_failback_on_the_group_comes_back_when_connectivity_does() {
+    let namespace = Namespace::new("ipfailback");
+    let lab = Lab::new();
+    let nodes = start_cluster(&["alpha", "bravo", "charlie"], |b| {
+        configure(lab.configure(b, "alpha Ledger::web\n"), &namespace).ha_cf("auto_failback on")
+    })
+    .await;
+    for node in &nodes {
+        wait_ipfail(node, "seeing both ping nodes everywhere", |s| {
+            s.counts.len() == 3 && s.counts.iter().all(|c| c.count == 2)
+        })
+        .await;
+    }
+    wait_status(
+        &nodes[0],
+        &["alpha ACTIVE Ledger::web", "bravo IDLE", "charlie IDLE"],
+    )
+    .await;
+    let mut at_bravo = changes(&nodes[1]).await;
+    cut_pings(&namespace, "127.0.0.1", "-A");
+    wait_group(&mut at_bravo, "Ledger::web", "started").await;
+    let mut at_alpha = changes(&nodes[0]).await;
+    cut_pings(&namespace, "127.0.0.1", "-D");
+    wait_group(&mut at_alpha, "Ledger::web", "started").await;
+    lab.assert_never_twice(&[]);
+    assert_eq!(
+        events(&lab),
+        [
+            "alpha start",
+            "alpha stop",
+            "bravo start",
+            "bravo stop",
+            "alpha start"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn when_both_nodes_lose_the_ping_nodes_nothing_moves() {
+    let namespace = Namespace::new("ipfailboth");
+    let lab = Lab::new();
+    let nodes = start_cluster(&["alpha", "bravo"], |b| {
+        configure(lab.configure(b, "alpha Ledger::web\n"), &namespace)
+    })
+    .await;
+    for node in &nodes {
+        wait_ipfail(node, "seeing both ping nodes on both nodes", |s| {
+            s.counts.len() == 2 && s.counts.iter().all(|c| c.count == 2)
+        })
+        .await;
+    }
+    wait_status(&nodes[0], &["alpha ACTIVE Ledger::web", "bravo IDLE"]).await;
+    namespace.exec(&[
+        "iptables",
+        "-A",
+        "INPUT",
+        "-p",
+        "icmp",
+        "--icmp-type",
+        "echo-reply",
+        "-j",
+        "DROP",
+    ]);
+    for node in &nodes {
+        let state = wait_ipfail(node, "seeing no ping node on either node, settled", |s| {
+            s.counts.len() == 2 && s.counts.iter().all(|c| c.count == 0) && !s.pending
+        })
+        .await;
+        assert!(!state.gave_up, "{state:?}");
+    }
+    wait_status(&nodes[0], &["alpha ACTIVE Ledger::web", "bravo IDLE"]).await;
+    assert_eq!(events(&lab), ["alpha start"]);
+}
