@@ -538,6 +538,8 @@ pub async fn run(
     // Whether an event since the last decision may change it.
     let mut dirty = true;
     let mut last_states: Vec<NodeState> = Vec::new();
+    // Actions decided since the cluster was last where it should be.
+    let mut transition_actions: u32 = 0;
     tokio::pin!(shutdown);
     loop {
         // What set off this turn of the loop.
@@ -934,13 +936,33 @@ pub async fn run(
         if let Ok(mut shared) = shared.lock() {
             shared.view = Some(view.clone());
             shared.node_states = node_states;
+            shared.fail_counts = crmd
+                .failures
+                .iter()
+                .map(|(resource, failures)| {
+                    (
+                        resource.clone(),
+                        u32::try_from(failures.len()).unwrap_or(u32::MAX),
+                    )
+                })
+                .collect();
             shared.decision_maker = crmd.decision_maker().unwrap_or_default();
         }
         let trigger = triggers.take();
         if !crmd.may_decide() {
             continue;
         }
-        for action in policy::decide(&view) {
+        let actions = policy::decide(&view);
+        if actions.is_empty() && transition_actions > 0 {
+            // Every group is where it should be: the transition is over.
+            tracing::info!(
+                actions = transition_actions,
+                "transition complete after {transition_actions} action(s)"
+            );
+            let _ = CrmdInterface::transition_completed(&emitter, transition_actions).await;
+            transition_actions = 0;
+        }
+        for action in actions {
             if crmd.sent.contains_key(&action) {
                 continue;
             }
@@ -993,6 +1015,7 @@ pub async fn run(
                 }
             }
             crmd.sent.insert(action, tokio::time::Instant::now());
+            transition_actions += 1;
         }
     }
     // Heartbeat's shutdown: this node gives up its groups cleanly before it leaves, so that a

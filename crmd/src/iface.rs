@@ -22,6 +22,8 @@ pub struct Shared {
     pub view: Option<Arc<ClusterView>>,
     /// Every node's state.
     pub node_states: Vec<NodeState>,
+    /// Monitor failures per resource on this node (those not yet expired).
+    pub fail_counts: Vec<(String, u32)>,
     /// The partition's decision maker.
     pub decision_maker: String,
     /// This node's decisions, oldest first.
@@ -268,6 +270,20 @@ impl CrmdInterface {
         let uid = hbapi::bus::authorise_operator(connection, &header).await?;
         self.send(Command::ClearError(uid))
     }
+
+    /// Monitor failures per resource on this node that have not expired (what counts against
+    /// each resource's migration threshold).
+    fn fail_counts(&self) -> Vec<(String, u32)> {
+        self.shared
+            .lock()
+            .map(|s| s.fail_counts.clone())
+            .unwrap_or_default()
+    }
+
+    /// The decision maker's transition is over: every group is where it should be, after
+    /// `actions` orders and fences.
+    #[zbus(signal)]
+    pub async fn transition_completed(emitter: &SignalEmitter<'_>, actions: u32) -> zbus::Result<()>;
 
     /// A group started or stopped on this node (`started`, `stopped`, `failed`).
     #[zbus(signal)]

@@ -94,7 +94,16 @@ pub trait Crmd {
     /// Cluster users only.
     fn clear_error(&self) -> zbus::Result<()>;
 
-    /// A group started or stopped on this node (`started`, `stopped`, `failed`).
+    /// Monitor failures per resource on this node that have not expired.
+    fn fail_counts(&self) -> zbus::Result<Vec<(String, u32)>>;
+
+    /// The decision maker's transition is over: every group is where it should be, after
+    /// `actions` orders and fences.
+    #[zbus(signal)]
+    fn transition_completed(&self, actions: u32) -> zbus::Result<()>;
+
+    /// A group started or stopped on this node (`started`, `stopped`, `failed`, `blocked`,
+    /// `restarting`).
     #[zbus(signal)]
     fn group_changed(&self, group: &str, node: &str, state: &str) -> zbus::Result<()>;
 }

@@ -44,8 +44,16 @@ async fn the_group_starts_on_its_preferred_node_and_moves_when_that_node_crashes
     );
     assert_eq!(lab.entries(), [("alpha".into(), "start".into(), "web".into())]);
 
+    let bravo = CrmdProxy::new(&nodes[1].connection).await.unwrap();
+    let mut transitions = bravo.receive_transition_completed().await.unwrap();
     nodes[0].crash().await;
     wait_group(&mut at_bravo, "Ledger::web", "started").await;
+    // bravo, now the decision maker, says when the cluster is where it should be again.
+    let completed = tokio::time::timeout(PATIENCE, transitions.next())
+        .await
+        .expect("transition completed")
+        .unwrap();
+    assert_eq!(completed.args().unwrap().actions, 1);
     assert_eq!(where_runs(&nodes[1], "Ledger::web").await, "bravo");
     lab.assert_never_twice(&["alpha"]);
     let history = CrmdProxy::new(&nodes[1].connection)
@@ -221,6 +229,13 @@ async fn a_failed_monitor_restarts_the_group_in_place_then_moves_it() {
     crash();
     wait_group(&mut at_alpha, "Ledger::web", "restarting").await;
     wait_group(&mut at_alpha, "Ledger::web", "started").await;
+    let fail_counts = CrmdProxy::new(&nodes[0].connection)
+        .await
+        .unwrap()
+        .fail_counts()
+        .await
+        .unwrap();
+    assert_eq!(fail_counts, [("Ledger::web".to_owned(), 1)]);
     crash();
     wait_group(&mut at_bravo, "Ledger::web", "started").await;
     lab.assert_never_twice(&[]);
