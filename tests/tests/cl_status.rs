@@ -74,3 +74,60 @@ async fn heartbeats_sub_commands_on_a_running_cluster_and_after_it_stops() {
     );
     assert_eq!(cl_status(alpha, &["listnodes"]).1, 1);
 }
+
+#[tokio::test]
+async fn hb_mon_prints_once_as_text_and_json_and_redraws_on_changes() {
+    let nodes = start_cluster(&["alpha", "bravo"], |b| {
+        b.haresources("alpha Demo::web\n")
+            .resource_script("Demo", "case \"$2\" in status) echo stopped;; esac\nexit 0\n")
+    })
+    .await;
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(hb_lab::bin("hb_mon"))
+            .args(args)
+            .env(hbapi::names::env::RUN_DIR, &nodes[0].run_dir)
+            .env_remove(hbapi::names::env::BUS_ADDRESS)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let text = run(&["-1"]);
+    assert!(text.contains("heartbeat-rs on alpha"), "{text}");
+    assert!(text.contains("bravo"), "{text}");
+    assert!(text.contains("Demo::web"), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&run(&["--json"])).unwrap();
+    assert_eq!(json["node"], "alpha");
+    assert_eq!(json["nodes"].as_array().unwrap().len(), 2);
+    assert_eq!(json["groups"][0]["group"], "Demo::web");
+
+    // Live: one JSON line at start, another when bravo dies (a node status signal).
+    let mut live = tokio::process::Command::new(hb_lab::bin("hb_mon"))
+        .args(["--json", "--live"])
+        .env(hbapi::names::env::RUN_DIR, &nodes[0].run_dir)
+        .env_remove(hbapi::names::env::BUS_ADDRESS)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(live.stdout.take().unwrap()));
+    let first: serde_json::Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+    assert_eq!(first["nodes"][1]["status"], "active");
+    nodes[1].crash().await;
+    let changed = tokio::time::timeout(hb_lab::PATIENCE, async {
+        loop {
+            let line = lines.next_line().await.unwrap().unwrap();
+            let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if value["nodes"][1]["status"] == "dead" {
+                return value;
+            }
+        }
+    })
+    .await
+    .expect("a redraw when bravo died");
+    assert_eq!(changed["nodes"][1]["node"], "bravo");
+}

@@ -1,0 +1,392 @@
+//! `hb_mon`: the live cluster monitor, in the spirit of Pacemaker's `crm_mon`. It redraws on
+//! the bus signals that change what it shows (node and link status, group changes,
+//! completed transitions, fences) — it does not poll. `-1` prints once; `--json` prints the
+//! same facts as JSON.
+
+use std::process::ExitCode;
+
+use futures_util::StreamExt;
+
+use hbapi::comm::{CommProxy, NodeInfo};
+use hbapi::crmd::{CrmdProxy, DecisionInfo, GroupInfo};
+use hbapi::names;
+use hbapi::stonith::{FenceRecord, StonithProxy};
+
+use crate::{json_string, json_strings};
+
+/// Decisions and fences shown.
+const RECENT: usize = 10;
+
+/// Everything the monitor shows.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// This node.
+    pub local: String,
+    /// The partition's decision maker.
+    pub decision_maker: String,
+    /// Nodes and ping nodes.
+    pub nodes: Vec<NodeInfo>,
+    /// Groups and where they run.
+    pub groups: Vec<GroupInfo>,
+    /// This node's unexpired monitor failures per resource.
+    pub fail_counts: Vec<(String, u32)>,
+    /// The decision maker's recent decisions (this node's own history).
+    pub decisions: Vec<DecisionInfo>,
+    /// Recent fences.
+    pub fences: Vec<FenceRecord>,
+}
+
+/// `HH:MM:SS` (UTC) of a time in seconds since the epoch.
+fn clock(seconds: u64) -> String {
+    let of_day = seconds % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}",
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60
+    )
+}
+
+fn last<T: Clone>(items: &[T]) -> Vec<T> {
+    items[items.len().saturating_sub(RECENT)..].to_vec()
+}
+
+/// The human-readable screen.
+pub fn render(snapshot: &Snapshot) -> String {
+    let mut text = format!(
+        "heartbeat-rs on {} — decision maker: {}\n\nNodes:\n",
+        snapshot.local,
+        if snapshot.decision_maker.is_empty() {
+            "none"
+        } else {
+            &snapshot.decision_maker
+        }
+    );
+    let width = snapshot.nodes.iter().map(|n| n.name.len()).max().unwrap_or(0);
+    for node in &snapshot.nodes {
+        let links: Vec<String> = node
+            .links
+            .iter()
+            .map(|l| format!("{} {}", l.name, if l.up { "up" } else { "DOWN" }))
+            .collect();
+        let kind = if node.kind == "normal" {
+            String::new()
+        } else {
+            format!(" ({})", node.kind)
+        };
+        text.push_str(&format!("  {:width$}  {:8}{kind}", node.name, node.status));
+        if !links.is_empty() {
+            text.push_str(&format!("  links: {}", links.join(", ")));
+        }
+        text.push('\n');
+    }
+    text.push_str("\nGroups:\n");
+    if snapshot.groups.is_empty() {
+        text.push_str("  (none configured)\n");
+    }
+    let width = snapshot.groups.iter().map(|g| g.group.len()).max().unwrap_or(0);
+    for group in &snapshot.groups {
+        let place = if group.node.is_empty() {
+            "stopped".to_owned()
+        } else {
+            format!("on {}", group.node)
+        };
+        text.push_str(&format!(
+            "  {:width$}  {place:12}  (prefers {})",
+            group.group, group.preferred_node
+        ));
+        if !group.failed_on.is_empty() {
+            text.push_str(&format!("  FAILED on {}", group.failed_on.join(", ")));
+        }
+        text.push('\n');
+    }
+    if !snapshot.fail_counts.is_empty() {
+        text.push_str(&format!("\nFail counts on {}:\n", snapshot.local));
+        for (resource, count) in &snapshot.fail_counts {
+            text.push_str(&format!("  {resource}: {count}\n"));
+        }
+    }
+    if !snapshot.decisions.is_empty() {
+        text.push_str("\nRecent decisions:\n");
+        for decision in last(&snapshot.decisions) {
+            text.push_str(&format!(
+                "  {}  {}  (after: {})\n",
+                clock(decision.time),
+                decision.decision,
+                decision.trigger
+            ));
+        }
+    }
+    if !snapshot.fences.is_empty() {
+        text.push_str("\nFencing:\n");
+        for fence in last(&snapshot.fences) {
+            text.push_str(&format!(
+                "  {}  {} {} {} via {} ({} ms): {}\n",
+                clock(fence.started),
+                fence.action,
+                fence.target,
+                if fence.ok { "succeeded" } else { "FAILED" },
+                if fence.device.is_empty() {
+                    "-"
+                } else {
+                    &fence.device
+                },
+                fence.duration_ms,
+                fence.reason
+            ));
+        }
+    }
+    text
+}
+
+/// The JSON form.
+pub fn render_json(snapshot: &Snapshot) -> String {
+    let nodes: Vec<String> = snapshot
+        .nodes
+        .iter()
+        .map(|n| {
+            let links: Vec<String> = n
+                .links
+                .iter()
+                .map(|l| format!("{{\"link\":{},\"up\":{}}}", json_string(&l.name), l.up))
+                .collect();
+            format!(
+                "{{\"node\":{},\"type\":{},\"status\":{},\"links\":[{}]}}",
+                json_string(&n.name),
+                json_string(&n.kind),
+                json_string(&n.status),
+                links.join(",")
+            )
+        })
+        .collect();
+    let groups: Vec<String> = snapshot
+        .groups
+        .iter()
+        .map(|g| {
+            format!(
+                "{{\"group\":{},\"node\":{},\"preferred_node\":{},\"failed_on\":{}}}",
+                json_string(&g.group),
+                json_string(&g.node),
+                json_string(&g.preferred_node),
+                json_strings(&g.failed_on)
+            )
+        })
+        .collect();
+    let fail_counts: Vec<String> = snapshot
+        .fail_counts
+        .iter()
+        .map(|(r, c)| format!("{{\"resource\":{},\"count\":{c}}}", json_string(r)))
+        .collect();
+    let decisions: Vec<String> = last(&snapshot.decisions)
+        .iter()
+        .map(|d| {
+            format!(
+                "{{\"id\":{},\"time\":{},\"decision\":{},\"trigger\":{}}}",
+                d.id,
+                d.time,
+                json_string(&d.decision),
+                json_string(&d.trigger)
+            )
+        })
+        .collect();
+    let fences: Vec<String> = last(&snapshot.fences)
+        .iter()
+        .map(|f| {
+            format!(
+                "{{\"target\":{},\"action\":{},\"ok\":{},\"device\":{},\"started\":{},\"duration_ms\":{},\"reason\":{}}}",
+                json_string(&f.target),
+                json_string(&f.action),
+                f.ok,
+                json_string(&f.device),
+                f.started,
+                f.duration_ms,
+                json_string(&f.reason)
+            )
+        })
+        .collect();
+    format!(
+        "{{\"node\":{},\"decision_maker\":{},\"nodes\":[{}],\"groups\":[{}],\"fail_counts\":[{}],\"decisions\":[{}],\"fences\":[{}]}}\n",
+        json_string(&snapshot.local),
+        json_string(&snapshot.decision_maker),
+        nodes.join(","),
+        groups.join(","),
+        fail_counts.join(","),
+        decisions.join(","),
+        fences.join(",")
+    )
+}
+
+async fn gather(connection: &zbus::Connection) -> zbus::Result<Snapshot> {
+    let comm = CommProxy::new(connection).await?;
+    let mut snapshot = Snapshot {
+        local: comm.local_node().await?,
+        nodes: comm.list_nodes().await?,
+        ..Snapshot::default()
+    };
+    if crate::is_running(connection, names::crmd::BUS_NAME).await {
+        let crmd = CrmdProxy::new(connection).await?;
+        snapshot.decision_maker = crmd.decision_maker().await?;
+        snapshot.groups = crmd.groups().await?;
+        snapshot.fail_counts = crmd.fail_counts().await?;
+        snapshot.decisions = crmd.history().await?;
+    }
+    if crate::is_running(connection, names::stonithd::BUS_NAME).await {
+        snapshot.fences = StonithProxy::new(connection).await?.history().await?;
+    }
+    Ok(snapshot)
+}
+
+/// What `hb_mon` is asked to do.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "hb_mon",
+    version = hbapi::VERSION,
+    about = "Live cluster monitor: nodes, links, groups, failures, decisions and fences"
+)]
+pub struct Args {
+    /// Print once and exit.
+    #[arg(short = '1', long = "one-shot")]
+    pub once: bool,
+    /// Print JSON (once unless live mode is asked for with --live).
+    #[arg(long)]
+    pub json: bool,
+    /// With --json: a JSON line at every change.
+    #[arg(long, requires = "json")]
+    pub live: bool,
+}
+
+/// `hb_mon`'s entry point.
+pub async fn main(args: Args) -> ExitCode {
+    let Some(connection) = crate::connect().await else {
+        eprintln!("hb_mon: heartbeat is not running here (no cluster bus)");
+        return ExitCode::from(1);
+    };
+    if !crate::is_running(&connection, names::comm::BUS_NAME).await {
+        eprintln!("hb_mon: hbcomm is not running here");
+        return ExitCode::from(1);
+    }
+    let once = args.once || (args.json && !args.live);
+    let show = |snapshot: &Snapshot| {
+        if args.json {
+            crate::write_out(&render_json(snapshot));
+        } else if once {
+            crate::write_out(&render(snapshot));
+        } else {
+            // Home, clear, draw.
+            crate::write_out(&format!("\x1b[H\x1b[2J{}", render(snapshot)));
+        }
+    };
+    if once {
+        return match gather(&connection).await {
+            Ok(snapshot) => {
+                show(&snapshot);
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("hb_mon: {error}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    // Subscribed before the first drawing, so that nothing between the two is missed.
+    let changes = async {
+        let comm = CommProxy::new(&connection).await?;
+        let crmd = CrmdProxy::new(&connection).await?;
+        let stonith = StonithProxy::new(&connection).await?;
+        let streams: Vec<futures_util::stream::BoxStream<'static, ()>> = vec![
+            comm.receive_node_status_changed().await?.map(|_| ()).boxed(),
+            comm.receive_link_status_changed().await?.map(|_| ()).boxed(),
+            crmd.receive_group_changed().await?.map(|_| ()).boxed(),
+            crmd.receive_transition_completed().await?.map(|_| ()).boxed(),
+            stonith.receive_fence_finished().await?.map(|_| ()).boxed(),
+        ];
+        Ok::<_, zbus::Error>(futures_util::stream::select_all(streams))
+    };
+    let mut changes = match changes.await {
+        Ok(changes) => changes,
+        Err(error) => {
+            eprintln!("hb_mon: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    loop {
+        match gather(&connection).await {
+            Ok(snapshot) => show(&snapshot),
+            Err(error) => {
+                eprintln!("hb_mon: {error}");
+                return ExitCode::from(1);
+            }
+        }
+        if changes.next().await.is_none() {
+            return ExitCode::SUCCESS;
+        }
+        // A burst of changes (a failover sends several) is drawn once.
+        while let Ok(Some(())) =
+            tokio::time::timeout(std::time::Duration::from_millis(20), changes.next()).await
+        {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hbapi::comm::LinkInfo;
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            local: "alpha".into(),
+            decision_maker: "alpha".into(),
+            nodes: vec![NodeInfo {
+                name: "bravo".into(),
+                kind: "normal".into(),
+                status: "dead".into(),
+                links: vec![LinkInfo {
+                    name: "eth0".into(),
+                    up: false,
+                }],
+            }],
+            groups: vec![GroupInfo {
+                group: "web".into(),
+                preferred_node: "bravo".into(),
+                node: "alpha".into(),
+                failed_on: vec![],
+            }],
+            fail_counts: vec![("web".into(), 2)],
+            decisions: vec![DecisionInfo {
+                id: 1,
+                time: 3661,
+                decision: "start web alpha".into(),
+                trigger: "node bravo is dead".into(),
+            }],
+            fences: vec![],
+        }
+    }
+
+    #[test]
+    fn the_screen_says_where_groups_run_and_why() {
+        let text = render(&snapshot());
+        assert!(text.contains("decision maker: alpha"), "{text}");
+        assert!(text.contains("bravo  dead"), "{text}");
+        assert!(text.contains("eth0 DOWN"), "{text}");
+        assert!(text.contains("web  on alpha      (prefers bravo)"), "{text}");
+        assert!(text.contains("web: 2"), "{text}");
+        assert!(
+            text.contains("01:01:01  start web alpha  (after: node bravo is dead)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn json_has_every_section() {
+        let json = render_json(&snapshot());
+        for key in [
+            "\"nodes\":[",
+            "\"groups\":[",
+            "\"fail_counts\":[",
+            "\"decisions\":[",
+            "\"fences\":[]",
+        ] {
+            assert!(json.contains(key), "{json}");
+        }
+    }
+}
