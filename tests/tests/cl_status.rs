@@ -96,6 +96,7 @@ async fn hb_mon_prints_once_as_text_and_json_and_redraws_on_changes() {
         );
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
+    hb_lab::groups::wait_status(&nodes[0], &["alpha ACTIVE Demo::web", "bravo IDLE"]).await;
     let text = run(&["-1"]);
     assert!(text.contains("heartbeat-rs on alpha"), "{text}");
     assert!(text.contains("bravo"), "{text}");
@@ -104,6 +105,12 @@ async fn hb_mon_prints_once_as_text_and_json_and_redraws_on_changes() {
     assert_eq!(json["node"], "alpha");
     assert_eq!(json["nodes"].as_array().unwrap().len(), 2);
     assert_eq!(json["groups"][0]["group"], "Demo::web");
+    let why = run(&["--why", "Demo::web"]);
+    assert!(
+        why.starts_with("Demo::web runs on alpha, its preferred node.\n"),
+        "{why}"
+    );
+    assert!(why.contains("start Demo::web alpha  because: "), "{why}");
 
     // Live: one JSON line at start, another when bravo dies (a node status signal).
     let mut live = tokio::process::Command::new(hb_lab::bin("hb_mon"))

@@ -253,6 +253,74 @@ pub struct Args {
     /// With --json: a JSON line at every change.
     #[arg(long, requires = "json")]
     pub live: bool,
+    /// Explain why GROUP runs where it runs (or nowhere), from the decisions this node made,
+    /// and exit.
+    #[arg(long, value_name = "GROUP", conflicts_with_all = ["json", "live"])]
+    pub why: Option<String>,
+}
+
+/// Why `group` is where it is: its state, then every decision about it with what set it off.
+pub fn explain(snapshot: &Snapshot, group: &str) -> Result<String, String> {
+    let info = snapshot.groups.iter().find(|g| g.group == group).ok_or_else(|| {
+        format!(
+            "no group {group:?}; groups: {}",
+            snapshot
+                .groups
+                .iter()
+                .map(|g| g.group.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })?;
+    let mut text = match info.node.as_str() {
+        "" => format!("{group} runs nowhere now. It prefers {}.\n", info.preferred_node),
+        node if node == info.preferred_node => format!("{group} runs on {node}, its preferred node.\n"),
+        node => format!("{group} runs on {node}; it prefers {}.\n", info.preferred_node),
+    };
+    if !info.failed_on.is_empty() {
+        text.push_str(&format!(
+            "It failed on {}, which may not run it until its failures expire or are cleaned up (Cleanup).\n",
+            info.failed_on.join(", ")
+        ));
+    }
+    if let Some(preferred) = snapshot.nodes.iter().find(|n| n.name == info.preferred_node) {
+        if preferred.status != "active" && info.node != info.preferred_node {
+            text.push_str(&format!(
+                "Its preferred node {} is {}.\n",
+                preferred.name, preferred.status
+            ));
+        }
+    }
+    let about: Vec<&DecisionInfo> = snapshot
+        .decisions
+        .iter()
+        .filter(|d| d.decision.split_whitespace().nth(1) == Some(group))
+        .collect();
+    if about.is_empty() {
+        text.push_str(&format!(
+            "{} made no decision about it{}.\n",
+            snapshot.local,
+            if snapshot.decision_maker != snapshot.local && !snapshot.decision_maker.is_empty() {
+                format!(" (the decision maker is {}: ask there)", snapshot.decision_maker)
+            } else {
+                String::new()
+            }
+        ));
+    } else {
+        text.push_str(&format!(
+            "Decisions {} made about it, oldest first:\n",
+            snapshot.local
+        ));
+        for decision in about {
+            text.push_str(&format!(
+                "  {}  {}  because: {}\n",
+                clock(decision.time),
+                decision.decision,
+                decision.trigger
+            ));
+        }
+    }
+    Ok(text)
 }
 
 /// `hb_mon`'s entry point.
@@ -264,6 +332,22 @@ pub async fn main(args: Args) -> ExitCode {
     if !crate::is_running(&connection, names::comm::BUS_NAME).await {
         eprintln!("hb_mon: hbcomm is not running here");
         return ExitCode::from(1);
+    }
+    if let Some(group) = &args.why {
+        let explained = gather(&connection)
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|snapshot| explain(&snapshot, group));
+        return match explained {
+            Ok(text) => {
+                crate::write_out(&text);
+                ExitCode::SUCCESS
+            }
+            Err(message) => {
+                eprintln!("hb_mon: {message}");
+                ExitCode::from(1)
+            }
+        };
     }
     let once = args.once || (args.json && !args.live);
     let show = |snapshot: &Snapshot| {
@@ -374,6 +458,21 @@ mod tests {
             text.contains("01:01:01  start web alpha  (after: node bravo is dead)"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn why_tells_where_a_group_runs_and_which_decisions_put_it_there() {
+        let text = explain(&snapshot(), "web").unwrap();
+        assert!(
+            text.starts_with("web runs on alpha; it prefers bravo.\n"),
+            "{text}"
+        );
+        assert!(text.contains("Its preferred node bravo is dead."), "{text}");
+        assert!(
+            text.contains("01:01:01  start web alpha  because: node bravo is dead"),
+            "{text}"
+        );
+        assert!(explain(&snapshot(), "db").unwrap_err().contains("groups: web"));
     }
 
     #[test]
