@@ -66,6 +66,7 @@ pub struct NodeBuilder {
     ops: Vec<(String, hbapi::config::OpSettings)>,
     groups: Option<Vec<hbapi::config::ResourceGroup>>,
     freeha: Option<Duration>,
+    bus_address: Option<String>,
 }
 
 impl NodeBuilder {
@@ -88,6 +89,7 @@ impl NodeBuilder {
             ops: Vec::new(),
             groups: None,
             freeha: None,
+            bus_address: None,
         }
     }
 
@@ -181,7 +183,13 @@ impl NodeBuilder {
         self.ha_cf(line)
     }
 
-    /// Chooses the bus.
+    /// Uses a bus that is already there (e.g. a dbus-daemon with the policy file) instead.
+    pub fn bus_address(mut self, address: &str) -> Self {
+        self.bus_address = Some(address.to_owned());
+        self
+    }
+
+    /// Chooses the bus the master provides.
     pub fn bus(mut self, bus: BusKind) -> Self {
         self.bus = bus;
         self
@@ -287,10 +295,13 @@ impl NodeBuilder {
             .arg("--run-dir")
             .arg(&run_dir)
             .arg("--bus")
-            .arg(match self.bus {
-                BusKind::Busd => "private",
-                BusKind::DbusDaemon => "dbus-daemon",
-            })
+            .arg(self.bus_address.clone().unwrap_or_else(|| {
+                match self.bus {
+                    BusKind::Busd => "private",
+                    BusKind::DbusDaemon => "dbus-daemon",
+                }
+                .to_owned()
+            }))
             .args(&self.master_args)
             .args(if self.core_daemons {
                 Vec::new()

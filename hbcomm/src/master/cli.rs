@@ -79,6 +79,11 @@ pub struct Args {
     /// Print the ha.toml equivalent of the configuration and exit.
     #[arg(long, group = "mode")]
     pub to_toml: bool,
+    /// Leave the core daemons (hbcomm, lrmd, stonithd, crmd) to systemd's units instead of
+    /// starting and respawning them (the master still provides the bus address, its
+    /// interface, FreeHA's signals and the respawn lines).
+    #[arg(long)]
+    pub no_core_daemons: bool,
     /// Force this node to take every group once it is up (FreeHA's `-m`; the decision maker
     /// stops them elsewhere first).
     #[arg(short = 'm', long = "force-start")]
@@ -170,7 +175,11 @@ pub fn main() -> ExitCode {
             print_errors(&error);
             ok = false;
         }
-        if let Err(error) = super::preflight(&super::child_specs(&loaded.config, &daemon_dir)) {
+        if let Err(error) = super::preflight(&super::child_specs(
+            &loaded.config,
+            &daemon_dir,
+            !args.no_core_daemons,
+        )) {
             eprintln!("error: {error}");
             ok = false;
         }
@@ -214,6 +223,7 @@ pub fn main() -> ExitCode {
             ..RespawnPolicy::default()
         },
         stop_timeout: args.stop_timeout,
+        core_daemons: !args.no_core_daemons,
     };
     // One thread: children are forked from it, and the parent-death signal they carry is tied
     // to the thread that forked them.

@@ -62,6 +62,8 @@ pub struct MasterOptions {
     pub policy: RespawnPolicy,
     /// How long a child gets between SIGTERM and SIGKILL.
     pub stop_timeout: Duration,
+    /// Whether the master starts and respawns the core daemons (false: systemd's units do).
+    pub core_daemons: bool,
 }
 
 /// Errors that stop the master.
@@ -117,9 +119,10 @@ fn plugin_program(program: &str, daemon_dir: &Path) -> PathBuf {
 
 /// The children a configuration asks for: core daemons found in `daemon_dir`, then the
 /// respawn lines.
-pub fn child_specs(config: &ClusterConfig, daemon_dir: &Path) -> Vec<ChildSpec> {
+pub fn child_specs(config: &ClusterConfig, daemon_dir: &Path, core_daemons: bool) -> Vec<ChildSpec> {
     let mut specs: Vec<ChildSpec> = CORE_DAEMONS
         .iter()
+        .filter(|_| core_daemons)
         .map(|(name, _)| daemon_dir.join(name))
         .filter(|path| nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_ok())
         .map(|program| {
@@ -272,7 +275,7 @@ pub async fn run(
     commands_tx: mpsc::UnboundedSender<Command>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) -> Result<(), MasterError> {
-    let specs = child_specs(&loaded.config, &options.daemon_dir);
+    let specs = child_specs(&loaded.config, &options.daemon_dir, options.core_daemons);
     preflight(&specs)?;
     for dir in [&options.run_dir, &options.state_dir] {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
@@ -442,7 +445,7 @@ async fn reload(
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
-    let specs = child_specs(&loaded.config, &options.daemon_dir);
+    let specs = child_specs(&loaded.config, &options.daemon_dir, options.core_daemons);
     preflight(&specs).map_err(|e| e.to_string())?;
     supervisor.set_env(child_env(options, &loaded.config, bus_address));
     supervisor

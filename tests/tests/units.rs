@@ -1,0 +1,204 @@
+//! What etc/ installs for running heartbeat-rs for real: the systemd units pass
+//! `systemd-analyze verify`, and the D-Bus policy — every allow rule with its destination —
+//! makes a real dbus-daemon refuse an unprivileged caller's operator methods while it lets
+//! read-only ones through.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use hb_lab::NodeBuilder;
+
+fn etc(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../etc")
+        .join(path)
+}
+
+#[test]
+fn the_systemd_units_pass_systemd_analyze_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let units: Vec<PathBuf> = std::fs::read_dir(etc("systemd"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "service"))
+        .collect();
+    assert_eq!(units.len(), 5, "{units:?}");
+    let mut copies = Vec::new();
+    for unit in &units {
+        // The programs where the build put them instead of where a package installs them.
+        let text = std::fs::read_to_string(unit)
+            .unwrap()
+            .replace(
+                "/usr/sbin/heartbeat",
+                &hb_lab::bin("heartbeat").display().to_string(),
+            )
+            .replace(
+                "/usr/lib/heartbeat-rs/",
+                &format!("{}/", hb_lab::bin("hbcomm").parent().unwrap().display()),
+            );
+        let copy = dir.path().join(unit.file_name().unwrap());
+        std::fs::write(&copy, text).unwrap();
+        copies.push(copy);
+    }
+    let output = Command::new("systemd-analyze")
+        .arg("verify")
+        .args(&copies)
+        .output()
+        .expect("systemd-analyze (Debian's systemd package)");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.trim().is_empty(),
+        "systemd-analyze verify complains:\n{stderr}"
+    );
+}
+
+fn policy_file() -> PathBuf {
+    etc("dbus-1/system.d/org.heartbeatrs.conf")
+}
+
+#[test]
+fn every_allow_rule_of_the_policy_names_its_destination() {
+    let text = std::fs::read_to_string(policy_file()).unwrap();
+    let rules: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("<allow"))
+        .collect();
+    assert!(rules.len() > 20, "{rules:?}");
+    for rule in rules {
+        assert!(
+            rule.contains("send_destination=\"org.heartbeatrs.")
+                || rule.contains("own_prefix=\"org.heartbeatrs\""),
+            "{rule}"
+        );
+    }
+}
+
+/// A dbus-daemon configured like Debian's system bus, with the policy file included.
+fn start_dbus_daemon(dir: &Path) -> (std::process::Child, String) {
+    let socket = dir.join("bus.sock");
+    let config = dir.join("bus.conf");
+    std::fs::write(
+        &config,
+        format!(
+            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <listen>unix:path={socket}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+  </policy>
+  <include>{policy}</include>
+</busconfig>
+"#,
+            socket = socket.display(),
+            policy = policy_file().display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new("dbus-daemon")
+        .arg(format!("--config-file={}", config.display()))
+        .args(["--nofork", "--print-address"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("dbus-daemon");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(!line.trim().is_empty(), "dbus-daemon refused the configuration");
+    std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    (child, line.trim().to_owned())
+}
+
+async fn busctl_as_nobody(address: &str, args: &[&str]) -> (bool, String) {
+    let output = tokio::process::Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "busctl"])
+        .arg(format!("--address={address}"))
+        .arg("call")
+        .args(args)
+        .output()
+        .await
+        .expect("setpriv busctl");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn under_the_policy_an_unprivileged_caller_may_read_but_not_operate() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (bus, address) = start_dbus_daemon(dir.path());
+    let _bus = KillOnDrop(bus);
+    // One node of two (its peer never comes): hbcomm needs a link that is not its own address.
+    let node = NodeBuilder::new("alpha")
+        .core_daemons()
+        .bind("127.0.0.1")
+        .links(vec!["ucast lo 127.0.0.2".into()])
+        .bus_address(&address)
+        .start()
+        .await;
+    hb_lab::wait_name_owner(
+        &node.connection,
+        hbapi::names::crmd::BUS_NAME,
+        node.child_pid("crmd").await,
+    )
+    .await;
+    let crmd = [
+        "org.heartbeatrs.Crmd",
+        "/org/heartbeatrs/Crmd",
+        "org.heartbeatrs.Crmd1",
+    ];
+
+    let (ok, stderr) = busctl_as_nobody(&address, &[crmd[0], crmd[1], crmd[2], "Groups"]).await;
+    assert!(ok, "a read-only method is refused: {stderr}");
+    let (ok, stderr) = busctl_as_nobody(&address, &[crmd[0], crmd[1], crmd[2], "Standby", "s", "all"]).await;
+    assert!(!ok, "an operator method went through for nobody");
+    // Refused by the bus policy itself, before crmd's own uid check.
+    assert!(
+        stderr.contains("Rejected send message") || stderr.contains("Access denied"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("may not do this"), "reached crmd: {stderr}");
+    let comm = [
+        "org.heartbeatrs.Comm",
+        "/org/heartbeatrs/Comm",
+        "org.heartbeatrs.Comm1",
+    ];
+    let (ok, stderr) = busctl_as_nobody(&address, &[comm[0], comm[1], comm[2], "ListNodes"]).await;
+    assert!(ok, "{stderr}");
+    let (ok, _) = busctl_as_nobody(
+        &address,
+        &[comm[0], comm[1], comm[2], "SendMessage", "ssa{ss}", "", "x", "0"],
+    )
+    .await;
+    assert!(!ok);
+    drop(node);
+}
+
+/// A child process killed when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
