@@ -448,18 +448,7 @@ impl Node {
             std::os::unix::fs::PermissionsExt::from_mode(0o666),
         )
         .expect("chmod bus socket");
-        let output = Command::new("setpriv")
-            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "busctl"])
-            .arg(format!("--address={}", self.address))
-            .arg("call")
-            .args(args)
-            .output()
-            .await
-            .expect("setpriv busctl");
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        busctl_as_nobody(&self.address, args).await
     }
 
     /// The master's pid.
@@ -685,6 +674,23 @@ pub fn process_usage(pid: u32) -> (f64, u64) {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0);
     (cpu / clock_ticks(), rss)
+}
+
+/// `busctl call ARGS` on the bus at `address` as user nobody: whether it succeeded, and its
+/// stderr.
+pub async fn busctl_as_nobody(address: &str, args: &[&str]) -> (bool, String) {
+    let output = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "busctl"])
+        .arg(format!("--address={address}"))
+        .arg("call")
+        .args(args)
+        .output()
+        .await
+        .expect("setpriv busctl");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// The pid owning `name` on the bus.

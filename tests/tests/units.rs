@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hb_lab::NodeBuilder;
+use hb_lab::{busctl_as_nobody, NodeBuilder};
 
 fn etc(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -124,21 +124,6 @@ fn start_dbus_daemon(dir: &Path) -> (std::process::Child, String) {
     assert!(!line.trim().is_empty(), "dbus-daemon refused the configuration");
     std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
     (child, line.trim().to_owned())
-}
-
-async fn busctl_as_nobody(address: &str, args: &[&str]) -> (bool, String) {
-    let output = tokio::process::Command::new("setpriv")
-        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "busctl"])
-        .arg(format!("--address={address}"))
-        .arg("call")
-        .args(args)
-        .output()
-        .await
-        .expect("setpriv busctl");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 #[tokio::test]

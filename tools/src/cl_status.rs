@@ -8,7 +8,7 @@ use hbapi::comm::{CommProxy, NodeInfo};
 use hbapi::crmd::CrmdProxy;
 use hbapi::names;
 
-use crate::{json_string, json_strings, outln};
+use crate::{json_nodes as nodes_json, json_string, json_strings, outln};
 
 /// Heartbeat's exit codes.
 pub mod exit {
@@ -208,27 +208,6 @@ fn list_nodes(facts: &Facts, only: Option<&str>, verbose: bool, human: bool) -> 
         }
     }
     text
-}
-
-fn nodes_json(nodes: &[&NodeInfo]) -> String {
-    let items: Vec<String> = nodes
-        .iter()
-        .map(|n| {
-            let links: Vec<String> = n
-                .links
-                .iter()
-                .map(|l| format!("{{\"link\":{},\"up\":{}}}", json_string(&l.name), l.up))
-                .collect();
-            format!(
-                "{{\"node\":{},\"type\":{},\"status\":{},\"links\":[{}]}}",
-                json_string(&n.name),
-                json_string(&n.kind),
-                json_string(&n.status),
-                links.join(",")
-            )
-        })
-        .collect();
-    format!("[{}]", items.join(","))
 }
 
 /// Heartbeat's rscstatus: which resources this node holds.

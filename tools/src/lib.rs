@@ -80,6 +80,28 @@ pub fn json_strings(items: &[String]) -> String {
     )
 }
 
+/// Nodes and their links as a JSON array (cl_status and hb_mon print the same form).
+pub fn json_nodes(nodes: &[&hbapi::comm::NodeInfo]) -> String {
+    let items: Vec<String> = nodes
+        .iter()
+        .map(|n| {
+            let links: Vec<String> = n
+                .links
+                .iter()
+                .map(|l| format!("{{\"link\":{},\"up\":{}}}", json_string(&l.name), l.up))
+                .collect();
+            format!(
+                "{{\"node\":{},\"type\":{},\"status\":{},\"links\":[{}]}}",
+                json_string(&n.name),
+                json_string(&n.kind),
+                json_string(&n.status),
+                links.join(",")
+            )
+        })
+        .collect();
+    format!("[{}]", items.join(","))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -141,24 +141,7 @@ pub fn render(snapshot: &Snapshot) -> String {
 
 /// The JSON form.
 pub fn render_json(snapshot: &Snapshot) -> String {
-    let nodes: Vec<String> = snapshot
-        .nodes
-        .iter()
-        .map(|n| {
-            let links: Vec<String> = n
-                .links
-                .iter()
-                .map(|l| format!("{{\"link\":{},\"up\":{}}}", json_string(&l.name), l.up))
-                .collect();
-            format!(
-                "{{\"node\":{},\"type\":{},\"status\":{},\"links\":[{}]}}",
-                json_string(&n.name),
-                json_string(&n.kind),
-                json_string(&n.status),
-                links.join(",")
-            )
-        })
-        .collect();
+    let nodes: Vec<&NodeInfo> = snapshot.nodes.iter().collect();
     let groups: Vec<String> = snapshot
         .groups
         .iter()
@@ -205,10 +188,10 @@ pub fn render_json(snapshot: &Snapshot) -> String {
         })
         .collect();
     format!(
-        "{{\"node\":{},\"decision_maker\":{},\"nodes\":[{}],\"groups\":[{}],\"fail_counts\":[{}],\"decisions\":[{}],\"fences\":[{}]}}\n",
+        "{{\"node\":{},\"decision_maker\":{},\"nodes\":{},\"groups\":[{}],\"fail_counts\":[{}],\"decisions\":[{}],\"fences\":[{}]}}\n",
         json_string(&snapshot.local),
         json_string(&snapshot.decision_maker),
-        nodes.join(","),
+        crate::json_nodes(&nodes),
         groups.join(","),
         fail_counts.join(","),
         decisions.join(","),
