@@ -187,3 +187,37 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn manual_pages_and_completions_are_generated_from_the_clap_definitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(hb_lab::bin("hb-gen-docs"))
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for (name, option) in [
+        ("heartbeat", "no\\-core\\-daemons"),
+        ("hb_mon", "\\-\\-why"),
+        ("stonith", "\\-L"),
+        ("meatclient", "\\-c"),
+    ] {
+        let page = std::fs::read_to_string(dir.path().join(format!("man/{name}.1"))).unwrap();
+        assert!(page.contains(&format!(".TH {name} 1")), "{page}");
+        assert!(page.contains(option), "{name}: {option} missing:\n{page}");
+        let bash = dir.path().join(format!("completions/bash/{name}.bash"));
+        let check = Command::new("bash").arg("-n").arg(&bash).output().unwrap();
+        assert!(
+            check.status.success(),
+            "{}: {}",
+            bash.display(),
+            String::from_utf8_lossy(&check.stderr)
+        );
+        assert!(dir.path().join(format!("completions/zsh/_{name}")).exists());
+        assert!(dir.path().join(format!("completions/fish/{name}.fish")).exists());
+    }
+}

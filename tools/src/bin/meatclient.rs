@@ -5,18 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-
-/// Confirm a manual reset (meatware STONITH).
-#[derive(Parser)]
-#[command(name = "meatclient", version = hbapi::VERSION)]
-struct Args {
-    /// The node that was power-cycled.
-    #[arg(short = 'c', value_name = "NODE")]
-    node: String,
-    /// Do not ask (for scripts that have checked already).
-    #[arg(long)]
-    yes: bool,
-}
+use hb_tools::cli::MeatclientArgs as Args;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {

@@ -10,65 +10,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use futures_util::StreamExt;
+use hb_tools::cli::StonithArgs as Args;
 
 use hb_tools::{json_string, json_strings};
 use stonithd::plugin::{self, exit, Device, PluginDirs, PluginError};
-
-/// Fence (power-cycle) a cluster node, or inspect fencing devices.
-#[derive(Parser)]
-#[command(name = "stonith", version = hbapi::VERSION, disable_help_flag = true)]
-struct Args {
-    /// List supported stonith device types.
-    #[arg(short = 'L')]
-    list_types: bool,
-    /// Display detailed help with every device type's description and parameters.
-    #[arg(short = 'h')]
-    help: bool,
-    /// Device type.
-    #[arg(short = 't', value_name = "TYPE")]
-    device_type: Option<String>,
-    /// Print the names of the type's parameters.
-    #[arg(short = 'n')]
-    names: bool,
-    /// Print the type's meta-data XML.
-    #[arg(short = 'm')]
-    meta_data: bool,
-    /// Parameters, in the order -n prints them (or name=value pairs).
-    #[arg(short = 'p', value_name = "PARAMS")]
-    params: Option<String>,
-    /// Parameters from a file (-p syntax, # starts a comment line).
-    #[arg(short = 'F', value_name = "FILE")]
-    params_file: Option<std::path::PathBuf>,
-    /// Parameters from the environment (one variable per parameter name).
-    #[arg(short = 'E')]
-    from_env: bool,
-    /// Reset, power on or power off a node.
-    #[arg(short = 'T', value_name = "reset|on|off")]
-    action: Option<String>,
-    /// List the hosts the device controls.
-    #[arg(short = 'l')]
-    list_hosts: bool,
-    /// Report the device's status.
-    #[arg(short = 'S')]
-    status: bool,
-    /// Silent.
-    #[arg(short = 's')]
-    silent: bool,
-    /// Verbose.
-    #[arg(short = 'v')]
-    verbose: bool,
-    /// Debug.
-    #[arg(short = 'd')]
-    debug: bool,
-    /// Repeat count (accepted for compatibility; each operation runs once).
-    #[arg(short = 'c', value_name = "COUNT")]
-    count: Option<u32>,
-    /// Print listings as JSON.
-    #[arg(long)]
-    json: bool,
-    /// name=value parameters, and the node for -T.
-    rest: Vec<String>,
-}
 
 const USAGE: &str = "usage:
 \t stonith [-svh] -L
