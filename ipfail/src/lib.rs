@@ -298,9 +298,10 @@ pub fn main() -> ExitCode {
             return ExitCode::from(DO_NOT_RESPAWN);
         }
     };
-    hbapi::logging::init(
+    hbapi::logging::init_with(
         "ipfail",
         hbapi::logging::level_for_debug(loaded.config.logging.debug),
+        &loaded.config.logging,
     );
     if let Some(reason) = refusal(&loaded.config) {
         tracing::error!("{reason}");

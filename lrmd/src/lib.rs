@@ -116,7 +116,14 @@ pub fn main() -> std::process::ExitCode {
         .ok()
         .and_then(|v| v.parse::<u8>().ok())
         .unwrap_or(0);
-    hbapi::logging::init("lrmd", hbapi::logging::level_for_debug(debug));
+    // The configuration only for ha.cf's log destinations: lrmd needs nothing else from it.
+    let logging = hbapi::config::load_dir(std::path::Path::new(&hbapi::daemon::env_or(
+        names::env::CONFIG_DIR,
+        "/etc/ha.d",
+    )))
+    .map(|loaded| loaded.config.logging)
+    .unwrap_or_default();
+    hbapi::logging::init_with("lrmd", hbapi::logging::level_for_debug(debug), &logging);
     let run_dir = PathBuf::from(hbapi::daemon::env_or(names::env::RUN_DIR, "/run/heartbeat"));
     let Some(bus_address) = hbapi::bus::find_address(&run_dir) else {
         tracing::error!("no bus address: lrmd is started by the heartbeat master");

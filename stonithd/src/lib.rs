@@ -159,9 +159,10 @@ pub fn main() -> std::process::ExitCode {
             return ExitCode::from(100);
         }
     };
-    hbapi::logging::init(
+    hbapi::logging::init_with(
         "stonithd",
         hbapi::logging::level_for_debug(loaded.config.logging.debug),
+        &loaded.config.logging,
     );
     let Ok(node) = std::env::var(names::env::NODE_NAME) else {
         tracing::error!("no node name: stonithd is started by the heartbeat master");

@@ -238,3 +238,32 @@ async fn unprivileged_callers_are_refused_operator_methods() {
         "still running"
     );
 }
+
+#[tokio::test]
+async fn ha_cf_logfile_and_debugfile_receive_every_daemons_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let logfile = dir.path().join("ha-log");
+    let debugfile = dir.path().join("ha-debug");
+    let nodes = hb_lab::start_cluster(&["alpha", "bravo"], |b| {
+        b.ha_cf(format!("logfile {}", logfile.display()))
+            .ha_cf(format!("debugfile {}", debugfile.display()))
+    })
+    .await;
+    hb_lab::wait_peer_status(&nodes[0], "bravo", "active").await;
+    let log = std::fs::read_to_string(&logfile).unwrap();
+    for line in [
+        "heartbeat started",
+        "hbcomm started",
+        "lrmd started",
+        "stonithd started",
+        "crmd started",
+    ] {
+        assert!(log.contains(line), "{line:?} missing from the logfile:\n{log}");
+    }
+    assert!(
+        !log.contains("DEBUG"),
+        "debug messages belong in the debugfile only:\n{log}"
+    );
+    let debug = std::fs::read_to_string(&debugfile).unwrap();
+    assert!(debug.contains("hbcomm started"), "{debug}");
+}

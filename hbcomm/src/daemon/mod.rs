@@ -676,9 +676,10 @@ pub fn main() -> std::process::ExitCode {
             return ExitCode::from(100);
         }
     };
-    hbapi::logging::init(
+    hbapi::logging::init_with(
         "hbcomm",
         hbapi::logging::level_for_debug(loaded.config.logging.debug),
+        &loaded.config.logging,
     );
     let Some(node) = node else {
         tracing::error!("no node name: set {} or pass --node", names::env::NODE_NAME);

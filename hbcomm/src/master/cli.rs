@@ -197,7 +197,7 @@ pub fn main() -> ExitCode {
     }
 
     let level = hbapi::logging::level_for_debug(loaded.config.logging.debug.max(args.debug));
-    hbapi::logging::init("heartbeat", level);
+    hbapi::logging::init_with("heartbeat", level, &loaded.config.logging);
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
