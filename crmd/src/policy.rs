@@ -288,6 +288,16 @@ pub fn decide(view: &ClusterView) -> Vec<Action> {
     actions
 }
 
+/// A scenario's comma-separated group list.
+fn group_list(list: &str) -> Groups {
+    Arc::new(
+        list.split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
 /// Parses a scenario's input (see tests/scenarios/README.md) into a view.
 pub fn parse_scenario(text: &str) -> Result<(ClusterView, Vec<String>), String> {
     let mut nodes: BTreeMap<String, NodeView> = BTreeMap::new();
@@ -346,22 +356,8 @@ pub fn parse_scenario(text: &str) -> Result<(ClusterView, Vec<String>), String> 
                 };
                 for item in rest {
                     match item.split_once('=') {
-                        Some(("running", list)) => {
-                            node.running = Arc::new(
-                                list.split(',')
-                                    .filter(|s| !s.is_empty())
-                                    .map(str::to_owned)
-                                    .collect(),
-                            )
-                        }
-                        Some(("failed", list)) => {
-                            node.failed = Arc::new(
-                                list.split(',')
-                                    .filter(|s| !s.is_empty())
-                                    .map(str::to_owned)
-                                    .collect(),
-                            )
-                        }
+                        Some(("running", list)) => node.running = group_list(list),
+                        Some(("failed", list)) => node.failed = group_list(list),
                         None if *item == "standby" => node.standby = Scope::All,
                         Some(("standby", mode)) => {
                             node.standby =
@@ -372,22 +368,8 @@ pub fn parse_scenario(text: &str) -> Result<(ClusterView, Vec<String>), String> 
                                 Scope::parse(mode).ok_or_else(|| error("takeover=all|local|foreign"))?
                         }
                         None if *item == "unclean" => node.unclean = true,
-                        Some(("blocked", list)) => {
-                            node.blocked = Arc::new(
-                                list.split(',')
-                                    .filter(|s| !s.is_empty())
-                                    .map(str::to_owned)
-                                    .collect(),
-                            )
-                        }
-                        Some(("held", list)) => {
-                            node.held = Arc::new(
-                                list.split(',')
-                                    .filter(|s| !s.is_empty())
-                                    .map(str::to_owned)
-                                    .collect(),
-                            )
-                        }
+                        Some(("blocked", list)) => node.blocked = group_list(list),
+                        Some(("held", list)) => node.held = group_list(list),
                         _ => return Err(error("node attributes: running=a,b failed=a standby unclean")),
                     }
                 }
