@@ -45,6 +45,18 @@ impl Lab {
             .resource_script("Ledger", &ledger_script(&self.ledger, &self.state))
     }
 
+    /// Waits until the ledger has a `node` `event` line ("alpha start"); panics with the
+    /// ledger after [`crate::PATIENCE`].
+    pub async fn wait_for(&self, node: &str, event: &str) {
+        let seen = tokio::time::timeout(crate::PATIENCE, async {
+            while !self.entries().iter().any(|(n, e, _)| n == node && e == event) {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(seen.is_ok(), "never \"{node} {event}\": {:?}", self.entries());
+    }
+
     /// Every ledger line as (node, event, resource).
     pub fn entries(&self) -> Vec<(String, String, String)> {
         std::fs::read_to_string(&self.ledger)

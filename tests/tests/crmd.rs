@@ -28,20 +28,7 @@ async fn the_group_starts_on_its_preferred_node_and_moves_when_that_node_crashes
     let nodes = start_cluster(&["alpha", "bravo"], |b| lab.configure(b, "alpha Ledger::web\n")).await;
     let mut at_bravo = changes(&nodes[1]).await;
     // Subscribed after start: the start on alpha may be done already, so look at the ledger.
-    let started_on_alpha = tokio::time::timeout(PATIENCE, async {
-        loop {
-            if lab.entries().iter().any(|(n, e, _)| n == "alpha" && e == "start") {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    assert!(
-        started_on_alpha.is_ok(),
-        "never started on alpha: {:?}",
-        lab.entries()
-    );
+    lab.wait_for("alpha", "start").await;
     assert_eq!(lab.entries(), [("alpha".into(), "start".into(), "web".into())]);
 
     let bravo = CrmdProxy::new(&nodes[1].connection).await.unwrap();
@@ -122,13 +109,7 @@ async fn with_a_fence_device_takeover_waits_for_the_fence() {
             .ha_cf("stonith_host * null hostlist=alpha,bravo")
     })
     .await;
-    let started = tokio::time::timeout(PATIENCE, async {
-        while !lab.entries().iter().any(|(n, _, _)| n == "alpha") {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    assert!(started.is_ok());
+    lab.wait_for("alpha", "start").await;
     let stonith = hbapi::stonith::StonithProxy::new(&nodes[1].connection)
         .await
         .unwrap();
@@ -162,17 +143,7 @@ async fn with_three_nodes_the_minority_side_of_a_partition_stops_and_the_majorit
         lab.configure(b.wrapper(&namespace.wrapper()), "charlie Ledger::web\n")
     })
     .await;
-    let started = tokio::time::timeout(PATIENCE, async {
-        while !lab
-            .entries()
-            .iter()
-            .any(|(n, e, _)| n == "charlie" && e == "start")
-        {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    assert!(started.is_ok(), "never started on charlie: {:?}", lab.entries());
+    lab.wait_for("charlie", "start").await;
     let mut at_charlie = changes(&nodes[2]).await;
     let mut at_alpha = changes(&nodes[0]).await;
     let port = nodes[0].udp_port().to_string();
@@ -330,13 +301,7 @@ async fn hb_takeover_local_brings_back_only_the_nodes_own_groups() {
 async fn stopping_heartbeat_on_the_active_node_hands_the_group_over_cleanly() {
     let lab = Lab::new();
     let mut nodes = start_cluster(&["alpha", "bravo"], |b| lab.configure(b, "alpha Ledger::web\n")).await;
-    let started = tokio::time::timeout(PATIENCE, async {
-        while !lab.entries().iter().any(|(n, _, _)| n == "alpha") {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    assert!(started.is_ok());
+    lab.wait_for("alpha", "start").await;
     let mut at_bravo = changes(&nodes[1]).await;
     // heartbeat -k / SIGTERM on alpha: it stops the group before it goes, bravo takes it.
     let status = nodes[0].terminate().await;
@@ -351,13 +316,7 @@ async fn stopping_heartbeat_on_the_active_node_hands_the_group_over_cleanly() {
 async fn a_respawned_crmd_finds_its_group_running_and_starts_nothing_twice() {
     let lab = Lab::new();
     let nodes = start_cluster(&["alpha", "bravo"], |b| lab.configure(b, "alpha Ledger::web\n")).await;
-    let started = tokio::time::timeout(PATIENCE, async {
-        while !lab.entries().iter().any(|(n, _, _)| n == "alpha") {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-    assert!(started.is_ok());
+    lab.wait_for("alpha", "start").await;
     // The decision maker's crmd dies; the master respawns it.
     let old = nodes[0].wait_child("crmd", |c| c.state == "running").await;
     nix::sys::signal::kill(
