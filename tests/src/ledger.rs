@@ -57,6 +57,14 @@ impl Lab {
         assert!(seen.is_ok(), "never \"{node} {event}\": {:?}", self.entries());
     }
 
+    /// Every ledger line as "node event" ("alpha start"), for comparing whole histories.
+    pub fn events(&self) -> Vec<String> {
+        self.entries()
+            .iter()
+            .map(|(n, e, _)| format!("{n} {e}"))
+            .collect()
+    }
+
     /// Every ledger line as (node, event, resource).
     pub fn entries(&self) -> Vec<(String, String, String)> {
         std::fs::read_to_string(&self.ledger)

@@ -88,7 +88,7 @@ async fn standby_moves_the_group_and_auto_failback_on_brings_it_back() {
     wait_group(&mut at_bravo, "Ledger::web", "stopped").await;
     wait_group(&mut at_alpha, "Ledger::web", "started").await;
     lab.assert_never_twice(&[]);
-    let events: Vec<String> = lab.entries().iter().map(|(n, e, _)| format!("{n} {e}")).collect();
+    let events = lab.events();
     assert_eq!(
         events,
         [
@@ -166,7 +166,7 @@ async fn with_three_nodes_the_minority_side_of_a_partition_stops_and_the_majorit
     // The majority waits out charlie's stop timeout (20 s by default) before it takes over.
     wait_group(&mut at_alpha, "Ledger::web", "started").await;
     lab.assert_never_twice(&[]);
-    let events: Vec<String> = lab.entries().iter().map(|(n, e, _)| format!("{n} {e}")).collect();
+    let events = lab.events();
     assert_eq!(events, ["charlie start", "charlie stop", "alpha start"]);
 }
 
@@ -210,7 +210,7 @@ async fn a_failed_monitor_restarts_the_group_in_place_then_moves_it() {
     crash();
     wait_group(&mut at_bravo, "Ledger::web", "started").await;
     lab.assert_never_twice(&[]);
-    let events: Vec<String> = lab.entries().iter().map(|(n, e, _)| format!("{n} {e}")).collect();
+    let events = lab.events();
     assert_eq!(
         events,
         [
@@ -234,13 +234,7 @@ async fn a_failed_monitor_restarts_the_group_in_place_then_moves_it() {
     crmd.move_group("Ledger::web", "alpha").await.unwrap();
     wait_group(&mut at_alpha, "Ledger::web", "started").await;
     lab.assert_never_twice(&[]);
-    assert_eq!(
-        lab.entries()
-            .last()
-            .map(|(n, e, _)| format!("{n} {e}"))
-            .as_deref(),
-        Some("alpha start")
-    );
+    assert_eq!(lab.events().last().map(String::as_str), Some("alpha start"));
     let history = CrmdProxy::new(&nodes[0].connection)
         .await
         .unwrap()
@@ -308,7 +302,7 @@ async fn stopping_heartbeat_on_the_active_node_hands_the_group_over_cleanly() {
     assert!(status.success(), "{status:?}");
     wait_group(&mut at_bravo, "Ledger::web", "started").await;
     lab.assert_never_twice(&[]);
-    let events: Vec<String> = lab.entries().iter().map(|(n, e, _)| format!("{n} {e}")).collect();
+    let events = lab.events();
     assert_eq!(events, ["alpha start", "alpha stop", "bravo start"]);
 }
 
@@ -339,7 +333,7 @@ async fn a_respawned_crmd_finds_its_group_running_and_starts_nothing_twice() {
         .unwrap();
     wait_group(&mut at_bravo, "Ledger::web", "started").await;
     lab.assert_never_twice(&[]);
-    let events: Vec<String> = lab.entries().iter().map(|(n, e, _)| format!("{n} {e}")).collect();
+    let events = lab.events();
     assert_eq!(
         events,
         ["alpha start", "alpha stop", "bravo start"],
@@ -396,7 +390,7 @@ async fn freeha_style_sighup_sigusr1_and_the_oops_window_after_sigterm() {
     );
     wait_status(&nodes[1], &["alpha DEAD", "bravo ACTIVE Ledger::web"]).await;
     lab.assert_never_twice(&[]);
-    let events: Vec<String> = lab.entries().iter().map(|(n, e, _)| format!("{n} {e}")).collect();
+    let events = lab.events();
     assert_eq!(
         events,
         [
@@ -442,6 +436,6 @@ async fn a_stop_that_fails_blocks_the_group_where_it_is_and_never_starts_it_else
         "started elsewhere after a failed stop: {history:?}"
     );
     lab.assert_never_twice(&[]);
-    let events: Vec<String> = lab.entries().iter().map(|(n, e, _)| format!("{n} {e}")).collect();
+    let events = lab.events();
     assert_eq!(events, ["alpha start"]);
 }

@@ -71,10 +71,6 @@ fn cut_pings(namespace: &Namespace, address: &str, action: &str) {
     ]);
 }
 
-fn events(lab: &Lab) -> Vec<String> {
-    lab.entries().iter().map(|(n, e, _)| format!("{n} {e}")).collect()
-}
-
 #[tokio::test]
 async fn the_node_that_loses_its_ping_nodes_gives_up_and_nothing_flaps() {
     let namespace = Namespace::new("ipfail");
@@ -166,7 +162,7 @@ async fn the_node_that_loses_its_ping_nodes_gives_up_and_nothing_flaps() {
     .await;
 
     lab.assert_never_twice(&[]);
-    assert_eq!(events(&lab), ["alpha start", "alpha stop", "bravo start"]);
+    assert_eq!(lab.events(), ["alpha start", "alpha stop", "bravo start"]);
 }
 
 #[tokio::test]
@@ -196,7 +192,7 @@ async fn with_auto_failback_on_the_group_comes_back_when_connectivity_does() {
     wait_group(&mut at_alpha, "Ledger::web", "started").await;
     lab.assert_never_twice(&[]);
     assert_eq!(
-        events(&lab),
+        lab.events(),
         [
             "alpha start",
             "alpha stop",
@@ -241,5 +237,5 @@ async fn when_both_nodes_lose_the_ping_nodes_nothing_moves() {
         assert!(!state.gave_up, "{state:?}");
     }
     wait_status(&nodes[0], &["alpha ACTIVE Ledger::web", "bravo IDLE"]).await;
-    assert_eq!(events(&lab), ["alpha start"]);
+    assert_eq!(lab.events(), ["alpha start"]);
 }
