@@ -57,6 +57,12 @@ pub struct Report {
     pub takeover: Scope,
     /// The node's own state.
     pub state: LocalState,
+    /// Whether the node said it has no quorum (then it runs nothing).
+    pub no_quorum: bool,
+    /// The nodes it hears (itself included); `None` from a node that does not say.
+    pub hears: Option<BTreeSet<String>>,
+    /// Since when its reports have not listed this node among those it hears.
+    pub deaf_to_us_since: Option<tokio::time::Instant>,
 }
 
 fn join(set: &BTreeSet<String>) -> String {
@@ -282,8 +288,41 @@ impl Crmd {
         longest_stop + self.config.timing.deadtime
     }
 
-    fn is_member(&self, node: &str) -> bool {
+    /// Whether hbcomm hears `node`.
+    fn hears(&self, node: &str) -> bool {
         node == self.local || self.members.get(node).is_some_and(|s| s == "active" || s == "up")
+    }
+
+    /// Whether `node` counts for quorum and the choice of decision maker: heard, and (with
+    /// three or more nodes) hearing this node too by its reports. A link cut one way leaves
+    /// each side with a node it hears that does not hear it; counting such a node would let
+    /// both sides believe they have quorum. A report that does not list us counts only once
+    /// it has said so for [`Crmd::deafness_settle`]: at start-up a peer reports before it
+    /// hears everyone, and reports again as soon as it does.
+    fn is_member(&self, node: &str) -> bool {
+        self.hears(node)
+            && (node == self.local
+                || self.config.nodes.len() < 3
+                || self
+                    .reports
+                    .get(node)
+                    .and_then(|r| r.deaf_to_us_since)
+                    .is_none_or(|since| since.elapsed() < self.deafness_settle()))
+    }
+
+    /// How long a peer's reports must leave this node out before it stops counting.
+    fn deafness_settle(&self) -> Duration {
+        self.config.timing.keepalive * 2
+    }
+
+    /// When a peer that does not hear us stops counting, if that is still to come.
+    fn next_deafness_deadline(&self) -> Option<tokio::time::Instant> {
+        let now = tokio::time::Instant::now();
+        self.reports
+            .values()
+            .filter_map(|r| r.deaf_to_us_since.map(|since| since + self.deafness_settle()))
+            .filter(|deadline| *deadline > now)
+            .min()
     }
 
     fn has_quorum(&self) -> bool {
@@ -295,6 +334,16 @@ impl Crmd {
         let mut active: Vec<&String> = self.config.nodes.iter().filter(|n| self.is_member(n)).collect();
         active.sort();
         active.first().map(|n| (*n).clone())
+    }
+
+    /// Whether a node we hear, which claims quorum, says it does not hear us.
+    fn waiting_on_deaf_peer(&self) -> bool {
+        self.config.nodes.iter().any(|n| {
+            n != &self.local
+                && self.hears(n)
+                && !self.is_member(n)
+                && self.reports.get(n).is_some_and(|r| !r.no_quorum)
+        })
     }
 
     /// Whether this node may decide now.
@@ -313,10 +362,38 @@ impl Crmd {
                 .nodes
                 .iter()
                 .filter(|n| self.is_member(n))
-                .all(|n| self.reports.contains_key(n))
+                .all(|n| {
+                    // A member that hears us and says it has no quorum reported before it
+                    // heard everyone: wait for its next report.
+                    self.reports
+                        .get(n)
+                        .is_some_and(|r| n == &self.local || !r.no_quorum)
+                })
+            // A node we hear that does not hear us but claims quorum either reported before
+            // it heard us again (its next report will say) or is on the other side of a
+            // one-way cut, where it decides: wait either way. One that does not hear us and
+            // has no quorum stops what it runs by itself; we decide without it.
+            && !self.waiting_on_deaf_peer()
     }
 
     fn view(&self) -> ClusterView {
+        let mut view = self.reported_view();
+        // A start ordered and not yet answered may be running already: the next decision must
+        // stop it there before it starts the group anywhere else.
+        for action in self.sent.keys() {
+            if let Action::Start { group, node } = action {
+                if let Some(target) = view.nodes.iter_mut().find(|n| n.name == *node) {
+                    if !target.running.contains(group) {
+                        Arc::make_mut(&mut target.running).insert(group.clone());
+                    }
+                }
+            }
+        }
+        view
+    }
+
+    /// The cluster as the nodes' reports describe it.
+    fn reported_view(&self) -> ClusterView {
         ClusterView {
             nodes: self
                 .config
@@ -326,9 +403,13 @@ impl Crmd {
                     let report = self.reports.get(name).cloned().unwrap_or_default();
                     NodeView {
                         name: name.clone(),
-                        active: self.is_member(name),
+                        active: self.hears(name),
                         // A node that is stopping, leaving or errored runs nothing.
-                        standby: if report.state == LocalState::Ok {
+                        // So does a node without quorum, or one that does not hear us.
+                        standby: if report.state == LocalState::Ok
+                            && self.is_member(name)
+                            && (name == &self.local || !report.no_quorum)
+                        {
                             report.standby
                         } else {
                             Scope::All
@@ -363,6 +444,22 @@ impl Crmd {
             ("takeover".to_owned(), self.takeover.as_str().to_owned()),
             ("state".to_owned(), self.state.as_str().to_owned()),
             ("command".to_owned(), self.last_command.clone()),
+            (
+                "quorum".to_owned(),
+                if self.has_quorum() { "yes" } else { "no" }.to_owned(),
+            ),
+            (
+                "hears".to_owned(),
+                join(
+                    &self
+                        .config
+                        .nodes
+                        .iter()
+                        .filter(|n| self.hears(n))
+                        .cloned()
+                        .collect(),
+                ),
+            ),
         ])
     }
 
@@ -548,8 +645,9 @@ pub async fn run(
             .released_at
             .values()
             .chain(crmd.holds.values().map(|(_, until)| until))
-            .min()
-            .copied();
+            .copied()
+            .chain(crmd.next_deafness_deadline())
+            .min();
         // Events first, every one that is ready; the report and the decision come when none
         // is left (the last arm), so that a burst of results makes one decision and one
         // report, not one per result.
@@ -611,9 +709,10 @@ pub async fn run(
                     crmd.reports.remove(&node);
                     crmd.unclean.remove(&node);
                     crmd.released_at.remove(&node);
-                    report_due = true;
                 }
                 crmd.members.insert(node, new);
+                // Peers count this node by whom it says it hears.
+                report_due = true;
             }
             Some(signal) = messages.next() => {
                 let Ok(args) = signal.args() else { continue };
@@ -636,7 +735,18 @@ pub async fn run(
                             standby: body.get("standby").and_then(|s| Scope::parse(s)).unwrap_or_default(),
                             takeover: body.get("takeover").and_then(|s| Scope::parse(s)).unwrap_or_default(),
                             state: body.get("state").map(|s| LocalState::parse(s)).unwrap_or_default(),
+                            no_quorum: body.get("quorum").is_some_and(|q| q == "no"),
+                            hears: body.get("hears").map(|h| split(Some(h)).iter().cloned().collect()),
+                            deaf_to_us_since: None,
                         };
+                        let mut report = report;
+                        if report.hears.as_ref().is_some_and(|h| !h.contains(&crmd.local)) {
+                            report.deaf_to_us_since = crmd
+                                .reports
+                                .get(&from)
+                                .and_then(|r| r.deaf_to_us_since)
+                                .or_else(|| Some(tokio::time::Instant::now()));
+                        }
                         if crmd.config.style == Style::FreeHa {
                             if report.state == LocalState::Leaving {
                                 if !crmd.holds.contains_key(&from) && !report.running.is_empty() {
@@ -871,6 +981,12 @@ pub async fn run(
             }
             _ = retry.tick() => {
                 trigger = "retry of unanswered orders".into();
+                // A report that says a node does not hear us, while we hear it and it claims
+                // quorum, holds up every decision; if it is old (its successor lost on a bad
+                // link), ask for fresh ones.
+                if crmd.waiting_on_deaf_peer() {
+                    outbox.send("", HashMap::from([("op".to_owned(), "hello".to_owned())]));
+                }
                 // Failures expire one by one after the resource's failure_timeout.
                 let now = tokio::time::Instant::now();
                 let mut cleared = Vec::new();

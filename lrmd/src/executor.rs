@@ -345,6 +345,53 @@ impl Executor {
         }
     }
 
+    /// Stops every resource the history says runs, newest start first, one at a time, each
+    /// within `stop_timeout(resource)`; returns those whose stop failed. For when the node's
+    /// cluster stack is gone (the master died): nothing would stop them otherwise, and peers
+    /// without fencing count on this node stopping what it ran once it lost them.
+    pub async fn stop_everything(self: &Arc<Self>, stop_timeout: impl Fn(&str) -> Duration) -> Vec<String> {
+        let mut running: Vec<(u64, String, AgentId, BTreeMap<String, String>)> = self
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, slot)| slot.record.believed_running())
+            .map(|(resource, slot)| {
+                let started = slot.record.last_of("start", 0).map_or(0, |r| r.finished);
+                (
+                    started,
+                    resource.clone(),
+                    slot.record.agent.clone(),
+                    slot.record.params.clone(),
+                )
+            })
+            .collect();
+        running.sort_by_key(|r| std::cmp::Reverse(r.0));
+        let mut failed = Vec::new();
+        for (_, resource, agent, params) in running {
+            let request = Request {
+                timeout: stop_timeout(&resource),
+                resource: resource.clone(),
+                agent,
+                action: "stop".into(),
+                params,
+            };
+            tracing::warn!(resource, "the cluster stack is gone: stopping {resource}");
+            let stopped = match self.execute(request) {
+                Ok((_, done)) => done.await.is_ok_and(|r| r.status == "done" && r.rc == 0),
+                Err(_) => false,
+            };
+            if !stopped {
+                tracing::error!(
+                    resource,
+                    "could not stop {resource} after the cluster stack went away"
+                );
+                failed.push(resource);
+            }
+        }
+        failed
+    }
+
     /// Loads the persisted records; for an operation that was running when the previous lrmd
     /// died, waits for (or, past its timeout, kills) what is left of it, records it as lost and
     /// probes the resource; restarts recurring monitors. Nothing is started or stopped.

@@ -29,7 +29,13 @@ pub struct LrmdOptions {
     pub state_dir: PathBuf,
     /// Agents and their directories.
     pub executor: ExecutorOptions,
+    /// Stop timeouts of the configured resources (others get [`DEFAULT_STOP_TIMEOUT`]), for
+    /// stopping everything when the master dies.
+    pub stop_timeouts: std::collections::BTreeMap<String, Duration>,
 }
+
+/// The stop timeout of a resource the configuration does not name.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Errors that stop lrmd.
 #[derive(Debug, thiserror::Error)]
@@ -44,10 +50,16 @@ pub enum LrmdError {
 
 /// Runs lrmd until `shutdown` resolves. Agents still running then are left to finish (they
 /// are in their own process groups); the next lrmd finds them in the history.
+///
+/// Except when the master that started lrmd is gone (its parent changed): then the node's
+/// cluster stack is going down without handing its resources over, and lrmd stops every
+/// resource that runs before it exits — a resource must not outlive the stack that keeps it
+/// single.
 pub async fn run(
     options: LrmdOptions,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), LrmdError> {
+    let parent = nix::unistd::getppid();
     let store = store::Store::open(&options.state_dir)?;
     std::fs::create_dir_all(&options.executor.dirs.rsc_tmp).map_err(|e| store::StoreError {
         path: options.executor.dirs.rsc_tmp.clone(),
@@ -80,8 +92,44 @@ pub async fn run(
             }
         }
     }
+    if master_gone(parent).await {
+        tracing::error!("the heartbeat master is gone: stopping every resource before lrmd exits");
+        let timeouts = &options.stop_timeouts;
+        let failed = executor
+            .stop_everything(|resource| timeouts.get(resource).copied().unwrap_or(DEFAULT_STOP_TIMEOUT))
+            .await;
+        if !failed.is_empty() {
+            tracing::error!(
+                ?failed,
+                "resources left running: only fencing can make them safe now"
+            );
+        }
+    }
     tracing::info!("lrmd stopping");
     Ok(())
+}
+
+/// Whether the master that started lrmd (`parent`) is gone or going: lrmd was handed to
+/// another parent, or the master's main thread has exited (a zombie while its other threads
+/// die — the moment the parent-death signal arrives). Watched briefly, since a SIGTERM from
+/// a master that is alive and stopping the node in order looks the same at first.
+async fn master_gone(parent: nix::unistd::Pid) -> bool {
+    for _ in 0..10 {
+        if nix::unistd::getppid() != parent {
+            return true;
+        }
+        let state = std::fs::read_to_string(format!("/proc/{parent}/stat"))
+            .ok()
+            .and_then(|stat| {
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_owned))
+            });
+        if !matches!(state.as_deref(), Some(s) if s != "Z" && s != "X") {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    false
 }
 
 /// `lrmd`'s entry point: settings from the master's environment.
@@ -116,13 +164,20 @@ pub fn main() -> std::process::ExitCode {
         .ok()
         .and_then(|v| v.parse::<u8>().ok())
         .unwrap_or(0);
-    // The configuration only for ha.cf's log destinations: lrmd needs nothing else from it.
-    let logging = hbapi::config::load_dir(std::path::Path::new(&hbapi::daemon::env_or(
+    // The configuration for ha.cf's log destinations and the resources' stop timeouts.
+    let config = hbapi::config::load_dir(std::path::Path::new(&hbapi::daemon::env_or(
         names::env::CONFIG_DIR,
         "/etc/ha.d",
     )))
-    .map(|loaded| loaded.config.logging)
-    .unwrap_or_default();
+    .map(|loaded| loaded.config)
+    .ok();
+    let logging = config.as_ref().map(|c| c.logging.clone()).unwrap_or_default();
+    let stop_timeouts = config
+        .iter()
+        .flat_map(|c| c.groups.iter())
+        .flat_map(|g| g.resources.iter())
+        .map(|r| (r.id.clone(), r.ops.stop_timeout))
+        .collect();
     hbapi::logging::init_with("lrmd", hbapi::logging::level_for_debug(debug), &logging);
     let run_dir = PathBuf::from(hbapi::daemon::env_or(names::env::RUN_DIR, "/run/heartbeat"));
     let Some(bus_address) = hbapi::bus::find_address(&run_dir) else {
@@ -143,6 +198,7 @@ pub fn main() -> std::process::ExitCode {
             max_parallel,
             kill_grace: Duration::from_secs(5),
         },
+        stop_timeouts,
     };
     hbapi::daemon::block_on("lrmd", async move {
         let shutdown = hbapi::daemon::terminated();

@@ -82,6 +82,22 @@ impl ResourceRecord {
             .sort_by(|a, b| (&a.action, a.interval_ms).cmp(&(&b.action, b.interval_ms)));
     }
 
+    /// Whether the history says the resource runs: its newest start, stop or monitor result
+    /// (by finish time, then operation id) is a successful start, a monitor finding it
+    /// running, or a stop that failed.
+    pub fn believed_running(&self) -> bool {
+        let newest = self
+            .last
+            .iter()
+            .filter(|r| matches!(r.action.as_str(), "start" | "stop" | "monitor" | "status"))
+            .max_by_key(|r| (r.finished, r.op_id));
+        match newest {
+            None => false,
+            Some(result) if result.action == "stop" => !(result.status == "done" && result.rc == 0),
+            Some(result) => result.status == "done" && result.rc == 0,
+        }
+    }
+
     /// The last result of `action` at `interval_ms`.
     pub fn last_of(&self, action: &str, interval_ms: u32) -> Option<&OpResult> {
         self.last

@@ -310,7 +310,7 @@ async fn fence_metadata(path: &Path) -> Result<String, PluginError> {
 }
 
 /// Parameter names declared in fence-agent meta-data (`<parameter name="…"`).
-fn fence_parameters(xml: &str) -> Vec<String> {
+pub fn fence_parameters(xml: &str) -> Vec<String> {
     xml.split("<parameter ")
         .skip(1)
         .filter_map(|rest| {
@@ -372,7 +372,8 @@ pub fn parse_params(text: &str, names: &[String]) -> Result<BTreeMap<String, Str
     Ok(params)
 }
 
-fn split_hosts(text: &str) -> Vec<String> {
+/// The hosts in a plugin's `gethosts` output or a host list: names separated by white space or commas.
+pub fn split_hosts(text: &str) -> Vec<String> {
     text.split(|c: char| c.is_whitespace() || c == ',')
         .filter(|h| !h.is_empty())
         .map(str::to_owned)

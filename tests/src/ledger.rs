@@ -81,6 +81,53 @@ impl Lab {
             .collect()
     }
 
+    /// Every start of a resource on a node while it still ran on another, as a sentence. A
+    /// line "NODE off all" (written by the lab's power switch, or by a test that kills a whole
+    /// node) ends everything that ran on NODE; "stop" and "crash" end one resource there.
+    pub fn double_starts(&self) -> Vec<String> {
+        let mut running: std::collections::BTreeMap<String, String> = Default::default();
+        let mut found = Vec::new();
+        for (index, (node, event, resource)) in self.entries().into_iter().enumerate() {
+            match event.as_str() {
+                "start" => {
+                    if let Some(other) = running.get(&resource).filter(|other| **other != node) {
+                        found.push(format!(
+                            "ledger line {}: {resource} started on {node} while running on {other}",
+                            index + 1
+                        ));
+                    }
+                    running.insert(resource, node);
+                }
+                "off" => running.retain(|_, holder| *holder != node),
+                _ => {
+                    if running.get(&resource) == Some(&node) {
+                        running.remove(&resource);
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// What the ledger says runs now: resource → node.
+    pub fn running(&self) -> std::collections::BTreeMap<String, String> {
+        let mut running: std::collections::BTreeMap<String, String> = Default::default();
+        for (node, event, resource) in self.entries() {
+            match event.as_str() {
+                "start" => {
+                    running.insert(resource, node);
+                }
+                "off" => running.retain(|_, holder| *holder != node),
+                _ => {
+                    if running.get(&resource) == Some(&node) {
+                        running.remove(&resource);
+                    }
+                }
+            }
+        }
+        running
+    }
+
     /// From the ledger: no resource was ever started on a node while it ran on another,
     /// counting a crashed node's resources as running until that node was `cleared`.
     pub fn assert_never_twice(&self, cleared: &[&str]) {

@@ -4,6 +4,7 @@
 //! Everything here waits on events — the master's `READY=1` on a notify socket, bus signals —
 //! never on fixed sleeps. Timeouts exist only so that a broken build fails instead of hanging.
 
+pub mod faults;
 pub mod groups;
 pub mod ledger;
 pub mod netns;
@@ -67,6 +68,7 @@ pub struct NodeBuilder {
     groups: Option<Vec<hbapi::config::ResourceGroup>>,
     freeha: Option<Duration>,
     bus_address: Option<String>,
+    state_tmpfs: Option<String>,
 }
 
 impl NodeBuilder {
@@ -90,6 +92,7 @@ impl NodeBuilder {
             groups: None,
             freeha: None,
             bus_address: None,
+            state_tmpfs: None,
         }
     }
 
@@ -189,6 +192,14 @@ impl NodeBuilder {
         self
     }
 
+    /// Mounts a tmpfs of `size` (mount's `size=` option) on the state directory before the
+    /// node starts, so that a test can fill it or make it read-only under the running node.
+    /// Needs root.
+    pub fn state_tmpfs(mut self, size: &str) -> Self {
+        self.state_tmpfs = Some(size.to_owned());
+        self
+    }
+
     /// Chooses the bus the master provides.
     pub fn bus(mut self, bus: BusKind) -> Self {
         self.bus = bus;
@@ -232,6 +243,20 @@ impl NodeBuilder {
         let state_dir = root.path().join("state");
         let run_dir = root.path().join("run");
         std::fs::create_dir_all(&config_dir).expect("config dir");
+        let mounted = self.state_tmpfs.as_ref().map(|size| {
+            std::fs::create_dir_all(&state_dir).expect("state dir");
+            let status = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
+                .arg(&state_dir)
+                .status()
+                .expect("mount");
+            assert!(
+                status.success(),
+                "mount tmpfs on {} (needs root)",
+                state_dir.display()
+            );
+            state_dir.clone()
+        });
         std::fs::write(config_dir.join("ha.cf"), self.ha_cf_text()).expect("ha.cf");
         std::fs::write(config_dir.join("haresources"), &self.haresources).expect("haresources");
         if !self.scripts.is_empty() {
@@ -341,6 +366,8 @@ impl NodeBuilder {
         std::mem::forget(guard);
         Node {
             node: self.node,
+            mounted,
+            state_dir,
             root,
             config_dir,
             run_dir,
@@ -392,6 +419,10 @@ pub struct Node {
     pub config_dir: PathBuf,
     /// Its run directory.
     pub run_dir: PathBuf,
+    /// Its state directory.
+    pub state_dir: PathBuf,
+    /// A tmpfs mounted on the state directory, unmounted when the node goes.
+    mounted: Option<PathBuf>,
     /// Its bus address.
     pub address: String,
     master: Child,
@@ -415,6 +446,9 @@ impl Drop for Node {
             while matches!(self.master.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }
+        }
+        if let Some(path) = &self.mounted {
+            let _ = std::process::Command::new("umount").arg("-l").arg(path).status();
         }
     }
 }

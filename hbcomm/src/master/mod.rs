@@ -387,8 +387,15 @@ async fn serve(
         }
     }
     let _ = hbapi::notify::notify("STOPPING=1");
-    tracing::info!("shutting down: stopping children in reverse start order");
-    supervisor.stop_all().await;
+    if bus_died.is_none() {
+        tracing::info!("shutting down: stopping children in reverse start order");
+        supervisor.stop_all().await;
+    } else {
+        // Without a bus crmd cannot hand its groups over, nor tell lrmd to stop them: the
+        // children are left to the master's exit (their parent-death signal), on which lrmd
+        // stops every resource by itself before the node's peers may take them.
+        tracing::error!("leaving the children to stop on their own: lrmd stops the resources");
+    }
     drop(supervisor);
     // Replies in flight (a Shutdown call's own, for one) go out before the bus goes away.
     if tokio::time::timeout(Duration::from_secs(2), connection.graceful_shutdown())
