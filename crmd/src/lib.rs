@@ -46,6 +46,7 @@ pub fn main() -> std::process::ExitCode {
         return ExitCode::from(100);
     };
     hbapi::daemon::block_on("crmd", async move {
+        hbapi::daemon::follow_log_level();
         let shutdown = hbapi::daemon::terminated();
         match daemon::run(
             daemon::CrmdOptions {

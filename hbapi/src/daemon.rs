@@ -32,3 +32,20 @@ pub fn block_on(name: &str, daemon: impl Future<Output = ExitCode>) -> ExitCode 
         }
     }
 }
+
+/// Starts following the log level signals (SIGUSR1 up, SIGUSR2 down, SIGHUP back to ha.cf's
+/// `debug`) from the level the master set in the environment. Call inside the runtime, before
+/// anything that takes long: until then SIGHUP would end the daemon.
+pub fn follow_log_level() {
+    let config_dir = std::path::PathBuf::from(env_or(crate::names::env::CONFIG_DIR, "/etc/ha.d"));
+    let debug = env_or(crate::names::env::DEBUG, "0").parse().unwrap_or(0);
+    // Installed now, not when the task first runs: from here on these signals are caught.
+    for kind in [
+        tokio::signal::unix::SignalKind::hangup(),
+        tokio::signal::unix::SignalKind::user_defined1(),
+        tokio::signal::unix::SignalKind::user_defined2(),
+    ] {
+        let _ = tokio::signal::unix::signal(kind);
+    }
+    tokio::spawn(crate::logging::follow_level_signals(config_dir, debug));
+}

@@ -170,11 +170,63 @@ fn open_log(path: &str) -> Option<LogFile> {
     }
 }
 
+/// The filters of the outputs that follow the debug level.
+static LEVEL_HANDLES: std::sync::Mutex<Vec<tracing_subscriber::reload::Handle<EnvFilter, Registry>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Sets the level of every output but ha.cf's `debugfile` to what Heartbeat's `debug` number
+/// means ([`level_for_debug`]), at once.
+pub fn set_debug(number: u8) {
+    let level = level_for_debug(number);
+    for handle in LEVEL_HANDLES.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        let _ = handle.reload(EnvFilter::new(level));
+    }
+    tracing::info!(debug = number, "debug level now {number} ({level})");
+}
+
+/// For a daemon the master started: follows the debug level as Heartbeat's daemons do —
+/// SIGUSR1 raises it, SIGUSR2 lowers it, SIGHUP sets it to ha.cf's `debug` again (the master
+/// sends SIGHUP after a reload). Starts from `debug`; runs until the process ends.
+pub async fn follow_level_signals(config_dir: std::path::PathBuf, mut debug: u8) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut hangup), Ok(mut raise), Ok(mut lower)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined1()),
+        signal(SignalKind::user_defined2()),
+    ) else {
+        tracing::warn!("cannot catch SIGHUP/SIGUSR1/SIGUSR2: the log level stays where it is");
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::select! {
+            _ = raise.recv() => debug = debug.saturating_add(1),
+            _ = lower.recv() => debug = debug.saturating_sub(1),
+            _ = hangup.recv() => match crate::config::load_dir(&config_dir) {
+                Ok(loaded) => debug = loaded.config.logging.debug,
+                Err(error) => {
+                    tracing::warn!("SIGHUP: configuration unreadable, debug level unchanged: {error}");
+                    continue;
+                }
+            },
+        }
+        set_debug(debug);
+    }
+}
+
 /// Installs the global subscriber at `default_level` (`RUST_LOG` overrides it): journald or
 /// stderr, plus ha.cf's `logfile`, `debugfile` and `logfacility`. Safe to call twice (the
 /// second call does nothing).
 pub fn init_with(identifier: &str, default_level: &str, logging: &Logging) {
     let filter = |level: &str| EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // The outputs that follow the debug level carry a filter that can be replaced later.
+    let following = |level: &str| {
+        let (layer, handle) = tracing_subscriber::reload::Layer::new(filter(level));
+        LEVEL_HANDLES
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(handle);
+        layer
+    };
     let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = Vec::new();
     let journald = (Path::new(JOURNALD_SOCKET).exists() && std::env::var_os("HB_LOG_STDERR").is_none())
         .then(tracing_journald::layer)
@@ -183,28 +235,37 @@ pub fn init_with(identifier: &str, default_level: &str, logging: &Logging) {
         Some(layer) => layers.push(
             layer
                 .with_syslog_identifier(identifier.to_owned())
-                .with_filter(filter(default_level))
+                .with_filter(following(default_level))
                 .boxed(),
         ),
         None => layers.push(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
                 .with_target(false)
-                .with_filter(filter(default_level))
+                .with_filter(following(default_level))
                 .boxed(),
         ),
     }
-    for (path, level) in [(&logging.logfile, default_level), (&logging.debugfile, "debug")] {
-        if let Some(file) = path.as_deref().and_then(open_log) {
-            layers.push(
-                tracing_subscriber::fmt::layer()
-                    .with_writer(move || file.clone())
-                    .with_ansi(false)
-                    .with_target(false)
-                    .with_filter(filter(level))
-                    .boxed(),
-            );
-        }
+    if let Some(file) = logging.logfile.as_deref().and_then(open_log) {
+        layers.push(
+            tracing_subscriber::fmt::layer()
+                .with_writer(move || file.clone())
+                .with_ansi(false)
+                .with_target(false)
+                .with_filter(following(default_level))
+                .boxed(),
+        );
+    }
+    // ha.cf's debugfile gets everything from debug up, whatever the level of the rest.
+    if let Some(file) = logging.debugfile.as_deref().and_then(open_log) {
+        layers.push(
+            tracing_subscriber::fmt::layer()
+                .with_writer(move || file.clone())
+                .with_ansi(false)
+                .with_target(false)
+                .with_filter(filter("debug"))
+                .boxed(),
+        );
     }
     let syslog = logging
         .facility
@@ -219,7 +280,7 @@ pub fn init_with(identifier: &str, default_level: &str, logging: &Logging) {
                 .with_ansi(false)
                 .with_target(false)
                 .without_time()
-                .with_filter(filter(default_level))
+                .with_filter(following(default_level))
                 .boxed(),
         );
     }

@@ -113,6 +113,9 @@ pub trait Heartbeat {
     /// Every supervised child.
     fn list_children(&self) -> zbus::Result<Vec<ChildInfo>>;
 
+    /// Heartbeat's cluster parameters of the running configuration, by their ha.cf names.
+    fn parameters(&self) -> zbus::Result<Vec<(String, String)>>;
+
     /// Rereads the configuration (as SIGHUP and `heartbeat -r`).
     fn reload(&self) -> zbus::Result<()>;
 

@@ -201,6 +201,7 @@ pub fn main() -> std::process::ExitCode {
         stop_timeouts,
     };
     hbapi::daemon::block_on("lrmd", async move {
+        hbapi::daemon::follow_log_level();
         let shutdown = hbapi::daemon::terminated();
         match run(options, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,

@@ -180,6 +180,7 @@ pub fn main() -> std::process::ExitCode {
         dirs: plugin_dirs_from_env(),
     };
     hbapi::daemon::block_on("stonithd", async move {
+        hbapi::daemon::follow_log_level();
         let (devices, problems) = devices_from_config(&loaded.config, &options.node, &options.dirs).await;
         if !problems.is_empty() {
             for problem in &problems {

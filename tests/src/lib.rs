@@ -8,6 +8,7 @@ pub mod faults;
 pub mod groups;
 pub mod ledger;
 pub mod netns;
+pub mod report;
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};

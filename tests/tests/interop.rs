@@ -170,6 +170,15 @@ impl Heartbeat306 {
 
     /// `cl_status nodestatus NODE` inside Heartbeat's namespaces.
     async fn cl_status(&self, node: &str) -> String {
+        self.cl_status_run(&["nodestatus", node])
+            .await
+            .1
+            .trim()
+            .to_owned()
+    }
+
+    /// Heartbeat's `cl_status ARGS` inside its namespaces: exit code, stdout and stderr.
+    async fn cl_status_run(&self, args: &[&str]) -> (i32, String, String) {
         let pid = self.process.id().unwrap();
         // unshare's child is the namespace's init; its namespaces are the ones to enter.
         let children =
@@ -180,21 +189,16 @@ impl Heartbeat306 {
             .expect("Heartbeat's namespace init")
             .to_owned();
         let output = tokio::process::Command::new("nsenter")
-            .args([
-                "-t",
-                &init,
-                "-m",
-                "-u",
-                "-n",
-                "-p",
-                "cl_status",
-                "nodestatus",
-                node,
-            ])
+            .args(["-t", &init, "-m", "-u", "-n", "-p", "cl_status"])
+            .args(args)
             .output()
             .await
             .unwrap();
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
     }
 
     async fn kill(mut self) {
@@ -240,6 +244,68 @@ async fn mixed_cluster_with_heartbeat_3_0_6() {
         .wait_log("Status update for node alpha: status active", 0)
         .await;
     assert_eq!(heartbeat.cl_status("alpha").await, "active");
+
+    // cl_status: ours on alpha answers as Heartbeat's own does on bravo, each asked about its
+    // peer where the question is about the other node (the peer's name then reads PEER).
+    let ours_cl_status = |args: Vec<String>| {
+        let output = std::process::Command::new(hb_lab::bin("cl_status"))
+            .args(&args)
+            .env(hbapi::names::env::RUN_DIR, &ours.run_dir)
+            .env_remove(hbapi::names::env::BUS_ADDRESS)
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let sorted = |text: &str| {
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.sort();
+        lines.join("\n")
+    };
+    for question in [
+        "hbstatus",
+        "listnodes",
+        "listnodes -n",
+        "listnodes -p",
+        "nodestatus PEER",
+        "nodestatus -m PEER",
+        "nodetype PEER",
+        "nodetype -m PEER",
+        "listhblinks PEER",
+        "hblinkstatus PEER eth0",
+        "hblinkstatus -m PEER eth0",
+        "nodestatus nosuchnode",
+        "hblinkstatus PEER eth9",
+        "nosuchcommand",
+        "hbparameter -p udpport",
+        "hbparameter -p nosuchparameter",
+    ] {
+        let ask = |peer: &str| {
+            question
+                .split(' ')
+                .map(|w| w.replace("PEER", peer))
+                .collect::<Vec<_>>()
+        };
+        let theirs_args = ask("alpha");
+        let theirs_args: Vec<&str> = theirs_args.iter().map(String::as_str).collect();
+        let theirs = heartbeat.cl_status_run(&theirs_args).await;
+        let mine = ours_cl_status(ask("bravo"));
+        let normalize = |text: &str, peer: &str| {
+            if question.contains("PEER") {
+                sorted(&text.replace(peer, "PEER"))
+            } else {
+                sorted(text)
+            }
+        };
+        assert_eq!(
+            (mine.0, normalize(&mine.1, "bravo")),
+            (theirs.0, normalize(&theirs.1, "alpha")),
+            "cl_status {question}: ours {mine:?}, Heartbeat's {theirs:?}"
+        );
+    }
 
     // Our packets are all accepted: Heartbeat sees no gaps in our sequence numbers.
     let comm = hbapi::comm::CommProxy::new(&ours.connection).await.unwrap();

@@ -267,3 +267,72 @@ async fn ha_cf_logfile_and_debugfile_receive_every_daemons_messages() {
     let debug = std::fs::read_to_string(&debugfile).unwrap();
     assert!(debug.contains("hbcomm started"), "{debug}");
 }
+
+#[tokio::test]
+async fn sigusr1_raises_the_debug_level_of_every_daemon_and_sighup_restores_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let logfile = dir.path().join("ha-log");
+    let nodes = hb_lab::start_cluster(&["alpha", "bravo"], |b| {
+        b.ha_cf(format!("logfile {}", logfile.display()))
+    })
+    .await;
+    hb_lab::wait_peer_status(&nodes[0], "bravo", "active").await;
+    let log = || std::fs::read_to_string(&logfile).unwrap_or_default();
+    let wait_lines = |text: &'static str, count: usize| {
+        let log = &log;
+        async move {
+            let seen = tokio::time::timeout(hb_lab::PATIENCE, async {
+                while log().matches(text).count() < count {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            })
+            .await;
+            assert!(seen.is_ok(), "never {count} × {text:?}:\n{}", log());
+        }
+    };
+    // A packet nobody signed: hbcomm drops it and says so at debug level only.
+    let forged = async || {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.9:0").await.unwrap();
+        socket
+            .send_to(b"###\n5:(0)t=x,%%%\n", ("127.0.0.1", nodes[0].udp_port()))
+            .await
+            .unwrap();
+    };
+    forged().await;
+    let master = nix::unistd::Pid::from_raw(nodes[0].master_pid() as i32);
+
+    nix::sys::signal::kill(master, nix::sys::signal::Signal::SIGUSR1).unwrap();
+    // The master and its four daemons.
+    wait_lines("debug level now 1 (debug)", 5).await;
+    assert!(
+        !log().contains("packet dropped"),
+        "dropped before the level rose:\n{}",
+        log()
+    );
+    forged().await;
+    wait_lines("packet dropped", 1).await;
+
+    nix::sys::signal::kill(master, nix::sys::signal::Signal::SIGHUP).unwrap();
+    wait_lines("debug level now 0 (info)", 5).await;
+    let dropped = log().matches("packet dropped").count();
+    forged().await;
+    // The next message after the packet proves it was handled: ask hbcomm for its counters.
+    let comm = hbapi::comm::CommProxy::new(&nodes[0].connection).await.unwrap();
+    let counted = tokio::time::timeout(hb_lab::PATIENCE, async {
+        loop {
+            let counters = comm.counters().await.unwrap();
+            let dropped: u64 = counters
+                .iter()
+                .filter(|(k, _)| k.starts_with("dropped_"))
+                .map(|(_, v)| v)
+                .sum();
+            if dropped >= 3 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(counted.is_ok(), "{:?}", comm.counters().await);
+    assert_eq!(log().matches("packet dropped").count(), dropped, "{}", log());
+}

@@ -205,6 +205,9 @@ fn manual_pages_and_completions_are_generated_from_the_clap_definitions() {
         ("hb_mon", "\\-\\-why"),
         ("stonith", "\\-L"),
         ("meatclient", "\\-c"),
+        ("cl_status", "hblinkstatus"),
+        ("hb_standby", "failback"),
+        ("hb_takeover", "foreign"),
     ] {
         let page = std::fs::read_to_string(dir.path().join(format!("man/{name}.1"))).unwrap();
         assert!(page.contains(&format!(".TH {name} 1")), "{page}");

@@ -74,7 +74,7 @@ pub struct Invocation {
 }
 
 /// Which flags each sub-command takes (Heartbeat's option strings).
-fn flags_of(command: &str) -> Option<&'static str> {
+pub fn flags_of(command: &str) -> Option<&'static str> {
     Some(match command {
         "hbstatus" | "listhblinks" => "mv",
         "listnodes" => "mpnv",
@@ -443,25 +443,6 @@ pub fn answer(invocation: &Invocation, facts: Option<&Facts>) -> Answer {
     }
 }
 
-/// The parameters `hbparameter` knows, by Heartbeat's names, from the configuration.
-pub fn parameters(config: &hbapi::config::ClusterConfig) -> Vec<(String, String)> {
-    use hbapi::config::format_time;
-    let timing = &config.timing;
-    vec![
-        ("hbversion".into(), hbapi::VERSION.into()),
-        ("keepalive".into(), format_time(timing.keepalive)),
-        ("deadtime".into(), format_time(timing.deadtime)),
-        ("warntime".into(), format_time(timing.warntime)),
-        ("initdead".into(), format_time(timing.initdead)),
-        ("deadping".into(), format_time(timing.deadping)),
-        ("udpport".into(), config.udp_port.to_string()),
-        ("auto_failback".into(), config.auto_failback.as_str().into()),
-        ("cluster".into(), config.cluster_name.clone()),
-        ("max_rexmit_delay".into(), format_time(config.max_rexmit_delay)),
-        ("pacemaker".into(), "false".into()),
-    ]
-}
-
 async fn gather(connection: &zbus::Connection) -> zbus::Result<Facts> {
     let comm = CommProxy::new(connection).await?;
     let local = comm.local_node().await?;
@@ -486,7 +467,7 @@ async fn gather(connection: &zbus::Connection) -> zbus::Result<Facts> {
         local,
         nodes,
         held,
-        parameters: Vec::new(),
+        parameters: master.parameters().await?,
         clients,
     })
 }
@@ -512,13 +493,7 @@ pub async fn main(args: &[String]) -> ExitCode {
         None => None,
         Some(connection) => {
             match tokio::time::timeout(std::time::Duration::from_secs(5), gather(connection)).await {
-                Ok(Ok(mut facts)) => {
-                    let config_dir = hbapi::daemon::env_or(names::env::CONFIG_DIR, "/etc/ha.d");
-                    if let Ok(loaded) = hbapi::config::load_dir(std::path::Path::new(&config_dir)) {
-                        facts.parameters = parameters(&loaded.config);
-                    }
-                    Some(facts)
-                }
+                Ok(Ok(facts)) => Some(facts),
                 Ok(Err(error)) => {
                     eprintln!("cl_status: ERROR: {error}");
                     return ExitCode::from(exit::UNKNOWN_ERROR);

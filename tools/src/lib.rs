@@ -2,6 +2,7 @@
 
 pub mod cl_status;
 pub mod cli;
+pub mod docs;
 pub mod monitor;
 pub mod standby;
 

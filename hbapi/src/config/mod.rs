@@ -222,3 +222,22 @@ pub fn check_local_node(config: &ClusterConfig, node: &str, source: &Source) -> 
         ),
     )))
 }
+
+/// The parameters Heartbeat's `cl_status hbparameter` answers, by Heartbeat's names, as this
+/// configuration sets them (the master serves them on the bus).
+pub fn heartbeat_parameters(config: &ClusterConfig) -> Vec<(String, String)> {
+    let timing = &config.timing;
+    vec![
+        ("hbversion".into(), crate::VERSION.into()),
+        ("keepalive".into(), format_time(timing.keepalive)),
+        ("deadtime".into(), format_time(timing.deadtime)),
+        ("warntime".into(), format_time(timing.warntime)),
+        ("initdead".into(), format_time(timing.initdead)),
+        ("deadping".into(), format_time(timing.deadping)),
+        ("udpport".into(), config.udp_port.to_string()),
+        ("auto_failback".into(), config.auto_failback.as_str().into()),
+        ("cluster".into(), config.cluster_name.clone()),
+        ("max_rexmit_delay".into(), format_time(config.max_rexmit_delay)),
+        ("pacemaker".into(), "false".into()),
+    ]
+}

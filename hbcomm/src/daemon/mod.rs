@@ -707,6 +707,7 @@ pub fn main() -> std::process::ExitCode {
         insecure_crc,
     };
     hbapi::daemon::block_on("hbcomm", async move {
+        hbapi::daemon::follow_log_level();
         let shutdown = hbapi::daemon::terminated();
         match run(options, loaded.config, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,

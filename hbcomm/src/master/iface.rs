@@ -33,6 +33,8 @@ pub struct MasterInterface {
     pub(crate) node_name: String,
     pub(crate) children: watch::Receiver<Vec<ChildInfo>>,
     pub(crate) commands: mpsc::UnboundedSender<Command>,
+    /// Heartbeat's parameters of the running configuration.
+    pub(crate) parameters: watch::Receiver<Vec<(String, String)>>,
 }
 
 fn gone() -> HbError {
@@ -62,6 +64,12 @@ impl MasterInterface {
     /// Every supervised child: name, pid, state, restarts, last exit, command line, core.
     fn list_children(&self) -> Vec<ChildInfo> {
         self.children.borrow().clone()
+    }
+
+    /// Heartbeat's cluster parameters of the running configuration, by their ha.cf names
+    /// (what `cl_status hbparameter` answers): keepalive, deadtime, udpport, auto_failback…
+    fn parameters(&self) -> Vec<(String, String)> {
+        self.parameters.borrow().clone()
     }
 
     /// Rereads the configuration (operators only).

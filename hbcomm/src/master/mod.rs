@@ -309,10 +309,13 @@ async fn serve(
 
     let env = child_env(options, &loaded.config, &provided.address);
     let mut supervisor = Supervisor::new(options.policy, options.stop_timeout, env);
+    let (parameters_tx, parameters) =
+        tokio::sync::watch::channel(hbapi::config::heartbeat_parameters(&loaded.config));
     let interface = MasterInterface {
         node_name: options.node.clone(),
         children: supervisor.subscribe(),
         commands: commands_tx,
+        parameters,
     };
     let connection = zbus::connection::Builder::address(provided.address.as_str())
         .method_timeout(hbapi::bus::METHOD_TIMEOUT)
@@ -340,6 +343,8 @@ async fn serve(
 
     let mut config = loaded.config;
     let mut bus_died = None;
+    // Heartbeat's debug number for this node, moved by SIGUSR1/SIGUSR2 and reset by a reload.
+    let mut debug = config.logging.debug;
     loop {
         let watchdog = async {
             match watchdog_interval {
@@ -353,6 +358,7 @@ async fn serve(
                 None | Some(Command::Shutdown) => break,
                 Some(Command::Reload(reply)) => {
                     let outcome = reload(options, &mut config, &mut supervisor, &provided.address).await;
+                    parameters_tx.send_replace(hbapi::config::heartbeat_parameters(&config));
                     if let Err(message) = &outcome {
                         tracing::error!("reload refused; keeping the running configuration:\n{message}");
                     }
@@ -368,9 +374,23 @@ async fn serve(
                     if let Err(message) = reload(options, &mut config, &mut supervisor, &provided.address).await {
                         tracing::error!("reload refused; keeping the running configuration:\n{message}");
                     }
+                    parameters_tx.send_replace(hbapi::config::heartbeat_parameters(&config));
+                    // The debug level goes back to ha.cf's, here and in every daemon.
+                    debug = config.logging.debug;
+                    hbapi::logging::set_debug(debug);
+                    supervisor.signal_core(nix::sys::signal::Signal::SIGHUP);
                 }
-                Some(Command::UserSignal1 | Command::UserSignal2) if config.style == Style::Heartbeat => {
-                    tracing::warn!("SIGUSR1/SIGUSR2 change Heartbeat's debug level; here the level follows ha.cf's `debug` (reload to change it). With style = \"freeha\" in ha.toml they force a start and clear the error flag");
+                Some(command @ (Command::UserSignal1 | Command::UserSignal2)) if config.style == Style::Heartbeat => {
+                    // Heartbeat's meaning: one debug level up or down, for the whole node.
+                    let signal = if matches!(command, Command::UserSignal1) {
+                        debug = debug.saturating_add(1);
+                        nix::sys::signal::Signal::SIGUSR1
+                    } else {
+                        debug = debug.saturating_sub(1);
+                        nix::sys::signal::Signal::SIGUSR2
+                    };
+                    hbapi::logging::set_debug(debug);
+                    supervisor.signal_core(signal);
                 }
                 Some(command @ (Command::Hangup | Command::UserSignal1 | Command::UserSignal2 | Command::ForceStart)) => {
                     tokio::spawn(tell_crmd(connection.clone(), command));

@@ -106,6 +106,15 @@ impl Supervisor {
         self.env = env;
     }
 
+    /// Sends `signal` to every running core daemon (the log level signals, passed on).
+    pub fn signal_core(&self, signal: nix::sys::signal::Signal) {
+        for child in self.children.iter().filter(|c| c.spec.core && !c.retired) {
+            if let Some(pid) = child.pid {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
+            }
+        }
+    }
+
     /// Names of the children, in start order.
     pub fn names(&self) -> Vec<String> {
         self.children

@@ -64,6 +64,13 @@ async fn profile(keepalive: &str, deadtime: &str, deadtime_ms: f64) {
     }
     let (min, median, max) = stats(latencies);
     let target = deadtime_ms + 30.0;
+    hb_lab::report::record(
+        &format!("hbcomm: detection after kill -9, keepalive {keepalive} / deadtime {deadtime} (median)"),
+        median,
+        "ms",
+        hb_lab::report::Target::AtMost(target),
+        Some(("Heartbeat 3.0.6", deadtime_ms + 130.0)),
+    );
     println!(
         "keepalive {keepalive} / deadtime {deadtime}: detection after kill -9 (n={CRASHES}) min {min:.0} ms, median {median:.0} ms, max {max:.0} ms; target median <= {target:.0} ms: {}",
         if median <= target { "met" } else { "NOT met" }
@@ -104,6 +111,38 @@ async fn profile(keepalive: &str, deadtime: &str, deadtime_ms: f64) {
     let (cpu_after, rss) = usage(pid);
     let sent_after = sent(&comm).await;
     let cpu_per_minute = (cpu_after - cpu_before) * 60.0 / elapsed;
+    {
+        use hb_lab::report::{record, Target};
+        let profile = format!("keepalive {keepalive} / deadtime {deadtime}");
+        record(
+            &format!("hbcomm: false deaths over {elapsed:.0} s idle, {profile}"),
+            f64::from(false_deaths),
+            "",
+            Target::AtMost(0.0),
+            None,
+        );
+        record(
+            &format!("hbcomm: idle CPU, {profile}"),
+            cpu_per_minute,
+            "s/min",
+            Target::AtMost(0.05),
+            Some(("Heartbeat 3.0.6, 6 processes", 0.26)),
+        );
+        record(
+            &format!("hbcomm: RSS, {profile}"),
+            rss as f64 / 1024.0,
+            "MB",
+            Target::AtMost(8.0),
+            Some(("Heartbeat 3.0.6, 6 processes", 40.0)),
+        );
+        record(
+            &format!("hbcomm: packets sent per node, {profile}"),
+            (sent_after - sent_before) as f64 / elapsed,
+            "/s",
+            Target::None,
+            None,
+        );
+    }
     println!(
         "keepalive {keepalive} / deadtime {deadtime}: false deaths over {:.0} s: {false_deaths} (target 0); hbcomm idle CPU {cpu_per_minute:.3} s/min (target <= 0.05), RSS {:.1} MB (target <= 8), {:.1} packets/s sent per node",
         elapsed,

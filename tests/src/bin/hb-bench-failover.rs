@@ -20,6 +20,12 @@ fn script(ledger: &Path, state: &Path) -> String {
     )
 }
 
+fn median_ms(samples: &[Duration]) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    sorted[sorted.len() / 2].as_secs_f64() * 1000.0
+}
+
 fn stats(mut samples: Vec<Duration>) -> String {
     samples.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -99,6 +105,28 @@ async fn main() {
         }
         crash.push(begun.elapsed());
     }
+    use hb_lab::report::{record, Target};
+    record(
+        "crash failover, kill -9 → started on the survivor (2 nodes, median)",
+        median_ms(&crash),
+        "ms",
+        Target::AtMost(1050.0),
+        Some(("Heartbeat 3.0.6", 1210.0)),
+    );
+    record(
+        "clean standby → started on the other node (median)",
+        median_ms(&standby),
+        "ms",
+        Target::AtMost(30.0),
+        Some(("Heartbeat 3.0.6", 310.0)),
+    );
+    record(
+        "cold start of both nodes → group running (median)",
+        median_ms(&cold),
+        "ms",
+        Target::AtMost(1000.0),
+        Some(("Heartbeat 3.0.6", 11000.0)),
+    );
     println!("crmd: crash failover, kill -9 of the active node → group started on the survivor (n={RUNS}): {}; target median <= 1050 ms (Heartbeat 3.0.6: 1210 ms)", stats(crash));
     println!("crmd: clean standby → started on the other node (n={RUNS}): {}; target <= 30 ms + agent time (Heartbeat: 310 ms)", stats(standby));
     println!("crmd: cold start of both nodes → group running (n={RUNS}): {}; target <= 1000 ms (Heartbeat: about 11 s)", stats(cold));

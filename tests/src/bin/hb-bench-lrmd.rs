@@ -75,6 +75,13 @@ async fn main() {
     }
     let (direct, bus) = (median(direct), median(through_bus));
     let overhead = bus.saturating_sub(direct);
+    hb_lab::report::record(
+        "lrmd: bus overhead of one operation (median)",
+        overhead.as_secs_f64() * 1000.0,
+        "ms",
+        hb_lab::report::Target::AtMost(2.0),
+        None,
+    );
     println!(
         "lrmd: one operation through the bus (n={SAMPLES}) median {:.2} ms, plain fork/exec {:.2} ms: overhead {:.2} ms; target <= 2 ms: {}",
         bus.as_secs_f64() * 1000.0,
@@ -104,6 +111,13 @@ async fn main() {
     tokio::time::sleep(MONITORED).await;
     let elapsed = begun.elapsed().as_secs_f64();
     let (after, (cpu_after, rss)) = (lines(), process_usage(lrmd_pid));
+    hb_lab::report::record(
+        &format!("lrmd: monitors run per second, {RESOURCES} resources every 1 s"),
+        (after - before) as f64 / elapsed,
+        "/s",
+        hb_lab::report::Target::AtLeast(RESOURCES as f64 * 0.95),
+        None,
+    );
     println!(
         "lrmd: {RESOURCES} resources monitored every 1 s: {:.1} operations/s (ideal {RESOURCES}); lrmd CPU {:.1} % of one core, RSS {:.1} MB",
         (after - before) as f64 / elapsed,

@@ -61,6 +61,13 @@ async fn main() {
         samples.sort();
         let median = samples[samples.len() / 2];
         let p90 = samples[samples.len() * 9 / 10];
+        hb_lab::report::record(
+            &format!("master: respawn after kill -9 → bus name owned again ({bus:?} bus, median)"),
+            millis(median),
+            "ms",
+            hb_lab::report::Target::AtMost(millis(TARGET)),
+            None,
+        );
         println!(
             "respawn latency ({:?} bus, kill -9 -> successor owns the bus name, n={}): min {:.1} ms, median {:.1} ms, p90 {:.1} ms, max {:.1} ms; target <= {:.0} ms: {}",
             bus,

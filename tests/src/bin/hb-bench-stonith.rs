@@ -62,6 +62,13 @@ async fn main() {
         through_bus.push(begun.elapsed());
     }
     let (direct, bus) = (median(direct), median(through_bus));
+    hb_lab::report::record(
+        "stonithd: bus overhead of fence_dummy off (median)",
+        bus.saturating_sub(direct).as_secs_f64() * 1000.0,
+        "ms",
+        hb_lab::report::Target::None,
+        None,
+    );
     println!(
         "stonithd: fence_dummy off through the bus (n={SAMPLES}) median {:.1} ms, run directly {:.1} ms: overhead {:.1} ms",
         bus.as_secs_f64() * 1000.0,

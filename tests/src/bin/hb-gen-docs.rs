@@ -1,6 +1,8 @@
 //! Writes the manual pages (`DIR/man/NAME.1`) and shell completions
-//! (`DIR/completions/{bash,zsh,fish}/…`) of the commands defined with clap, from those
-//! definitions: `heartbeat`, `hb_mon`, `stonith`, `meatclient`. `scripts/gen-docs` runs it.
+//! (`DIR/completions/{bash,zsh,fish}/…`) of every command from its clap definition:
+//! `heartbeat`, `hb_mon`, `stonith`, `meatclient`, and the Heartbeat-compatible commands that
+//! parse by hand but are described with clap for this (`cl_status`, `hb_standby`,
+//! `hb_takeover`). `scripts/gen-docs` runs it.
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +15,9 @@ fn commands() -> Vec<clap::Command> {
         hb_tools::monitor::Args::command(),
         hb_tools::cli::StonithArgs::command(),
         hb_tools::cli::MeatclientArgs::command(),
+        hb_tools::docs::cl_status(),
+        hb_tools::docs::hb_standby(),
+        hb_tools::docs::hb_takeover(),
     ]
 }
 

@@ -1,0 +1,68 @@
+//! A node's footprint (issue #9): RSS and idle CPU of all its processes — the master with its
+//! embedded bus, hbcomm, lrmd, stonithd, crmd — at keepalive 200 ms, in a two-node cluster
+//! running one group with a monitor every 10 s. `--seconds N` (default 60) sets the idle run.
+
+use std::time::{Duration, Instant};
+
+use hb_lab::report::{record, Target};
+use hb_lab::{process_usage, start_cluster, wait_peer_status, Node};
+
+async fn pids(node: &Node) -> Vec<u32> {
+    let children = node.master().await.list_children().await.expect("children");
+    std::iter::once(node.master_pid())
+        .chain(children.iter().map(|c| c.pid))
+        .filter(|pid| *pid != 0)
+        .collect()
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let seconds = std::env::args()
+        .skip_while(|a| a != "--seconds")
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60u64);
+    let lab = hb_lab::ledger::Lab::new();
+    let ops = hbapi::config::OpSettings {
+        monitor_interval: Some(Duration::from_secs(10)),
+        ..hbapi::config::OpSettings::default()
+    };
+    let nodes = start_cluster(&["alpha", "bravo"], |b| {
+        lab.configure(b, "alpha Ledger::web\n")
+            .resource_ops("Ledger::web", ops)
+    })
+    .await;
+    wait_peer_status(&nodes[0], "bravo", "active").await;
+    lab.wait_for("alpha", "start").await;
+    let alpha = pids(&nodes[0]).await;
+    let usage = |pids: &[u32]| {
+        pids.iter()
+            .map(|p| process_usage(*p))
+            .fold((0.0, 0u64), |(cpu, rss), (c, r)| (cpu + c, rss + r))
+    };
+    let (cpu_before, _) = usage(&alpha);
+    let begun = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let elapsed = begun.elapsed().as_secs_f64();
+    let (cpu_after, rss) = usage(&alpha);
+    let per_minute = (cpu_after - cpu_before) * 60.0 / elapsed;
+    let megabytes = rss as f64 / 1024.0;
+    println!(
+        "node: all {} processes of one node (master and bus, hbcomm, lrmd, stonithd, crmd) over {elapsed:.0} s at keepalive 200 ms: idle CPU {per_minute:.3} s/min (target <= 0.1), RSS {megabytes:.1} MB (target <= 25)",
+        alpha.len()
+    );
+    record(
+        "node: idle CPU of all daemons, keepalive 200 ms",
+        per_minute,
+        "s/min",
+        Target::AtMost(0.1),
+        Some(("Heartbeat 3.0.6, 6 processes", 0.26)),
+    );
+    record(
+        "node: RSS of all daemons",
+        megabytes,
+        "MB",
+        Target::AtMost(25.0),
+        Some(("Heartbeat 3.0.6, 6 processes", 40.0)),
+    );
+}
