@@ -623,6 +623,8 @@ pub async fn run(
         }
     }
     tracing::info!(node = %crmd.local, running = ?crmd.running, "crmd started");
+    // Under systemd (Type=notify); the master gives its children no notify socket.
+    let _ = hbapi::notify::notify("READY=1");
     let (done_tx, mut done) = mpsc::unbounded_channel::<LocalDone>();
     let mut report_due = true;
     // A crmd that starts (or is respawned) knows nobody's state: it asks every node for a

@@ -81,6 +81,8 @@ pub async fn run(
     let emitter =
         zbus::object_server::SignalEmitter::new(&connection, names::lrmd::OBJECT_PATH)?.into_owned();
     tracing::info!(resources = executor.all().len(), "lrmd started");
+    // Under systemd (Type=notify); the master gives its children no notify socket.
+    let _ = hbapi::notify::notify("READY=1");
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

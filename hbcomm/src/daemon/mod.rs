@@ -316,6 +316,8 @@ pub async fn run(
         .await?;
     let emitter = SignalEmitter::new(&connection, names::comm::OBJECT_PATH)?.into_owned();
     tracing::info!(node = %options.node, generation, links = ?link_names, "hbcomm started");
+    // Under systemd (Type=notify); the master gives its children no notify socket.
+    let _ = hbapi::notify::notify("READY=1");
 
     let (received_tx, mut received) = mpsc::channel::<Received>(1024);
     for (index, link) in links.iter().enumerate() {
