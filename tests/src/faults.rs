@@ -796,21 +796,10 @@ impl Cluster {
                 pairs.push((address.clone(), peer.clone()));
             }
             for (source, destination) in pairs {
-                self.namespace.exec(&[
-                    "iptables",
-                    "-A",
-                    "INPUT",
-                    "-p",
-                    "udp",
-                    "--dport",
-                    &port,
-                    "-s",
-                    &source,
-                    "-d",
-                    &destination,
-                    "-j",
-                    "DROP",
-                ]);
+                self.namespace.drop_input(
+                    true,
+                    &["-p", "udp", "--dport", &port, "-s", &source, "-d", &destination],
+                );
             }
         }
     }
@@ -1133,19 +1122,7 @@ async fn inject(fault: Fault, cluster: &Cluster) -> Result<(), String> {
         Kind::PingLoss => {
             // ipfail must have counted before the cut, or there is nothing to compare.
             tokio::time::sleep(Duration::from_secs(3)).await;
-            cluster.namespace.exec(&[
-                "iptables",
-                "-A",
-                "INPUT",
-                "-p",
-                "icmp",
-                "--icmp-type",
-                "echo-reply",
-                "-d",
-                "127.0.0.1",
-                "-j",
-                "DROP",
-            ]);
+            cluster.namespace.cut_pings(Some("127.0.0.1"), true);
         }
         Kind::ClockJump(hours) => {
             jump_clock(i64::from(hours) * 3600)?;

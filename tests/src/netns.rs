@@ -48,26 +48,44 @@ impl Namespace {
         vec!["ip", "netns", "exec", self.name.as_str()]
     }
 
+    /// Adds (`drop` true) or removes an iptables rule dropping the arriving packets that
+    /// `matching` describes (`-p udp --dport 694 …`).
+    pub fn drop_input(&self, drop: bool, matching: &[&str]) {
+        let mut rule = vec!["iptables", if drop { "-A" } else { "-D" }, "INPUT"];
+        rule.extend_from_slice(matching);
+        rule.extend_from_slice(&["-j", "DROP"]);
+        self.exec(&rule);
+    }
+
     /// Drops that share of the UDP packets to `port` arriving in the namespace (iptables'
     /// statistic match), e.g. 0.2 for 20 %.
     pub fn drop_udp(&self, port: u16, probability: f64) {
-        self.exec(&[
-            "iptables",
-            "-A",
-            "INPUT",
-            "-p",
-            "udp",
-            "--dport",
-            &port.to_string(),
-            "-m",
-            "statistic",
-            "--mode",
-            "random",
-            "--probability",
-            &probability.to_string(),
-            "-j",
-            "DROP",
-        ]);
+        let (port, probability) = (port.to_string(), probability.to_string());
+        self.drop_input(
+            true,
+            &[
+                "-p",
+                "udp",
+                "--dport",
+                &port,
+                "-m",
+                "statistic",
+                "--mode",
+                "random",
+                "--probability",
+                &probability,
+            ],
+        );
+    }
+
+    /// Drops (`cut` true) or lets through again the ICMP echo replies to `address` (every
+    /// address when `None`): the ping nodes go silent for it.
+    pub fn cut_pings(&self, address: Option<&str>, cut: bool) {
+        let mut matching = vec!["-p", "icmp", "--icmp-type", "echo-reply"];
+        if let Some(address) = address {
+            matching.extend_from_slice(&["-d", address]);
+        }
+        self.drop_input(cut, &matching);
     }
 }
 

@@ -79,6 +79,16 @@ impl Figure {
     }
 }
 
+/// The number after `--NAME` on the command line, or `default`.
+pub fn option(name: &str, default: u64) -> u64 {
+    let flag = format!("--{name}");
+    std::env::args()
+        .skip_while(|a| *a != flag)
+        .nth(1)
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Appends `figure` to the report file, if there is one.
 pub fn record(name: &str, value: f64, unit: &str, target: Target, reference: Option<(&str, f64)>) {
     let Some(path) = std::env::var_os(REPORT_ENV) else {

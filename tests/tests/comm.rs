@@ -161,9 +161,7 @@ async fn ping_nodes_and_groups_follow_icmp_reachability() {
     assert_eq!(alpha.peer("far").await.kind, "ping");
 
     let drop_from = |address: &str, action: &str| {
-        namespace.exec(&[
-            "iptables", action, "INPUT", "-p", "icmp", "-s", address, "-j", "DROP",
-        ]);
+        namespace.drop_input(action == "-A", &["-p", "icmp", "-s", address]);
     };
     drop_from("127.0.0.9", "-A");
     drop_from("127.0.0.10", "-A");

@@ -148,19 +148,7 @@ async fn with_three_nodes_the_minority_side_of_a_partition_stops_and_the_majorit
     let mut at_alpha = changes(&nodes[0]).await;
     let port = nodes[0].udp_port().to_string();
     for direction in ["-s", "-d"] {
-        namespace.exec(&[
-            "iptables",
-            "-A",
-            "INPUT",
-            "-p",
-            "udp",
-            "--dport",
-            &port,
-            direction,
-            "127.0.0.3",
-            "-j",
-            "DROP",
-        ]);
+        namespace.drop_input(true, &["-p", "udp", "--dport", &port, direction, "127.0.0.3"]);
     }
     wait_group(&mut at_charlie, "Ledger::web", "stopped").await;
     // The majority waits out charlie's stop timeout (20 s by default) before it takes over.

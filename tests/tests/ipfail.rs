@@ -54,23 +54,6 @@ fn counts(state: &IpfailState) -> Vec<(String, u32)> {
     state.counts.iter().map(|c| (c.node.clone(), c.count)).collect()
 }
 
-/// Drops (`-A`) or lets through again (`-D`) the ICMP echo replies to `address`.
-fn cut_pings(namespace: &Namespace, address: &str, action: &str) {
-    namespace.exec(&[
-        "iptables",
-        action,
-        "INPUT",
-        "-p",
-        "icmp",
-        "--icmp-type",
-        "echo-reply",
-        "-d",
-        address,
-        "-j",
-        "DROP",
-    ]);
-}
-
 #[tokio::test]
 async fn the_node_that_loses_its_ping_nodes_gives_up_and_nothing_flaps() {
     let namespace = Namespace::new("ipfail");
@@ -92,7 +75,7 @@ async fn the_node_that_loses_its_ping_nodes_gives_up_and_nothing_flaps() {
     // alpha loses its ping nodes: after deadping and the hysteresis it gives up, and the
     // group goes to a node that still sees them.
     let mut at_bravo = changes(&nodes[1]).await;
-    cut_pings(&namespace, "127.0.0.1", "-A");
+    namespace.cut_pings(Some("127.0.0.1"), true);
     wait_group(&mut at_bravo, "Ledger::web", "started").await;
     let state = wait_ipfail(&nodes[0], "giving up", |s| s.gave_up).await;
     assert!(state.last_decision.contains("alpha gives up"), "{state:?}");
@@ -134,7 +117,7 @@ async fn the_node_that_loses_its_ping_nodes_gives_up_and_nothing_flaps() {
 
     // Connectivity back: alpha may run groups again, but with auto_failback off the group
     // stays on bravo.
-    cut_pings(&namespace, "127.0.0.1", "-D");
+    namespace.cut_pings(Some("127.0.0.1"), false);
     wait_ipfail(&nodes[0], "taking back", |s| !s.gave_up).await;
     wait_status(
         &nodes[0],
@@ -144,12 +127,12 @@ async fn the_node_that_loses_its_ping_nodes_gives_up_and_nothing_flaps() {
 
     // bravo's link flaps faster than the hysteresis: its count dips and comes back, and
     // nothing is decided.
-    cut_pings(&namespace, "127.0.0.2", "-A");
+    namespace.cut_pings(Some("127.0.0.2"), true);
     wait_ipfail(&nodes[1], "seeing the dip", |s| {
         s.counts.iter().any(|c| c.node == "bravo" && c.count < 2)
     })
     .await;
-    cut_pings(&namespace, "127.0.0.2", "-D");
+    namespace.cut_pings(Some("127.0.0.2"), false);
     let state = wait_ipfail(&nodes[1], "settled after the flap", |s| {
         all_see_both(s) && !s.pending
     })
@@ -185,10 +168,10 @@ async fn with_auto_failback_on_the_group_comes_back_when_connectivity_does() {
     )
     .await;
     let mut at_bravo = changes(&nodes[1]).await;
-    cut_pings(&namespace, "127.0.0.1", "-A");
+    namespace.cut_pings(Some("127.0.0.1"), true);
     wait_group(&mut at_bravo, "Ledger::web", "started").await;
     let mut at_alpha = changes(&nodes[0]).await;
-    cut_pings(&namespace, "127.0.0.1", "-D");
+    namespace.cut_pings(Some("127.0.0.1"), false);
     wait_group(&mut at_alpha, "Ledger::web", "started").await;
     lab.assert_never_twice(&[]);
     assert_eq!(
@@ -218,17 +201,7 @@ async fn when_both_nodes_lose_the_ping_nodes_nothing_moves() {
         .await;
     }
     wait_status(&nodes[0], &["alpha ACTIVE Ledger::web", "bravo IDLE"]).await;
-    namespace.exec(&[
-        "iptables",
-        "-A",
-        "INPUT",
-        "-p",
-        "icmp",
-        "--icmp-type",
-        "echo-reply",
-        "-j",
-        "DROP",
-    ]);
+    namespace.cut_pings(None, true);
     for node in &nodes {
         let state = wait_ipfail(node, "seeing no ping node on either node, settled", |s| {
             s.counts.len() == 2 && s.counts.iter().all(|c| c.count == 0) && !s.pending

@@ -396,14 +396,23 @@ pub async fn run(
     let load = LoadAverage::open();
     tokio::pin!(shutdown);
     publish(&snapshot, &membership, &options.node, Instant::now());
+    // When the deadline timer is set for. Each heartbeat received pushes the next deadline
+    // out; rather than re-arming the timer for every packet, it is re-armed only to fire
+    // sooner, and when it fires early the loop arms it for the real deadline.
+    let mut armed: Option<Instant> = None;
     loop {
         let deadline = [membership.next_deadline(), inbound.next_deadline()]
             .into_iter()
             .flatten()
             .min()
             .map(|at| at + Duration::from_millis(1));
-        if let Err(error) = deadlines.set_deadline(deadline) {
-            tracing::error!("timerfd: {error}");
+        let fires_first =
+            matches!((armed, deadline), (Some(at), Some(wanted)) if at <= wanted && at > Instant::now());
+        if !fires_first && armed != deadline {
+            if let Err(error) = deadlines.set_deadline(deadline) {
+                tracing::error!("timerfd: {error}");
+            }
+            armed = deadline;
         }
         let mut outputs = Vec::new();
         let mut ordered = Vec::new();
@@ -520,6 +529,7 @@ pub async fn run(
                 }
             }
             _ = deadlines.fired() => {
+                armed = None;
                 let now = Instant::now();
                 outputs.extend(membership.handle(Input::Tick, now));
                 ordered.extend(inbound.tick(now));

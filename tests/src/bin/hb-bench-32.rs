@@ -27,11 +27,7 @@ async fn sees_everyone(node: &Node) -> bool {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let minutes = std::env::args()
-        .skip_while(|a| a != "--minutes")
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10u64);
+    let minutes = hb_lab::report::option("minutes", 10);
     let names: Vec<String> = (1..=NODES).map(|i| format!("node{i:02}")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let begun = Instant::now();

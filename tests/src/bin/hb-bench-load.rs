@@ -14,11 +14,7 @@ const CANDIDATES_MS: [u64; 5] = [100, 150, 200, 300, 500];
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let minutes = std::env::args()
-        .skip_while(|a| a != "--minutes")
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10u64);
+    let minutes = hb_lab::report::option("minutes", 10);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut load: Vec<std::process::Child> = (0..cores)
         .map(|_| {

@@ -26,7 +26,10 @@ fn resident_libraries_once(pids: &[u32]) -> u64 {
         let mut mapping = String::new();
         for line in smaps.lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            if fields.first().is_some_and(|f| f.contains('-') && !f.ends_with(':')) {
+            if fields
+                .first()
+                .is_some_and(|f| f.contains('-') && !f.ends_with(':'))
+            {
                 mapping = fields.get(5).copied().unwrap_or("").to_owned();
             } else if fields.first() == Some(&"Rss:") {
                 let kb: u64 = fields.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
@@ -47,11 +50,7 @@ fn resident_libraries_once(pids: &[u32]) -> u64 {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let seconds = std::env::args()
-        .skip_while(|a| a != "--seconds")
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(60u64);
+    let seconds = hb_lab::report::option("seconds", 60);
     let lab = hb_lab::ledger::Lab::new();
     let ops = hbapi::config::OpSettings {
         monitor_interval: Some(Duration::from_secs(10)),

@@ -36,11 +36,7 @@ fn main() -> std::process::ExitCode {
     let minutes = if args.iter().any(|a| a == "--quick") {
         1
     } else {
-        args.iter()
-            .skip_while(|a| *a != "--minutes")
-            .nth(1)
-            .and_then(|m| m.parse().ok())
-            .unwrap_or(10u64)
+        hb_lab::report::option("minutes", 10)
     };
     let report = tempfile::NamedTempFile::new().expect("report file");
     let long = ["--minutes".to_owned(), minutes.to_string()];
