@@ -60,7 +60,7 @@ pub struct Report {
     /// Whether the node said it has no quorum (then it runs nothing).
     pub no_quorum: bool,
     /// The nodes it hears (itself included); `None` from a node that does not say.
-    pub hears: Option<BTreeSet<String>>,
+    pub hears: Option<Groups>,
     /// Since when its reports have not listed this node among those it hears.
     pub deaf_to_us_since: Option<tokio::time::Instant>,
 }
@@ -730,7 +730,7 @@ pub async fn run(
                         report_due = true;
                     }
                     Some("report") => {
-                        let report = Report {
+                        let mut report = Report {
                             running: split(body.get("running")),
                             failed: split(body.get("failed")),
                             blocked: split(body.get("blocked")),
@@ -738,10 +738,9 @@ pub async fn run(
                             takeover: body.get("takeover").and_then(|s| Scope::parse(s)).unwrap_or_default(),
                             state: body.get("state").map(|s| LocalState::parse(s)).unwrap_or_default(),
                             no_quorum: body.get("quorum").is_some_and(|q| q == "no"),
-                            hears: body.get("hears").map(|h| split(Some(h)).iter().cloned().collect()),
+                            hears: body.get("hears").map(|h| split(Some(h))),
                             deaf_to_us_since: None,
                         };
-                        let mut report = report;
                         if report.hears.as_ref().is_some_and(|h| !h.contains(&crmd.local)) {
                             report.deaf_to_us_since = crmd
                                 .reports

@@ -572,7 +572,7 @@ impl Cluster {
         let mount = CgroupMount::new();
         let cgroups: Vec<Cgroup> = names
             .iter()
-            .map(|n| mount.cgroup(&format!("{n}-{}", rand_tag())))
+            .map(|n| mount.cgroup(&format!("{n}-{}", next_tag())))
             .collect();
         for (name, cgroup) in names.iter().zip(&cgroups) {
             std::fs::write(
@@ -857,7 +857,7 @@ impl Cluster {
     }
 }
 
-fn rand_tag() -> u32 {
+fn next_tag() -> u32 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed)
@@ -1045,8 +1045,7 @@ async fn inject(fault: Fault, cluster: &Cluster) -> Result<(), String> {
             std::fs::write(cluster.device.path().join("mode"), mode).map_err(|e| e.to_string())?;
             cluster.cgroups[0].freeze(true);
             // While the device cannot fence, web must start nowhere.
-            if let Some(at) = cluster.wait_moved(Duration::from_secs(4)).await {
-                let _ = at;
+            if cluster.wait_moved(Duration::from_secs(4)).await.is_some() {
                 return Err("web started elsewhere while alpha was not fenced".into());
             }
             std::fs::remove_file(cluster.device.path().join("mode")).map_err(|e| e.to_string())?;

@@ -85,6 +85,16 @@ impl Lab {
     /// line "NODE off all" (written by the lab's power switch, or by a test that kills a whole
     /// node) ends everything that ran on NODE; "stop" and "crash" end one resource there.
     pub fn double_starts(&self) -> Vec<String> {
+        self.replay().1
+    }
+
+    /// What the ledger says runs now: resource → node.
+    pub fn running(&self) -> std::collections::BTreeMap<String, String> {
+        self.replay().0
+    }
+
+    /// Plays the ledger through: what runs at the end, and every double start on the way.
+    fn replay(&self) -> (std::collections::BTreeMap<String, String>, Vec<String>) {
         let mut running: std::collections::BTreeMap<String, String> = Default::default();
         let mut found = Vec::new();
         for (index, (node, event, resource)) in self.entries().into_iter().enumerate() {
@@ -106,26 +116,7 @@ impl Lab {
                 }
             }
         }
-        found
-    }
-
-    /// What the ledger says runs now: resource → node.
-    pub fn running(&self) -> std::collections::BTreeMap<String, String> {
-        let mut running: std::collections::BTreeMap<String, String> = Default::default();
-        for (node, event, resource) in self.entries() {
-            match event.as_str() {
-                "start" => {
-                    running.insert(resource, node);
-                }
-                "off" => running.retain(|_, holder| *holder != node),
-                _ => {
-                    if running.get(&resource) == Some(&node) {
-                        running.remove(&resource);
-                    }
-                }
-            }
-        }
-        running
+        (running, found)
     }
 
     /// From the ledger: no resource was ever started on a node while it ran on another,
@@ -147,5 +138,31 @@ impl Lab {
                 running.remove(&resource);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_start_while_running_elsewhere_is_caught_and_power_off_ends_everything() {
+        let lab = Lab::new();
+        std::fs::write(
+            &lab.ledger,
+            "alpha start web\nbravo start db\nbravo start web\nalpha off all\ncharlie start web\nbravo stop db\n",
+        )
+        .unwrap();
+        // After line 3 bravo holds web: alpha's power-off does not end it there.
+        assert_eq!(
+            lab.double_starts(),
+            [
+                "ledger line 3: web started on bravo while running on alpha",
+                "ledger line 5: web started on charlie while running on bravo"
+            ]
+        );
+        assert_eq!(lab.running(), [("web".to_owned(), "charlie".to_owned())].into());
+        std::fs::write(&lab.ledger, "alpha start web\nalpha off all\nbravo start web\n").unwrap();
+        assert!(lab.double_starts().is_empty());
     }
 }
