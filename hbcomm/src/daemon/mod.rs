@@ -167,22 +167,37 @@ pub fn config_digest(config: &ClusterConfig) -> String {
 
 /// `/proc/loadavg`, kept open: each heartbeat carries it (Heartbeat's `ld`), and reopening
 /// the file five times a second is a measurable part of an idle node's CPU.
-struct LoadAverage(Option<std::fs::File>);
+/// /proc/loadavg for Heartbeat's `ld` field, read at most once a second (the kernel updates
+/// it every five).
+struct LoadAverage {
+    file: Option<std::fs::File>,
+    last: Option<(Instant, String)>,
+}
 
 impl LoadAverage {
     fn open() -> Self {
-        LoadAverage(std::fs::File::open("/proc/loadavg").ok())
+        LoadAverage {
+            file: std::fs::File::open("/proc/loadavg").ok(),
+            last: None,
+        }
     }
 
-    fn read(&self) -> String {
+    fn read(&mut self) -> String {
         use std::os::unix::fs::FileExt;
+        if let Some((at, text)) = &self.last {
+            if at.elapsed() < Duration::from_secs(1) {
+                return text.clone();
+            }
+        }
         let mut buffer = [0u8; 128];
         let length = self
-            .0
+            .file
             .as_ref()
             .and_then(|file| file.read_at(&mut buffer, 0).ok())
             .unwrap_or(0);
-        String::from_utf8_lossy(&buffer[..length]).trim().to_owned()
+        let text = String::from_utf8_lossy(&buffer[..length]).trim().to_owned();
+        self.last = Some((Instant::now(), text.clone()));
+        text
     }
 }
 
@@ -393,7 +408,7 @@ pub async fn run(
         .map_err(|e| CommError::Config(format!("timerfd: {e}")))?;
     let deadlines = timer::FdTimer::new().map_err(|e| CommError::Config(format!("timerfd: {e}")))?;
     let deadtime_hex = format!("{:x}", config.timing.deadtime.as_millis());
-    let load = LoadAverage::open();
+    let mut load = LoadAverage::open();
     tokio::pin!(shutdown);
     publish(&snapshot, &membership, &options.node, Instant::now());
     // When the deadline timer is set for. Each heartbeat received pushes the next deadline

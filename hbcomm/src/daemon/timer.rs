@@ -75,8 +75,16 @@ impl FdTimer {
             let mut guard = self.fd.readable().await?;
             let mut count = [0u8; 8];
             match nix::unistd::read(self.fd.get_ref().0.as_fd(), &mut count) {
-                Ok(8) => return Ok(u64::from_ne_bytes(count)),
-                Ok(_) => return Ok(1),
+                // The read took every expiration: the next one makes the descriptor readable
+                // again (a fresh readiness event), so no second read to learn it is empty.
+                Ok(8) => {
+                    guard.clear_ready();
+                    return Ok(u64::from_ne_bytes(count));
+                }
+                Ok(_) => {
+                    guard.clear_ready();
+                    return Ok(1);
+                }
                 Err(nix::errno::Errno::EAGAIN) => guard.clear_ready(),
                 Err(error) => return Err(error.into()),
             }
