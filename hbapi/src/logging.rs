@@ -246,26 +246,18 @@ pub fn init_with(identifier: &str, default_level: &str, logging: &Logging) {
                 .boxed(),
         ),
     }
+    let to_file = |file: LogFile| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(move || file.clone())
+            .with_ansi(false)
+            .with_target(false)
+    };
     if let Some(file) = logging.logfile.as_deref().and_then(open_log) {
-        layers.push(
-            tracing_subscriber::fmt::layer()
-                .with_writer(move || file.clone())
-                .with_ansi(false)
-                .with_target(false)
-                .with_filter(following(default_level))
-                .boxed(),
-        );
+        layers.push(to_file(file).with_filter(following(default_level)).boxed());
     }
     // ha.cf's debugfile gets everything from debug up, whatever the level of the rest.
     if let Some(file) = logging.debugfile.as_deref().and_then(open_log) {
-        layers.push(
-            tracing_subscriber::fmt::layer()
-                .with_writer(move || file.clone())
-                .with_ansi(false)
-                .with_target(false)
-                .with_filter(filter("debug"))
-                .boxed(),
-        );
+        layers.push(to_file(file).with_filter(filter("debug")).boxed());
     }
     let syslog = logging
         .facility

@@ -1065,20 +1065,19 @@ async fn inject(fault: Fault, cluster: &Cluster) -> Result<(), String> {
                 .drop_udp(cluster.port, f64::from(percent) / 100.0);
             tokio::time::sleep(QUIET_WINDOW * 2).await;
         }
-        Kind::Duplicates => {
+        Kind::Duplicates | Kind::Replay => {
+            // Duplicates: every packet again at once, for 4 s. Replays: 3 s of traffic sent
+            // again 3 s later.
+            let (delay_ms, seconds) = if fault.kind == Kind::Duplicates {
+                ("0", "4")
+            } else {
+                ("3000", "3")
+            };
             let sent = cluster
-                .faultkit(&["replay".into(), port, "0".into(), "4".into()])
+                .faultkit(&["replay".into(), port, delay_ms.into(), seconds.into()])
                 .await;
             if sent.parse::<u64>().unwrap_or(0) == 0 {
-                return Err("no packet duplicated".into());
-            }
-        }
-        Kind::Replay => {
-            let sent = cluster
-                .faultkit(&["replay".into(), port, "3000".into(), "3".into()])
-                .await;
-            if sent.parse::<u64>().unwrap_or(0) == 0 {
-                return Err("no packet replayed".into());
+                return Err("no packet sent again".into());
             }
         }
         Kind::Flood => {

@@ -358,10 +358,7 @@ async fn serve(
                 None | Some(Command::Shutdown) => break,
                 Some(Command::Reload(reply)) => {
                     let outcome = reload(options, &mut config, &mut supervisor, &provided.address).await;
-                    parameters_tx.send_replace(hbapi::config::heartbeat_parameters(&config));
-                    if let Err(message) = &outcome {
-                        tracing::error!("reload refused; keeping the running configuration:\n{message}");
-                    }
+                    let outcome = after_reload(outcome, &config, &supervisor, &parameters_tx, &mut debug);
                     if let Some(reply) = reply {
                         let _ = reply.send(outcome);
                     }
@@ -371,14 +368,8 @@ async fn serve(
                 }
                 Some(Command::Hangup) if config.style == Style::Heartbeat => {
                     tracing::info!("SIGHUP: rereading the configuration");
-                    if let Err(message) = reload(options, &mut config, &mut supervisor, &provided.address).await {
-                        tracing::error!("reload refused; keeping the running configuration:\n{message}");
-                    }
-                    parameters_tx.send_replace(hbapi::config::heartbeat_parameters(&config));
-                    // The debug level goes back to ha.cf's, here and in every daemon.
-                    debug = config.logging.debug;
-                    hbapi::logging::set_debug(debug);
-                    supervisor.signal_core(nix::sys::signal::Signal::SIGHUP);
+                    let outcome = reload(options, &mut config, &mut supervisor, &provided.address).await;
+                    let _ = after_reload(outcome, &config, &supervisor, &parameters_tx, &mut debug);
                 }
                 Some(command @ (Command::UserSignal1 | Command::UserSignal2)) if config.style == Style::Heartbeat => {
                     // Heartbeat's meaning: one debug level up or down, for the whole node.
@@ -458,6 +449,28 @@ async fn wait_for_core_daemons(connection: &zbus::Connection, core: &[String]) {
             tracing::warn!(daemon = name, "did not take its bus name {bus_name} within 10 s");
         }
     }
+}
+
+/// What a reload changes beyond the children, whichever way it was asked for (SIGHUP,
+/// `heartbeat -r`, the bus): the parameters served on the bus and, when the new configuration
+/// was accepted, the log level — back to its `debug`, here and in every daemon.
+fn after_reload(
+    outcome: Result<(), String>,
+    config: &ClusterConfig,
+    supervisor: &Supervisor,
+    parameters: &tokio::sync::watch::Sender<Vec<(String, String)>>,
+    debug: &mut u8,
+) -> Result<(), String> {
+    match &outcome {
+        Ok(()) => {
+            parameters.send_replace(hbapi::config::heartbeat_parameters(config));
+            *debug = config.logging.debug;
+            hbapi::logging::set_debug(*debug);
+            supervisor.signal_core(nix::sys::signal::Signal::SIGHUP);
+        }
+        Err(message) => tracing::error!("reload refused; keeping the running configuration:\n{message}"),
+    }
+    outcome
 }
 
 async fn reload(
