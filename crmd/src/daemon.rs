@@ -336,13 +336,27 @@ impl Crmd {
         active.first().map(|n| (*n).clone())
     }
 
-    /// Whether a node we hear, which claims quorum, says it does not hear us.
+    /// Whether the membership is not yet agreed: a node we hear, which claims quorum, says it
+    /// does not hear us, or a member hears a different set of nodes than we do (after a
+    /// partition heals, one side may hear a node again before the other: deciding then would
+    /// take a node's groups for free while that node still runs them).
     fn waiting_on_deaf_peer(&self) -> bool {
         self.config.nodes.iter().any(|n| {
-            n != &self.local
-                && self.hears(n)
-                && !self.is_member(n)
-                && self.reports.get(n).is_some_and(|r| !r.no_quorum)
+            if n == &self.local || !self.hears(n) {
+                return false;
+            }
+            let Some(report) = self.reports.get(n) else {
+                return false;
+            };
+            if !self.is_member(n) {
+                return !report.no_quorum;
+            }
+            report.hears.as_ref().is_some_and(|heard| {
+                self.config
+                    .nodes
+                    .iter()
+                    .any(|x| heard.contains(x) != self.hears(x))
+            })
         })
     }
 
