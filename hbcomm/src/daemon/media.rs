@@ -8,10 +8,10 @@
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::UdpSocket;
+
+use super::socket::DatagramSocket;
 
 use hbapi::config::{ClusterConfig, Medium};
 
@@ -23,10 +23,66 @@ const RECEIVE_BUFFER: usize = 4 << 20;
 pub struct Link {
     /// Heartbeat's link name (the device).
     pub name: String,
-    /// The socket.
-    pub socket: Arc<UdpSocket>,
+    /// The socket we receive on (bound to `udpport`).
+    pub socket: DatagramSocket,
     /// Where heartbeats go.
-    pub destinations: Vec<SocketAddr>,
+    pub destinations: Vec<Destination>,
+}
+
+/// One place heartbeats go, and a socket connected to it that sends them from a port of its
+/// own, as Heartbeat's write sockets do. A connected socket keeps its route: the kernel does
+/// not look it up again for every packet.
+#[derive(Debug)]
+pub struct Destination {
+    /// The peer, broadcast address or group.
+    pub address: SocketAddr,
+    socket: std::net::UdpSocket,
+}
+
+impl Destination {
+    /// Sends one packet now; `WouldBlock` when the send buffer is full.
+    pub fn send(&self, packet: &[u8]) -> std::io::Result<usize> {
+        match self.socket.send(packet) {
+            // A connected socket reports an earlier ICMP "port unreachable" (the peer's
+            // hbcomm restarting) on the next send, in place of sending it.
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => self.socket.send(packet),
+            sent => sent,
+        }
+    }
+}
+
+/// A socket sending to `address` from `local` (any port), out of `device` when given;
+/// `setup` sets what the medium needs (broadcast, multicast interface, TTL) before it connects.
+fn destination(
+    medium: &str,
+    address: SocketAddr,
+    local: IpAddr,
+    device: Option<&str>,
+    setup: impl FnOnce(&Socket) -> std::io::Result<()>,
+) -> Result<Destination, MediaError> {
+    let fail = |error: std::io::Error| MediaError {
+        medium: medium.to_owned(),
+        message: format!("cannot open a socket sending to {address}: {error}"),
+    };
+    let domain = if address.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(fail)?;
+    socket.set_cloexec(true).map_err(fail)?;
+    socket.set_nonblocking(true).map_err(fail)?;
+    if let Some(device) = device {
+        // The receiving socket already warned when the device cannot be bound.
+        let _ = socket.bind_device(Some(device.as_bytes()));
+    }
+    socket.bind(&SocketAddr::new(local, 0).into()).map_err(fail)?;
+    setup(&socket).map_err(fail)?;
+    socket.connect(&address.into()).map_err(fail)?;
+    Ok(Destination {
+        address,
+        socket: socket.into(),
+    })
 }
 
 /// Errors opening the links.
@@ -117,13 +173,11 @@ fn udp_socket(
     Ok(socket)
 }
 
-fn into_tokio(socket: Socket, medium: &str) -> Result<Arc<UdpSocket>, MediaError> {
-    UdpSocket::from_std(socket.into())
-        .map(Arc::new)
-        .map_err(|e| MediaError {
-            medium: medium.to_owned(),
-            message: e.to_string(),
-        })
+fn register(socket: Socket, medium: &str) -> Result<DatagramSocket, MediaError> {
+    DatagramSocket::new(socket.into()).map_err(|e| MediaError {
+        medium: medium.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 /// Opens every link of `config`.
@@ -145,21 +199,27 @@ pub fn open(config: &ClusterConfig, bind: Option<IpAddr>) -> Result<Vec<Link>, M
                     tracing::debug!(medium = %description, "names this node's own address; skipped");
                     continue;
                 }
-                let destination = SocketAddr::new(peer, port);
-                if let Some(link) = links.iter_mut().find(|l| {
-                    l.name == *device
-                        && l.socket.local_addr().is_ok_and(|a| a.is_ipv6() == *ipv6)
-                        && !l.destinations.iter().any(|d| d.ip().is_multicast())
-                }) {
-                    link.destinations.push(destination);
-                    continue;
-                }
                 let any: IpAddr = if *ipv6 {
                     Ipv6Addr::UNSPECIFIED.into()
                 } else {
                     Ipv4Addr::UNSPECIFIED.into()
                 };
                 let local = bind.filter(|b| b.is_ipv6() == *ipv6).unwrap_or(any);
+                let sender = destination(
+                    &description,
+                    SocketAddr::new(peer, port),
+                    local,
+                    bind.is_none().then_some(device.as_str()),
+                    |_| Ok(()),
+                )?;
+                if let Some(link) = links.iter_mut().find(|l| {
+                    l.name == *device
+                        && l.socket.local_addr().is_ok_and(|a| a.is_ipv6() == *ipv6)
+                        && !l.destinations.iter().any(|d| d.address.ip().is_multicast())
+                }) {
+                    link.destinations.push(sender);
+                    continue;
+                }
                 let socket = udp_socket(
                     &description,
                     SocketAddr::new(local, port),
@@ -168,8 +228,8 @@ pub fn open(config: &ClusterConfig, bind: Option<IpAddr>) -> Result<Vec<Link>, M
                 )?;
                 links.push(Link {
                     name: device.clone(),
-                    socket: into_tokio(socket, &description)?,
-                    destinations: vec![destination],
+                    socket: register(socket, &description)?,
+                    destinations: vec![sender],
                 });
             }
             Medium::Bcast { device } => {
@@ -181,10 +241,17 @@ pub fn open(config: &ClusterConfig, bind: Option<IpAddr>) -> Result<Vec<Link>, M
                     bind.is_none().then_some(device.as_str()),
                     true,
                 )?;
+                let sender = destination(
+                    &description,
+                    SocketAddr::new(broadcast.into(), port),
+                    local,
+                    bind.is_none().then_some(device.as_str()),
+                    |socket| socket.set_broadcast(true),
+                )?;
                 links.push(Link {
                     name: device.clone(),
-                    socket: into_tokio(socket, &description)?,
-                    destinations: vec![SocketAddr::new(broadcast.into(), port)],
+                    socket: register(socket, &description)?,
+                    destinations: vec![sender],
                 });
             }
             Medium::Mcast {
@@ -198,7 +265,8 @@ pub fn open(config: &ClusterConfig, bind: Option<IpAddr>) -> Result<Vec<Link>, M
                     medium: description.clone(),
                     message: e.to_string(),
                 };
-                let socket = match group {
+                let address = SocketAddr::new(*group, *group_port);
+                let (socket, sender) = match group {
                     IpAddr::V4(group_v4) => {
                         let socket = udp_socket(
                             &description,
@@ -208,10 +276,15 @@ pub fn open(config: &ClusterConfig, bind: Option<IpAddr>) -> Result<Vec<Link>, M
                         )?;
                         let interface = device_ipv4(device).unwrap_or(Ipv4Addr::UNSPECIFIED);
                         socket.join_multicast_v4(group_v4, &interface).map_err(fail)?;
-                        socket.set_multicast_if_v4(&interface).map_err(fail)?;
-                        socket.set_multicast_ttl_v4(u32::from(*ttl)).map_err(fail)?;
-                        socket.set_multicast_loop_v4(*loopback).map_err(fail)?;
-                        socket
+                        let local = bind
+                            .filter(IpAddr::is_ipv4)
+                            .unwrap_or(Ipv4Addr::UNSPECIFIED.into());
+                        let sender = destination(&description, address, local, None, |socket| {
+                            socket.set_multicast_if_v4(&interface)?;
+                            socket.set_multicast_ttl_v4(u32::from(*ttl))?;
+                            socket.set_multicast_loop_v4(*loopback)
+                        })?;
+                        (socket, sender)
                     }
                     IpAddr::V6(group_v6) => {
                         let socket = udp_socket(
@@ -222,16 +295,21 @@ pub fn open(config: &ClusterConfig, bind: Option<IpAddr>) -> Result<Vec<Link>, M
                         )?;
                         let index = nix::net::if_::if_nametoindex(device.as_str()).unwrap_or(0);
                         socket.join_multicast_v6(group_v6, index).map_err(fail)?;
-                        socket.set_multicast_if_v6(index).map_err(fail)?;
-                        socket.set_multicast_hops_v6(u32::from(*ttl)).map_err(fail)?;
-                        socket.set_multicast_loop_v6(*loopback).map_err(fail)?;
-                        socket
+                        let local = bind
+                            .filter(IpAddr::is_ipv6)
+                            .unwrap_or(Ipv6Addr::UNSPECIFIED.into());
+                        let sender = destination(&description, address, local, None, |socket| {
+                            socket.set_multicast_if_v6(index)?;
+                            socket.set_multicast_hops_v6(u32::from(*ttl))?;
+                            socket.set_multicast_loop_v6(*loopback)
+                        })?;
+                        (socket, sender)
                     }
                 };
                 links.push(Link {
                     name: device.clone(),
-                    socket: into_tokio(socket, &description)?,
-                    destinations: vec![SocketAddr::new(*group, *group_port)],
+                    socket: register(socket, &description)?,
+                    destinations: vec![sender],
                 });
             }
         }
@@ -256,4 +334,23 @@ fn resolve(peer: &str, ipv6: bool) -> Option<IpAddr> {
         .ok()?
         .map(|a| a.ip())
         .find(|ip| ip.is_ipv6() == ipv6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_that_is_not_listening_does_not_cost_every_other_heartbeat() {
+        // A port nobody listens on: each packet comes back as ICMP "port unreachable", which
+        // a connected socket reports on the following send.
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|socket| socket.local_addr())
+            .unwrap();
+        let sender = destination("test", closed, Ipv4Addr::LOCALHOST.into(), None, |_| Ok(())).unwrap();
+        for attempt in 0..4 {
+            let sent = sender.send(b"heartbeat");
+            assert!(sent.is_ok(), "send {attempt}: {sent:?}");
+        }
+    }
 }

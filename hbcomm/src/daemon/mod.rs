@@ -8,6 +8,7 @@ pub mod iface;
 pub mod media;
 pub mod ping;
 pub mod replay;
+pub mod socket;
 pub mod state;
 pub mod timer;
 
@@ -86,17 +87,16 @@ struct Outbox {
 
 impl Outbox {
     /// Adds the sender's fields and the next sequence number, signs, and records the packet.
-    fn seal(&mut self, mut message: Message, authenticator: &Authenticator) -> (u64, Vec<u8>) {
+    /// The fields are set in place: a message sealed again (the heartbeat) keeps its fields.
+    fn seal(&mut self, message: &mut Message, authenticator: &Authenticator) -> (u64, Vec<u8>) {
         self.seq += 1;
         message.set("src", self.node.as_str());
-        message
-            .fields
-            .push(("srcuuid".to_owned(), Value::Bin(self.uuid.clone())));
+        message.set_binary("srcuuid", &self.uuid);
         message.set("seq", format!("{:x}", self.seq));
         message.set("hg", self.generation_hex.as_str());
         message.set("ts", format!("{:x}", unix_time()));
         message.set("ttl", "3");
-        let packet = wire::encode(&message, Format::Netstring, authenticator);
+        let packet = wire::encode(message, Format::Netstring, authenticator);
         self.history.record(self.seq, packet.clone());
         (self.seq, packet)
     }
@@ -129,14 +129,14 @@ impl Delivery {
 }
 
 /// Sends `packet` on every link to every destination.
-async fn broadcast(links: &[media::Link], packet: &[u8], snapshot: &Mutex<Snapshot>) {
+fn broadcast(links: &[media::Link], packet: &[u8], snapshot: &Mutex<Snapshot>) {
     for link in links {
         for destination in &link.destinations {
-            match link.socket.send_to(packet, destination).await {
+            match destination.send(packet) {
                 Ok(_) => bump(snapshot, "sent"),
                 Err(error) => {
                     bump(snapshot, "send_errors");
-                    tracing::debug!(link = %link.name, %destination, "send failed: {error}");
+                    tracing::debug!(link = %link.name, destination = %destination.address, "send failed: {error}");
                 }
             }
         }
@@ -205,7 +205,7 @@ impl LoadAverage {
 /// (answered from the history, or refused with `NS_nak_rexmit`), refusals of our own
 /// requests, and acknowledgements (counted; the history is bounded by size, not by acks).
 #[allow(clippy::too_many_arguments)]
-async fn protocol_message(
+fn protocol_message(
     message: &Message,
     local: &str,
     history: &mut SendHistory,
@@ -235,7 +235,7 @@ async fn protocol_message(
                     Resend::Packet(packet) => {
                         let packet = packet.to_vec();
                         bump(snapshot, "rexmit_answered");
-                        broadcast(links, &packet, snapshot).await;
+                        broadcast(links, &packet, snapshot);
                     }
                     Resend::Recently => {}
                     Resend::Unknown => {
@@ -249,8 +249,7 @@ async fn protocol_message(
                             links,
                             &wire::encode(&nak, Format::Netstring, authenticator),
                             snapshot,
-                        )
-                        .await;
+                        );
                     }
                 }
             }
@@ -264,16 +263,41 @@ async fn protocol_message(
     }
 }
 
+/// This node's heartbeat, kept from one to the next (only the load, sequence number and
+/// time change), and the echo sequence of the pings sent with it.
+struct Heartbeats {
+    message: Message,
+    load: LoadAverage,
+    ping_seq: u16,
+}
+
+impl Heartbeats {
+    /// Sends this node's heartbeat on every link, and an echo to every ping node.
+    fn send(
+        &mut self,
+        outbox: &mut Outbox,
+        links: &[media::Link],
+        authenticator: &Authenticator,
+        snapshot: &Mutex<Snapshot>,
+        pinger: Option<&ping::Pinger>,
+    ) {
+        self.message.set("ld", self.load.read());
+        let (_, packet) = outbox.seal(&mut self.message, authenticator);
+        broadcast(links, &packet, snapshot);
+        if let Some(pinger) = pinger {
+            self.ping_seq = self.ping_seq.wrapping_add(1);
+            for _ in 0..pinger.send_all(self.ping_seq) {
+                bump(snapshot, "ping_send_errors");
+            }
+        }
+    }
+}
+
 fn unix_time() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-struct Received {
-    link: usize,
-    bytes: Vec<u8>,
 }
 
 /// Runs hbcomm until `shutdown` resolves.
@@ -334,29 +358,11 @@ pub async fn run(
     // Under systemd (Type=notify); the master gives its children no notify socket.
     let _ = hbapi::notify::notify("READY=1");
 
-    let (received_tx, mut received) = mpsc::channel::<Received>(1024);
-    for (index, link) in links.iter().enumerate() {
-        let socket = link.socket.clone();
-        let tx = received_tx.clone();
-        let shared = snapshot.clone();
-        tokio::spawn(async move {
-            let mut buffer = vec![0u8; 65_536];
-            loop {
-                let Ok((length, _from)) = socket.recv_from(&mut buffer).await else {
-                    continue;
-                };
-                if tx
-                    .try_send(Received {
-                        link: index,
-                        bytes: buffer[..length].to_vec(),
-                    })
-                    .is_err()
-                {
-                    bump(&shared, "dropped_queue_full");
-                }
-            }
-        });
-    }
+    // Datagrams are read in the loop itself, into one buffer: a task per link handing packets
+    // over a channel cost a second wake-up and a copy per packet.
+    let link_sockets: Vec<&socket::DatagramSocket> = links.iter().map(|link| &link.socket).collect();
+    let mut datagram = vec![0u8; 65_536];
+    let mut next_link = 0;
 
     let pinger = ping::Pinger::open(&config.ping_nodes, options.bind)?.map(Arc::new);
     let (ping_tx, mut ping_replies) = mpsc::channel::<String>(256);
@@ -401,29 +407,43 @@ pub async fn run(
         config.max_rexmit_delay,
         config.timing.deadtime.max(config.max_rexmit_delay * 4),
     );
-    let mut ping_seq: u16 = 0;
     let keepalive = timer::FdTimer::new().map_err(|e| CommError::Config(format!("timerfd: {e}")))?;
     keepalive
         .set_periodic(config.timing.keepalive)
         .map_err(|e| CommError::Config(format!("timerfd: {e}")))?;
     let deadlines = timer::FdTimer::new().map_err(|e| CommError::Config(format!("timerfd: {e}")))?;
-    let deadtime_hex = format!("{:x}", config.timing.deadtime.as_millis());
-    let mut load = LoadAverage::open();
+    let mut heartbeats = Heartbeats {
+        message: Message::new()
+            .with("t", "status")
+            .with("st", "active")
+            .with("dt", format!("{:x}", config.timing.deadtime.as_millis()))
+            .with("protocol", PROTOCOL)
+            .with("ld", "")
+            .with(CONFIG_DIGEST_FIELD, digest.as_str()),
+        load: LoadAverage::open(),
+        ping_seq: 0,
+    };
     tokio::pin!(shutdown);
     publish(&snapshot, &membership, &options.node, Instant::now());
     // When the deadline timer is set for. Each heartbeat received pushes the next deadline
     // out; rather than re-arming the timer for every packet, it is re-armed only to fire
     // sooner, and when it fires early the loop arms it for the real deadline.
     let mut armed: Option<Instant> = None;
+    // The keepalive tick runs the deadline checks too, so the deadline timer is needed only
+    // for a deadline before the next tick. In a quiet cluster every deadline (warntime or
+    // deadtime after a peer's last heartbeat) is more than a keepalive away: the timer never
+    // fires. This is the latest the next tick can come (the first one comes at once).
+    let mut next_tick = Instant::now();
     loop {
         let deadline = [membership.next_deadline(), inbound.next_deadline()]
             .into_iter()
             .flatten()
             .min()
-            .map(|at| at + Duration::from_millis(1));
+            .map(|at| at + Duration::from_millis(1))
+            .filter(|at| *at < next_tick);
         let fires_first =
             matches!((armed, deadline), (Some(at), Some(wanted)) if at <= wanted && at > Instant::now());
-        if !fires_first && armed != deadline {
+        if deadline.is_some() && !fires_first && armed != deadline {
             if let Err(error) = deadlines.set_deadline(deadline) {
                 tracing::error!("timerfd: {error}");
             }
@@ -434,21 +454,11 @@ pub async fn run(
         tokio::select! {
             () = &mut shutdown => break,
             _ = keepalive.fired() => {
-                let message = Message::new()
-                    .with("t", "status")
-                    .with("st", "active")
-                    .with("dt", deadtime_hex.as_str())
-                    .with("protocol", PROTOCOL)
-                    .with("ld", load.read())
-                    .with(CONFIG_DIGEST_FIELD, digest.as_str());
-                let (_, packet) = outbox.seal(message, &authenticator);
-                broadcast(&links, &packet, &snapshot).await;
-                if let Some(pinger) = &pinger {
-                    ping_seq = ping_seq.wrapping_add(1);
-                    for _ in 0..pinger.send_all(ping_seq).await {
-                        bump(&snapshot, "ping_send_errors");
-                    }
-                }
+                let now = Instant::now();
+                next_tick = now + config.timing.keepalive;
+                outputs.extend(membership.handle(Input::Tick, now));
+                ordered.extend(inbound.tick(now));
+                heartbeats.send(&mut outbox, &links, &authenticator, &snapshot, pinger.as_deref());
             }
             Some(request) = outgoing.recv() => {
                 let mut message = Message::new().with("t", request.msg_type.as_str());
@@ -468,8 +478,8 @@ pub async fn run(
                     ))));
                     continue;
                 }
-                let (seq, packet) = outbox.seal(message, &authenticator);
-                broadcast(&links, &packet, &snapshot).await;
+                let (seq, packet) = outbox.seal(&mut message, &authenticator);
+                broadcast(&links, &packet, &snapshot);
                 bump(&snapshot, "messages_sent");
                 if request.to.as_deref().is_none_or(|to| to == options.node) {
                     let delivery = Delivery { msg_type: request.msg_type.clone(), body: request.body.iter().cloned().collect() };
@@ -480,11 +490,20 @@ pub async fn run(
             Some(node) = ping_replies.recv() => {
                 outputs.extend(membership.handle(Input::Heard { link: node.clone(), node, status: NodeStatus::Ping }, Instant::now()));
             }
-            Some(packet) = received.recv() => {
+            (index, result) = std::future::poll_fn(|cx| socket::poll_any(&link_sockets, next_link, cx, &mut datagram)) => {
+                next_link = (index + 1) % link_sockets.len();
+                let length = match result {
+                    Ok((length, _from)) => length,
+                    Err(error) => {
+                        bump(&snapshot, "receive_errors");
+                        tracing::debug!(link = %links[index].name, "receive failed: {error}");
+                        continue;
+                    }
+                };
                 let now = Instant::now();
                 bump(&snapshot, "received");
-                let link = &links[packet.link].name;
-                match wire::receive(&packet.bytes, &authenticator, &limits) {
+                let link = &links[index].name;
+                match wire::receive(&datagram[..length], &authenticator, &limits) {
                     Err(error) => {
                         let reason = match error {
                             WireError::Auth(_) | WireError::NoAuth => "dropped_forged",
@@ -507,7 +526,7 @@ pub async fn run(
                             hex_field(&message, "seq"),
                         ) else {
                             // Heartbeat's protocol messages (NS_*) carry no sequence number.
-                            protocol_message(&message, &options.node, &mut outbox.history, &mut inbound, &links, &authenticator, &snapshot, &mut ordered, now).await;
+                            protocol_message(&message, &options.node, &mut outbox.history, &mut inbound, &links, &authenticator, &snapshot, &mut ordered, now);
                             continue;
                         };
                         match guard.check(src, hg, packet_seq, now) {
@@ -520,6 +539,22 @@ pub async fn run(
                                 if is_status {
                                     let status = NodeStatus::from_heartbeat(message.get("st").unwrap_or("active"));
                                     outputs.extend(membership.handle(Input::Heard { node: src.to_owned(), link: link.clone(), status }, now));
+                                    // Our own heartbeat due within half a keepalive goes now, and
+                                    // the period restarts from here: the nodes' heartbeats fall
+                                    // into step, and a node woken by a peer's heartbeat sends its
+                                    // own in the same wake-up instead of a second one (a heartbeat
+                                    // may come early, never late).
+                                    if verdict == Verdict::Fresh && next_tick.saturating_duration_since(now) <= config.timing.keepalive / 2 {
+                                        if let Err(error) = keepalive.restart_periodic(config.timing.keepalive) {
+                                            tracing::error!("timerfd: {error}");
+                                        } else {
+                                            next_tick = now + config.timing.keepalive;
+                                            outputs.extend(membership.handle(Input::Tick, now));
+                                            ordered.extend(inbound.tick(now));
+                                            heartbeats.send(&mut outbox, &links, &authenticator, &snapshot, pinger.as_deref());
+                                            bump(&snapshot, "heartbeats_in_step");
+                                        }
+                                    }
                                 }
                                 if verdict == Verdict::Fresh {
                                     if let Some(theirs) = message.get(CONFIG_DIGEST_FIELD) {
@@ -569,8 +604,7 @@ pub async fn run(
                         &links,
                         &wire::encode(&request, Format::Netstring, &authenticator),
                         &snapshot,
-                    )
-                    .await;
+                    );
                 }
                 InboundOutput::Lost { sender, first, last } => {
                     bump(&snapshot, "messages_lost");
@@ -586,8 +620,7 @@ pub async fn run(
                         &links,
                         &wire::encode(&ack, Format::Netstring, &authenticator),
                         &snapshot,
-                    )
-                    .await;
+                    );
                 }
             }
         }

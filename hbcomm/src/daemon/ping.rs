@@ -11,7 +11,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::UdpSocket;
+
+use super::socket::DatagramSocket;
 
 use hbapi::config::PingNode;
 
@@ -26,7 +27,7 @@ const MARK: &[u8; 8] = b"hbrs-png";
 #[derive(Debug)]
 pub struct IcmpSocket {
     /// The socket.
-    pub socket: Arc<UdpSocket>,
+    pub socket: Arc<DatagramSocket>,
     /// Raw sockets see IPv4 headers and everyone's ICMP.
     pub raw: bool,
     /// IPv6 (ICMPv6 types, no IP header on raw sockets either).
@@ -78,7 +79,7 @@ fn open_socket(v6: bool, bind: Option<IpAddr>) -> Result<IcmpSocket, PingError> 
             .map_err(|source| PingError { v6, source })?;
     }
     let socket =
-        UdpSocket::from_std(std::net::UdpSocket::from(socket)).map_err(|source| PingError { v6, source })?;
+        DatagramSocket::new(std::net::UdpSocket::from(socket)).map_err(|source| PingError { v6, source })?;
     Ok(IcmpSocket {
         socket: Arc::new(socket),
         raw,
@@ -123,7 +124,7 @@ impl Pinger {
     }
 
     /// Sends one echo request to every target; returns how many could not be sent.
-    pub async fn send_all(&self, seq: u16) -> usize {
+    pub fn send_all(&self, seq: u16) -> usize {
         let mut failed = 0;
         for (address, _) in &self.targets {
             let Some(icmp) = (if address.is_ipv4() { &self.v4 } else { &self.v6 }) else {
@@ -133,7 +134,6 @@ impl Pinger {
             if icmp
                 .socket
                 .send_to(&packet, SocketAddr::new(*address, 0))
-                .await
                 .is_err()
             {
                 failed += 1;

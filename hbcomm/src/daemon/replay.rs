@@ -48,7 +48,11 @@ impl ReplayGuard {
 
     /// Judges a packet from `sender` with `generation` and `seq` arriving at `now`.
     pub fn check(&mut self, sender: &str, generation: u32, seq: u64, now: Instant) -> Verdict {
-        let state = self.senders.entry(sender.to_owned()).or_default();
+        // Looked up before inserting: a packet from a known sender allocates nothing.
+        let state = match self.senders.get_mut(sender) {
+            Some(state) => state,
+            None => self.senders.entry(sender.to_owned()).or_default(),
+        };
         if generation < state.generation {
             return Verdict::Replay;
         }
@@ -73,12 +77,12 @@ impl ReplayGuard {
         state.seen.insert(seq, now);
         state.highest = state.highest.max(seq);
         let floor = state.highest.saturating_sub(WINDOW);
-        if state
+        while state
             .seen
             .first_key_value()
             .is_some_and(|(oldest, _)| *oldest <= floor)
         {
-            state.seen = state.seen.split_off(&(floor + 1));
+            state.seen.pop_first();
         }
         Verdict::Fresh
     }

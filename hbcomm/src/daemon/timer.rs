@@ -51,6 +51,16 @@ impl FdTimer {
         Ok(())
     }
 
+    /// Fires one `period` from now, then every `period`.
+    pub fn restart_periodic(&self, period: Duration) -> std::io::Result<()> {
+        let spec = TimeSpec::from_duration(period.max(Duration::from_micros(1)));
+        self.fd
+            .get_ref()
+            .0
+            .set(Expiration::Interval(spec), TimerSetTimeFlags::empty())?;
+        Ok(())
+    }
+
     /// Fires once at `deadline` (at once if it has passed); `None` disarms it.
     pub fn set_deadline(&self, deadline: Option<Instant>) -> std::io::Result<()> {
         match deadline {

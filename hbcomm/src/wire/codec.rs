@@ -327,61 +327,66 @@ pub fn classic_signed_text(message: &Message) -> Vec<u8> {
 
 fn encode_netstring_fields(message: &Message, out: &mut Vec<u8>) {
     for (name, value) in &message.fields {
-        let mut payload = Vec::with_capacity(name.len() + 16);
-        payload.push(b'(');
-        payload.push(b'0' + value.type_code());
-        payload.push(b')');
-        payload.extend_from_slice(name.as_bytes());
-        payload.push(b'=');
-        match value {
-            Value::Str(s) => payload.extend_from_slice(s.as_bytes()),
-            Value::Bin(b) => payload.extend_from_slice(b),
-            Value::Struct(inner) => {
-                payload.extend_from_slice(NETSTRING_START);
-                encode_netstring_fields(inner, &mut payload);
-                payload.extend_from_slice(NETSTRING_END);
-            }
-        }
-        out.extend_from_slice(payload.len().to_string().as_bytes());
-        out.push(b':');
-        out.extend_from_slice(&payload);
-        out.push(b',');
+        encode_netstring_field(name, value, out);
     }
+}
+
+/// One `LEN:(T)name=value,` field, written straight into `out`.
+fn encode_netstring_field(name: &str, value: &Value, out: &mut Vec<u8>) {
+    use std::io::Write;
+    let head = 3 + name.len() + 1;
+    let nested;
+    let body: &[u8] = match value {
+        Value::Str(text) => text.as_bytes(),
+        Value::Bin(bytes) => bytes,
+        Value::Struct(inner) => {
+            let mut buffer = NETSTRING_START.to_vec();
+            encode_netstring_fields(inner, &mut buffer);
+            buffer.extend_from_slice(NETSTRING_END);
+            nested = buffer;
+            &nested
+        }
+    };
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{}:({})", head + body.len(), value.type_code());
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'=');
+    out.extend_from_slice(body);
+    out.push(b',');
 }
 
 /// Encodes `message` in `format`, signed by `auth`. As Heartbeat 3.0.6 does, the netstring
 /// form also carries the classic `auth` field inside, so that both kinds of receiver accept it.
 pub fn encode(message: &Message, format: Format, auth: &Authenticator) -> Vec<u8> {
-    let mut message = message.clone();
-    message.remove(AUTH_FIELD);
-    let inner_auth = auth.sign(&classic_signed_text(&message));
-    message.set(AUTH_FIELD, inner_auth);
+    // Any `auth` field of `message` is replaced by the one signing the rest, put last.
+    let inner_auth = auth.sign(&classic_signed_text(message));
+    let mut out = Vec::with_capacity(512);
     match format {
         Format::Netstring => {
-            let mut out = Vec::with_capacity(512);
             out.extend_from_slice(NETSTRING_START);
-            encode_netstring_fields(&message, &mut out);
+            for (name, value) in &message.fields {
+                if name != AUTH_FIELD {
+                    encode_netstring_field(name, value, &mut out);
+                }
+            }
+            encode_netstring_field(AUTH_FIELD, &Value::Str(inner_auth), &mut out);
             out.extend_from_slice(NETSTRING_END);
             let trailer = auth.sign(&out);
             out.extend_from_slice(trailer.len().to_string().as_bytes());
             out.push(b':');
             out.extend_from_slice(trailer.as_bytes());
             out.push(b',');
-            out
         }
         Format::Classic => {
-            let mut out = Vec::with_capacity(512);
             out.extend_from_slice(CLASSIC_START);
-            out.extend_from_slice(&classic_signed_text(&message));
-            if let Some(token) = message.get(AUTH_FIELD) {
-                out.extend_from_slice(b"auth=");
-                out.extend_from_slice(token.as_bytes());
-                out.push(b'\n');
-            }
+            out.extend_from_slice(&classic_signed_text(message));
+            out.extend_from_slice(b"auth=");
+            out.extend_from_slice(inner_auth.as_bytes());
+            out.push(b'\n');
             out.extend_from_slice(CLASSIC_END);
-            out
         }
     }
+    out
 }
 
 #[cfg(test)]

@@ -56,6 +56,15 @@ impl Message {
         }
     }
 
+    /// Sets a binary field, replacing the first of that name or appending it.
+    pub fn set_binary(&mut self, name: &str, value: &[u8]) {
+        let value = Value::Bin(value.to_vec());
+        match self.fields.iter_mut().find(|(n, _)| n == name) {
+            Some((_, slot)) => *slot = value,
+            None => self.fields.push((name.to_owned(), value)),
+        }
+    }
+
     /// The first string field of that name.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.fields.iter().find_map(|(n, v)| match v {
