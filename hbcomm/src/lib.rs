@@ -2,6 +2,7 @@
 //!
 //! [`master`] is the `heartbeat` program: configuration, the bus, supervision.
 
+pub mod cadence;
 pub mod daemon;
 pub mod master;
 pub mod membership;

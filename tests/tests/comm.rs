@@ -177,3 +177,64 @@ async fn ping_nodes_and_groups_follow_icmp_reachability() {
     drop_from("127.0.0.9", "-D");
     wait_peer_status(alpha, "127.0.0.9", "ping").await;
 }
+
+/// Two nodes started at different moments send their heartbeats in step after a few rounds
+/// (hbcomm::cadence), each still once per keepalive. A listener on a third address, named by
+/// one more ucast line, sees every heartbeat of both as it leaves.
+#[tokio::test]
+async fn heartbeats_fall_into_step_and_keep_their_pace() {
+    use std::time::{Duration, Instant};
+    const KEEPALIVE: Duration = Duration::from_millis(200);
+    let nodes = start_cluster(&["alpha", "bravo"], |b| b.ha_cf("ucast lo 127.0.0.9")).await;
+    let listener = tokio::net::UdpSocket::bind(("127.0.0.9", nodes[0].udp_port()))
+        .await
+        .unwrap();
+    wait_peer_status(&nodes[0], "bravo", "active").await;
+    wait_peer_status(&nodes[1], "alpha", "active").await;
+
+    // Heartbeats of each node, as they arrive, until each has sent 25 more.
+    let mut seen: std::collections::HashMap<String, Vec<Instant>> = Default::default();
+    let mut buffer = vec![0u8; 65_536];
+    let wait_until = tokio::time::Instant::now() + hb_lab::PATIENCE;
+    while seen.len() < 2 || seen.values().any(|times| times.len() < 25) {
+        let (length, _) = tokio::time::timeout_at(wait_until, listener.recv_from(&mut buffer))
+            .await
+            .expect("heartbeats keep coming")
+            .unwrap();
+        let text = String::from_utf8_lossy(&buffer[..length]);
+        if !text.contains("t=status,") {
+            continue;
+        }
+        let src = ["alpha", "bravo"]
+            .into_iter()
+            .find(|name| text.contains(&format!("src={name},")));
+        if let Some(src) = src {
+            seen.entry(src.to_owned()).or_default().push(Instant::now());
+        }
+    }
+    let alpha = &seen["alpha"];
+    let bravo = &seen["bravo"];
+    // In step: each of alpha's last ten heartbeats has one of bravo's within 10 ms (out of
+    // step they are on average 50 ms apart; scheduling on a busy machine stays well within).
+    for at in &alpha[alpha.len() - 10..] {
+        let nearest = bravo
+            .iter()
+            .map(|other| if other > at { *other - *at } else { *at - *other })
+            .min()
+            .unwrap();
+        assert!(
+            nearest < Duration::from_millis(10),
+            "alpha {alpha:?}\nbravo {bravo:?}"
+        );
+    }
+    // Pace: over the last twenty rounds, one heartbeat per keepalive each, not more (the
+    // nodes must not pull each other ahead).
+    for times in [alpha, bravo] {
+        let last = &times[times.len() - 21..];
+        let average = (last[20] - last[0]) / 20;
+        assert!(
+            average > KEEPALIVE * 9 / 10 && average < KEEPALIVE * 11 / 10,
+            "average interval {average:?}: {times:?}"
+        );
+    }
+}

@@ -25,6 +25,7 @@ use hbapi::comm::{LinkInfo, NodeInfo};
 use hbapi::config::{AuthMethod, ClusterConfig};
 use hbapi::names;
 
+use crate::cadence;
 use crate::membership::{Input, Membership, NodeKind, NodeStatus, Output};
 use crate::reliable::{Inbound, InboundOutput, Resend, SendHistory};
 use crate::wire::{self, Authenticator, Format, Limits, Message, Value, WireError};
@@ -539,16 +540,16 @@ pub async fn run(
                                 if is_status {
                                     let status = NodeStatus::from_heartbeat(message.get("st").unwrap_or("active"));
                                     outputs.extend(membership.handle(Input::Heard { node: src.to_owned(), link: link.clone(), status }, now));
-                                    // Our own heartbeat due within half a keepalive goes now, and
-                                    // the period restarts from here: the nodes' heartbeats fall
-                                    // into step, and a node woken by a peer's heartbeat sends its
-                                    // own in the same wake-up instead of a second one (a heartbeat
-                                    // may come early, never late).
-                                    if verdict == Verdict::Fresh && next_tick.saturating_duration_since(now) <= config.timing.keepalive / 2 {
-                                        if let Err(error) = keepalive.restart_periodic(config.timing.keepalive) {
+                                    // In step with the peers (crate::cadence): our heartbeat
+                                    // goes in this wake-up rather than one of its own.
+                                    let step = (verdict == Verdict::Fresh)
+                                        .then(|| cadence::join_step(next_tick, now, config.timing.keepalive))
+                                        .flatten();
+                                    if let Some(first) = step {
+                                        if let Err(error) = keepalive.restart_periodic(first, config.timing.keepalive) {
                                             tracing::error!("timerfd: {error}");
                                         } else {
-                                            next_tick = now + config.timing.keepalive;
+                                            next_tick = now + first;
                                             outputs.extend(membership.handle(Input::Tick, now));
                                             ordered.extend(inbound.tick(now));
                                             heartbeats.send(&mut outbox, &links, &authenticator, &snapshot, pinger.as_deref());

@@ -51,13 +51,14 @@ impl FdTimer {
         Ok(())
     }
 
-    /// Fires one `period` from now, then every `period`.
-    pub fn restart_periodic(&self, period: Duration) -> std::io::Result<()> {
+    /// Fires `first` from now, then every `period`.
+    pub fn restart_periodic(&self, first: Duration, period: Duration) -> std::io::Result<()> {
+        let first = TimeSpec::from_duration(first.max(Duration::from_micros(1)));
         let spec = TimeSpec::from_duration(period.max(Duration::from_micros(1)));
-        self.fd
-            .get_ref()
-            .0
-            .set(Expiration::Interval(spec), TimerSetTimeFlags::empty())?;
+        self.fd.get_ref().0.set(
+            Expiration::IntervalDelayed(first, spec),
+            TimerSetTimeFlags::empty(),
+        )?;
         Ok(())
     }
 
