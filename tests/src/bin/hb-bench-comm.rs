@@ -11,6 +11,15 @@ use hbapi::comm::CommProxy;
 const CRASHES: usize = 10;
 const IDLE: Duration = Duration::from_secs(60);
 
+/// A duration drawn uniformly below `limit`.
+fn random_below(limit: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    Duration::from_nanos(random % u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX).max(1))
+}
+
 async fn hbcomm_pid(node: &Node) -> u32 {
     node.child_pid("hbcomm").await
 }
@@ -34,7 +43,7 @@ fn stats(mut samples: Vec<Duration>) -> (f64, f64, f64) {
     )
 }
 
-async fn profile(keepalive: &str, deadtime: &str, deadtime_ms: f64) {
+async fn profile(keepalive: &str, keepalive_period: Duration, deadtime: &str, deadtime_ms: f64) {
     // Detection latency: a fresh pair per crash.
     let mut latencies = Vec::new();
     for _ in 0..CRASHES {
@@ -43,10 +52,13 @@ async fn profile(keepalive: &str, deadtime: &str, deadtime_ms: f64) {
         wait_peer_status(&nodes[1], "alpha", "active").await;
         let comm = CommProxy::new(&nodes[0].connection).await.expect("proxy");
         let mut changes = comm.receive_node_status_changed().await.expect("subscribe");
-        // Let a few heartbeats pass so the crash lands at a random phase of the keepalive.
+        // Let a few heartbeats pass, then a random part of a keepalive, so that the crash lands
+        // at a random moment between two heartbeats (the nodes' heartbeats are in step, and in
+        // step with the signal that ended the wait).
         let settle = Instant::now();
-        while settle.elapsed() < Duration::from_millis(300) {
-            let _ = tokio::time::timeout(Duration::from_millis(50), changes.next()).await;
+        let pause = Duration::from_millis(300) + random_below(keepalive_period);
+        while settle.elapsed() < pause {
+            let _ = tokio::time::timeout(pause.saturating_sub(settle.elapsed()), changes.next()).await;
         }
         nodes[1].crash().await;
         let killed = Instant::now();
@@ -184,6 +196,6 @@ async fn profile(keepalive: &str, deadtime: &str, deadtime_ms: f64) {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    profile("200ms", "1", 1000.0).await;
-    profile("50ms", "200ms", 200.0).await;
+    profile("200ms", Duration::from_millis(200), "1", 1000.0).await;
+    profile("50ms", Duration::from_millis(50), "200ms", 200.0).await;
 }
