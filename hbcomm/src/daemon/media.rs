@@ -77,6 +77,9 @@ fn destination(
         let _ = socket.bind_device(Some(device.as_bytes()));
     }
     socket.bind(&SocketAddr::new(local, 0).into()).map_err(fail)?;
+    // Nothing is read from this socket: the kernel's smallest buffer bounds what a stranger
+    // sending to its port (from the peer's address) can leave there.
+    let _ = socket.set_recv_buffer_size(0);
     setup(&socket).map_err(fail)?;
     socket.connect(&address.into()).map_err(fail)?;
     Ok(Destination {
