@@ -452,15 +452,12 @@ pub async fn run(
         }
         let mut outputs = Vec::new();
         let mut ordered = Vec::new();
+        // Set when this node's heartbeat goes now: when the one after it is due.
+        let mut beat: Option<Instant> = None;
+        let mut deadline_checks = false;
         tokio::select! {
             () = &mut shutdown => break,
-            _ = keepalive.fired() => {
-                let now = Instant::now();
-                next_tick = now + config.timing.keepalive;
-                outputs.extend(membership.handle(Input::Tick, now));
-                ordered.extend(inbound.tick(now));
-                heartbeats.send(&mut outbox, &links, &authenticator, &snapshot, pinger.as_deref());
-            }
+            _ = keepalive.fired() => beat = Some(Instant::now() + config.timing.keepalive),
             Some(request) = outgoing.recv() => {
                 let mut message = Message::new().with("t", request.msg_type.as_str());
                 if let Some(to) = &request.to {
@@ -549,10 +546,7 @@ pub async fn run(
                                         if let Err(error) = keepalive.restart_periodic(first, config.timing.keepalive) {
                                             tracing::error!("timerfd: {error}");
                                         } else {
-                                            next_tick = now + first;
-                                            outputs.extend(membership.handle(Input::Tick, now));
-                                            ordered.extend(inbound.tick(now));
-                                            heartbeats.send(&mut outbox, &links, &authenticator, &snapshot, pinger.as_deref());
+                                            beat = Some(now + first);
                                             bump(&snapshot, "heartbeats_in_step");
                                         }
                                     }
@@ -581,10 +575,18 @@ pub async fn run(
             }
             _ = deadlines.fired() => {
                 armed = None;
-                let now = Instant::now();
-                outputs.extend(membership.handle(Input::Tick, now));
-                ordered.extend(inbound.tick(now));
+                deadline_checks = true;
             }
+        }
+        // Every heartbeat of this node also runs the deadline checks (see next_tick above).
+        if deadline_checks || beat.is_some() {
+            let now = Instant::now();
+            outputs.extend(membership.handle(Input::Tick, now));
+            ordered.extend(inbound.tick(now));
+        }
+        if let Some(next) = beat {
+            next_tick = next;
+            heartbeats.send(&mut outbox, &links, &authenticator, &snapshot, pinger.as_deref());
         }
         for event in ordered {
             match event {
