@@ -27,7 +27,15 @@ pub const LEAD: Duration = Duration::from_micros(100);
 pub fn join_step(next_due: Instant, arrival: Instant, keepalive: Duration) -> Option<Duration> {
     let until_ours = next_due.saturating_duration_since(arrival);
     let window = (keepalive / 2).saturating_sub(LEAD);
-    (until_ours > LEAD && until_ours <= window).then(|| keepalive.saturating_sub(LEAD))
+    (until_ours > LEAD && until_ours <= window).then(|| greet(keepalive))
+}
+
+/// A node heard for the first time, or again after it was declared dead, gets this node's
+/// heartbeat at once: it may be waiting to hear this node before it decides anything, and the
+/// heartbeats sent before it listened were lost. Send now, and the next one after the returned
+/// delay, as when falling into step (the newcomer is in step with us from then on).
+pub fn greet(keepalive: Duration) -> Duration {
+    keepalive.saturating_sub(LEAD)
 }
 
 #[cfg(test)]

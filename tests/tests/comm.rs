@@ -238,3 +238,24 @@ async fn heartbeats_fall_into_step_and_keep_their_pace() {
         );
     }
 }
+
+/// A node that starts after its peer hears the peer at once, not a keepalive later: the peer
+/// answers a node it hears for the first time with its heartbeat (what it sent before the
+/// newcomer listened was lost). With a keepalive longer than the test's patience, only that
+/// answer can make the newcomer see its peer.
+#[tokio::test]
+async fn a_node_heard_for_the_first_time_gets_a_heartbeat_at_once() {
+    let nodes = start_cluster(&["alpha", "bravo"], |b| b.timing("40", "100", "100")).await;
+    wait_peer_status(&nodes[0], "bravo", "active").await;
+    wait_peer_status(&nodes[1], "alpha", "active").await;
+    let counters = CommProxy::new(&nodes[0].connection)
+        .await
+        .unwrap()
+        .counters()
+        .await
+        .unwrap();
+    assert!(
+        counters.get("heartbeats_early").copied().unwrap_or(0) >= 1,
+        "{counters:?}"
+    );
+}

@@ -536,18 +536,26 @@ pub async fn run(
                                 let is_status = message.get("t") == Some("status");
                                 if is_status {
                                     let status = NodeStatus::from_heartbeat(message.get("st").unwrap_or("active"));
-                                    outputs.extend(membership.handle(Input::Heard { node: src.to_owned(), link: link.clone(), status }, now));
-                                    // In step with the peers (crate::cadence): our heartbeat
-                                    // goes in this wake-up rather than one of its own.
-                                    let step = (verdict == Verdict::Fresh)
-                                        .then(|| cadence::join_step(next_tick, now, config.timing.keepalive))
-                                        .flatten();
+                                    let heard = membership.handle(Input::Heard { node: src.to_owned(), link: link.clone(), status }, now);
+                                    let newcomer = heard.iter().any(|output| matches!(output,
+                                        Output::NodeStatus { node, old: NodeStatus::Init | NodeStatus::Dead, .. } if node == src));
+                                    outputs.extend(heard);
+                                    // Our heartbeat goes in this wake-up, in step with the peers
+                                    // (crate::cadence), and at once to a node heard for the first
+                                    // time: it may be waiting to hear us.
+                                    let step = if newcomer {
+                                        Some(cadence::greet(config.timing.keepalive))
+                                    } else if verdict == Verdict::Fresh {
+                                        cadence::join_step(next_tick, now, config.timing.keepalive)
+                                    } else {
+                                        None
+                                    };
                                     if let Some(first) = step {
                                         if let Err(error) = keepalive.restart_periodic(first, config.timing.keepalive) {
                                             tracing::error!("timerfd: {error}");
                                         } else {
                                             beat = Some(now + first);
-                                            bump(&snapshot, "heartbeats_in_step");
+                                            bump(&snapshot, "heartbeats_early");
                                         }
                                     }
                                 }
