@@ -136,12 +136,7 @@ fn device_ipv4(device: &str) -> Option<Ipv4Addr> {
     })
 }
 
-fn udp_socket(
-    medium: &str,
-    bind: SocketAddr,
-    device: Option<&str>,
-    broadcast: bool,
-) -> Result<Socket, MediaError> {
+fn udp_socket(medium: &str, bind: SocketAddr, device: Option<&str>) -> Result<Socket, MediaError> {
     let fail = |message: String| MediaError {
         medium: medium.to_owned(),
         message,
@@ -154,9 +149,6 @@ fn udp_socket(
     let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(|e| fail(e.to_string()))?;
     socket.set_reuse_address(true).map_err(|e| fail(e.to_string()))?;
     socket.set_cloexec(true).map_err(|e| fail(e.to_string()))?;
-    if broadcast {
-        socket.set_broadcast(true).map_err(|e| fail(e.to_string()))?;
-    }
     // Room for a burst (a flood, or many nodes at once) while the loop is busy.
     if let Err(error) = socket.set_recv_buffer_size(RECEIVE_BUFFER) {
         tracing::debug!(medium, "cannot enlarge the receive buffer: {error}");
@@ -227,7 +219,6 @@ pub fn open(config: &ClusterConfig, bind: Option<IpAddr>) -> Result<Vec<Link>, M
                     &description,
                     SocketAddr::new(local, port),
                     bind.is_none().then_some(device.as_str()),
-                    false,
                 )?;
                 links.push(Link {
                     name: device.clone(),
@@ -242,7 +233,6 @@ pub fn open(config: &ClusterConfig, bind: Option<IpAddr>) -> Result<Vec<Link>, M
                     &description,
                     SocketAddr::new(local, port),
                     bind.is_none().then_some(device.as_str()),
-                    true,
                 )?;
                 let sender = destination(
                     &description,
@@ -275,7 +265,6 @@ pub fn open(config: &ClusterConfig, bind: Option<IpAddr>) -> Result<Vec<Link>, M
                             &description,
                             SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), *group_port),
                             None,
-                            false,
                         )?;
                         let interface = device_ipv4(device).unwrap_or(Ipv4Addr::UNSPECIFIED);
                         socket.join_multicast_v4(group_v4, &interface).map_err(fail)?;
@@ -294,7 +283,6 @@ pub fn open(config: &ClusterConfig, bind: Option<IpAddr>) -> Result<Vec<Link>, M
                             &description,
                             SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), *group_port),
                             None,
-                            false,
                         )?;
                         let index = nix::net::if_::if_nametoindex(device.as_str()).unwrap_or(0);
                         socket.join_multicast_v6(group_v6, index).map_err(fail)?;

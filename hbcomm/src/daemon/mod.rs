@@ -410,7 +410,7 @@ pub async fn run(
     );
     let keepalive = timer::FdTimer::new().map_err(|e| CommError::Config(format!("timerfd: {e}")))?;
     keepalive
-        .set_periodic(config.timing.keepalive)
+        .set_periodic(Duration::ZERO, config.timing.keepalive)
         .map_err(|e| CommError::Config(format!("timerfd: {e}")))?;
     let deadlines = timer::FdTimer::new().map_err(|e| CommError::Config(format!("timerfd: {e}")))?;
     let mut heartbeats = Heartbeats {
@@ -551,7 +551,7 @@ pub async fn run(
                                         None
                                     };
                                     if let Some(first) = step {
-                                        if let Err(error) = keepalive.restart_periodic(first, config.timing.keepalive) {
+                                        if let Err(error) = keepalive.set_periodic(first, config.timing.keepalive) {
                                             tracing::error!("timerfd: {error}");
                                         } else {
                                             beat = Some(now + first);

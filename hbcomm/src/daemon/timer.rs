@@ -39,20 +39,10 @@ impl FdTimer {
         Ok(FdTimer { fd })
     }
 
-    /// Fires at once, then every `period` (a node starting announces itself at once, as
-    /// Heartbeat does, instead of one keepalive later).
-    pub fn set_periodic(&self, period: Duration) -> std::io::Result<()> {
-        let spec = TimeSpec::from_duration(period.max(Duration::from_micros(1)));
-        let now = TimeSpec::from_duration(Duration::from_nanos(1));
-        self.fd
-            .get_ref()
-            .0
-            .set(Expiration::IntervalDelayed(now, spec), TimerSetTimeFlags::empty())?;
-        Ok(())
-    }
-
-    /// Fires `first` from now, then every `period`.
-    pub fn restart_periodic(&self, first: Duration, period: Duration) -> std::io::Result<()> {
+    /// Fires `first` from now (at once for zero: a node starting announces itself at once, as
+    /// Heartbeat does), then every `period`.
+    pub fn set_periodic(&self, first: Duration, period: Duration) -> std::io::Result<()> {
+        // A zero value would disarm the timer: at once is in 1 µs.
         let first = TimeSpec::from_duration(first.max(Duration::from_micros(1)));
         let spec = TimeSpec::from_duration(period.max(Duration::from_micros(1)));
         self.fd.get_ref().0.set(
@@ -118,7 +108,9 @@ mod tests {
         assert!(begun.elapsed() >= Duration::from_millis(30));
         timer.set_deadline(Some(begun)).unwrap();
         timer.fired().await.unwrap();
-        timer.set_periodic(Duration::from_millis(10)).unwrap();
+        timer
+            .set_periodic(Duration::ZERO, Duration::from_millis(10))
+            .unwrap();
         let begun = Instant::now();
         timer.fired().await.unwrap();
         assert!(
