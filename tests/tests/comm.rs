@@ -259,3 +259,67 @@ async fn a_node_heard_for_the_first_time_gets_a_heartbeat_at_once() {
         "{counters:?}"
     );
 }
+
+/// bcast and mcast links between two nodes, each in a network namespace of its own joined by a
+/// veth pair: no bind address, the links bound to the device as on a real cluster. Each side
+/// sees the other active on that link.
+#[tokio::test]
+async fn broadcast_and_multicast_links_between_namespaces() {
+    use hb_lab::netns::Namespace;
+    use hb_lab::NodeBuilder;
+    for medium in ["bcast", "mcast"] {
+        let sides = [Namespace::new("bca"), Namespace::new("bcb")];
+        let tag = std::process::id() % 10_000;
+        let devices = [format!("hba{tag}"), format!("hbb{tag}")];
+        let status = std::process::Command::new("ip")
+            .args([
+                "link",
+                "add",
+                &devices[0],
+                "netns",
+                &sides[0].name,
+                "type",
+                "veth",
+            ])
+            .args(["peer", "name", &devices[1], "netns", &sides[1].name])
+            .status()
+            .unwrap();
+        assert!(status.success(), "veth pair");
+        for (index, side) in sides.iter().enumerate() {
+            let address = format!("10.77.0.{}/24", index + 1);
+            side.exec(&["ip", "addr", "add", &address, "brd", "+", "dev", &devices[index]]);
+            side.exec(&["ip", "link", "set", &devices[index], "up"]);
+            side.exec(&["ip", "route", "add", "239.0.0.0/8", "dev", &devices[index]]);
+        }
+        let mut nodes = Vec::new();
+        for (index, name) in ["alpha", "bravo"].into_iter().enumerate() {
+            let line = match medium {
+                "bcast" => format!("bcast {}", devices[index]),
+                _ => format!("mcast {} 239.0.0.77 6977 1 0", devices[index]),
+            };
+            let wrapper = sides[index].wrapper();
+            nodes.push(
+                NodeBuilder::new(name)
+                    .nodes(&["alpha", "bravo"])
+                    .core_daemons()
+                    .links(vec!["udpport 6976".into(), line])
+                    .wrapper(&wrapper)
+                    .start()
+                    .await,
+            );
+        }
+        for (node, peer, device) in [(0, "bravo", &devices[0]), (1, "alpha", &devices[1])] {
+            wait_peer_status(&nodes[node], peer, "active").await;
+            let seen = nodes[node].peer(peer).await;
+            assert_eq!(
+                seen.links,
+                [hbapi::comm::LinkInfo {
+                    name: device.clone(),
+                    up: true
+                }],
+                "{medium}"
+            );
+        }
+        drop(nodes);
+    }
+}
