@@ -7,9 +7,11 @@ use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::{interface, Connection};
 
-use hbapi::crmd::{DecisionInfo, GroupInfo, NodeState};
+use hbapi::config::AutoFailback;
+use hbapi::crmd::{DecisionInfo, GroupInfo, HoldInfo, NodeState};
 use hbapi::error::HbError;
 
+pub use crate::partition::Command;
 use crate::policy::{ClusterView, Scope};
 
 /// Decisions kept for `History`.
@@ -26,6 +28,8 @@ pub struct Shared {
     pub fail_counts: Vec<(String, u32)>,
     /// The partition's decision maker.
     pub decision_maker: String,
+    /// Groups held back, as of the last event.
+    pub holds: Vec<HoldInfo>,
     /// This node's decisions, oldest first.
     pub history: std::collections::VecDeque<DecisionInfo>,
     next_decision: u64,
@@ -50,48 +54,9 @@ impl Shared {
     }
 }
 
-/// Operator commands for the loop.
-#[derive(Debug)]
-pub enum Command {
-    /// hb_standby: give up these groups (asked by this uid).
-    Standby(Scope, u32),
-    /// hb_takeover: take these groups (asked by this uid).
-    Takeover(Scope, u32),
-    /// Move a group to a node ("" clears the move).
-    Move {
-        /// Group.
-        group: String,
-        /// Node, or empty.
-        node: String,
-        /// Caller.
-        uid: u32,
-    },
-    /// Forget a group's failures everywhere.
-    Cleanup {
-        /// Group.
-        group: String,
-        /// Caller.
-        uid: u32,
-    },
-    /// ipfail: give up every group (true) or become eligible again (false), with why.
-    Connectivity {
-        /// Give up, or take back.
-        give_up: bool,
-        /// The ping counts that caused it.
-        reason: String,
-        /// Caller.
-        uid: u32,
-    },
-    /// FreeHA's SIGHUP (asked by this uid).
-    StopServices(u32),
-    /// FreeHA's SIGUSR1 and `-m` (asked by this uid).
-    ForceStart(u32),
-    /// FreeHA's SIGUSR2 (asked by this uid).
-    ClearError(u32),
-}
-
 /// The served object.
 pub struct CrmdInterface {
+    pub(crate) local: String,
     pub(crate) shared: Arc<Mutex<Shared>>,
     pub(crate) commands: mpsc::UnboundedSender<Command>,
     pub(crate) config: Arc<hbapi::config::ClusterConfig>,
@@ -156,10 +121,21 @@ impl CrmdInterface {
     ) -> Result<(), HbError> {
         let uid = hbapi::bus::authorise_operator(connection, &header).await?;
         let scope = scope(mode)?;
+        if self.config.auto_failback == AutoFailback::Legacy {
+            return Err(HbError::Failed(
+                "hb_standby is not available with auto_failback legacy (nor is it in Heartbeat): set auto_failback on or off".into(),
+            ));
+        }
+        let view = self.shared.lock().ok().and_then(|s| s.view.clone());
+        if let Some(view) = view {
+            if !someone_else_can_run(&view, &self.local) {
+                return Err(HbError::Failed(
+                    "no other node can take the groups over: standby request cancelled".into(),
+                ));
+            }
+        }
         tracing::warn!(uid, mode, "standby ({}) requested by uid {uid}", scope.as_str());
-        self.commands
-            .send(Command::Standby(scope, uid))
-            .map_err(|_| HbError::Failed("crmd is stopping".into()))
+        self.send(Command::Standby(scope, uid))
     }
 
     /// hb_takeover: this node takes groups — `all`, `local` (those preferring it, whatever
@@ -173,9 +149,7 @@ impl CrmdInterface {
         let uid = hbapi::bus::authorise_operator(connection, &header).await?;
         let scope = scope(mode)?;
         tracing::warn!(uid, mode, "takeover ({}) requested by uid {uid}", scope.as_str());
-        self.commands
-            .send(Command::Takeover(scope, uid))
-            .map_err(|_| HbError::Failed("crmd is stopping".into()))
+        self.send(Command::Takeover(scope, uid))
     }
 
     /// Moves a group to `node` (it leaves its current node first); "" lets it go where the
@@ -202,7 +176,7 @@ impl CrmdInterface {
     }
 
     /// Forgets the failures of a group (or of the group of a resource) on every node, so that
-    /// it may run there again. Cluster users only.
+    /// it may run there again; "" forgets every group's. Cluster users only.
     async fn cleanup(
         &self,
         #[zbus(header)] header: Header<'_>,
@@ -210,7 +184,11 @@ impl CrmdInterface {
         resource: &str,
     ) -> Result<(), HbError> {
         let uid = hbapi::bus::authorise_operator(connection, &header).await?;
-        let group = self.group_of(resource)?;
+        let group = if resource.is_empty() {
+            None
+        } else {
+            Some(self.group_of(resource)?)
+        };
         self.send(Command::Cleanup { group, uid })
     }
 
@@ -228,6 +206,12 @@ impl CrmdInterface {
         let reason: String = reason.chars().take(512).collect();
         tracing::warn!(uid, give_up, "{reason}");
         self.send(Command::Connectivity { give_up, reason, uid })
+    }
+
+    /// Groups held back from starting elsewhere while a node may still run them, and how
+    /// long each hold lasts.
+    fn holds(&self) -> Vec<HoldInfo> {
+        self.shared.lock().map(|s| s.holds.clone()).unwrap_or_default()
     }
 
     /// Every node's state, FreeHA's way (also in RUN_DIR/status).
@@ -285,7 +269,8 @@ impl CrmdInterface {
     #[zbus(signal)]
     pub async fn transition_completed(emitter: &SignalEmitter<'_>, actions: u32) -> zbus::Result<()>;
 
-    /// A group started or stopped on this node (`started`, `stopped`, `failed`).
+    /// A group started or stopped on this node (`started`, `stopped`, `failed`, `blocked`,
+    /// `restarting`).
     #[zbus(signal)]
     pub async fn group_changed(
         emitter: &SignalEmitter<'_>,
@@ -293,6 +278,13 @@ impl CrmdInterface {
         node: &str,
         state: &str,
     ) -> zbus::Result<()>;
+}
+
+/// Whether a node other than `local` is active and not handing everything over.
+fn someone_else_can_run(view: &ClusterView, local: &str) -> bool {
+    view.nodes
+        .iter()
+        .any(|n| n.name != local && n.active && n.standby != Scope::All)
 }
 
 /// Every group with where it runs: the first active node reporting it, and the nodes where

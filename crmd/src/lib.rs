@@ -1,12 +1,15 @@
 //! `crmd`: the cluster resource manager. [`policy`] decides where every group runs (a pure
-//! function, tested with golden scenarios); [`daemon`] learns the cluster's state, lets the
-//! partition's decision maker decide, and carries out this node's part through lrmd, fencing
-//! through stonithd first where a lost node may still hold something.
+//! function, tested with golden placement scenarios); [`partition`] is what a node knows of
+//! its peers and whether it may decide (a sans-IO state machine, tested with event
+//! sequences); [`message`] is the typed peer protocol; [`daemon`] carries the core's effects
+//! out on the bus: this node's part through lrmd, fencing through stonithd.
 
 pub mod daemon;
 pub mod iface;
 pub mod local;
+pub mod message;
 pub mod outbox;
+pub mod partition;
 pub mod policy;
 
 use std::path::PathBuf;
@@ -59,7 +62,9 @@ pub fn main() -> std::process::ExitCode {
         )
         .await
         {
-            Ok(()) => ExitCode::SUCCESS,
+            Ok(daemon::Ending::Clean) => ExitCode::SUCCESS,
+            // The master (and `heartbeat -k`) must not report a clean stop.
+            Ok(daemon::Ending::GroupsLeftRunning) => ExitCode::FAILURE,
             Err(error) => {
                 tracing::error!("{error}");
                 ExitCode::FAILURE

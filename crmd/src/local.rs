@@ -23,18 +23,7 @@ const EARLY_RESULTS: usize = 1024;
 /// it (lrmd enforces the timeout; this only covers a result lost with a dying lrmd).
 const RESULT_GRACE: Duration = Duration::from_secs(30);
 
-/// What an operation on a whole group came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GroupOutcome {
-    /// Every member started.
-    Started,
-    /// A member failed to start; what had started was stopped again.
-    StartFailed,
-    /// Every member stopped.
-    Stopped,
-    /// A member failed to stop: the group may still run here.
-    StopFailed,
-}
+pub use crate::partition::GroupOutcome;
 
 #[derive(Default)]
 struct Pending {

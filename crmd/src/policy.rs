@@ -105,6 +105,9 @@ pub struct NodeView {
     /// nowhere else until the oops window ends (the daemon drops the hold then, or when the
     /// node reports again).
     pub held: Groups,
+    /// Groups this node gave away by hb_standby: it takes them only when no other node
+    /// can (Heartbeat's standby is a one-time handover, not a lasting state).
+    pub declined: Groups,
 }
 
 /// A group and where it prefers to run.
@@ -155,6 +158,16 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// The node a start or stop goes to (`None` for a fence).
+    pub fn target_node(&self) -> Option<&str> {
+        match self {
+            Action::Fence { .. } => None,
+            Action::Start { node, .. } | Action::Stop { node, .. } => Some(node),
+        }
+    }
+}
+
 impl std::fmt::Display for Action {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -170,6 +183,8 @@ fn target<'a>(view: &'a ClusterView, group: &GroupView, current: Option<&'a str>
     let eligible = |node: &NodeView| {
         node.active && !node.standby.covers(group, &node.name) && !node.failed.contains(&group.name)
     };
+    // A node that gave the group away by hb_standby is the last resort for it.
+    let willing = |node: &NodeView| eligible(node) && !node.declined.contains(&group.name);
     // An operator's move comes first, when that node may run it.
     if let Some(node) = group
         .moved_to
@@ -189,7 +204,7 @@ fn target<'a>(view: &'a ClusterView, group: &GroupView, current: Option<&'a str>
     let preferred = view
         .nodes
         .iter()
-        .find(|n| n.name == group.preferred_node && eligible(n))
+        .find(|n| n.name == group.preferred_node && willing(n))
         .map(|n| n.name.as_str());
     if let Some(current) = current {
         let stays = view.nodes.iter().any(|n| n.name == current && eligible(n));
@@ -203,9 +218,15 @@ fn target<'a>(view: &'a ClusterView, group: &GroupView, current: Option<&'a str>
     if preferred.is_some() {
         return preferred;
     }
-    let mut others: Vec<&NodeView> = view.nodes.iter().filter(|n| eligible(n)).collect();
+    let mut others: Vec<&NodeView> = view.nodes.iter().filter(|n| willing(n)).collect();
     others.sort_by(|a, b| a.name.cmp(&b.name));
-    others.first().map(|n| n.name.as_str())
+    if let Some(first) = others.first() {
+        return Some(first.name.as_str());
+    }
+    // Nobody else can: a node that declined it takes it back (its preferred node first).
+    let mut last_resort: Vec<&NodeView> = view.nodes.iter().filter(|n| eligible(n)).collect();
+    last_resort.sort_by_key(|n| (n.name != group.preferred_node, n.name.as_str()));
+    last_resort.first().map(|n| n.name.as_str())
 }
 
 /// The actions that bring the cluster closer to where every group should run.
@@ -289,7 +310,7 @@ pub fn decide(view: &ClusterView) -> Vec<Action> {
 }
 
 /// A scenario's comma-separated group list.
-fn group_list(list: &str) -> Groups {
+pub fn group_list(list: &str) -> Groups {
     Arc::new(
         list.split(',')
             .filter(|s| !s.is_empty())
@@ -353,6 +374,7 @@ pub fn parse_scenario(text: &str) -> Result<(ClusterView, Vec<String>), String> 
                     unclean: false,
                     held: Groups::default(),
                     blocked: Groups::default(),
+                    declined: Groups::default(),
                 };
                 for item in rest {
                     match item.split_once('=') {
@@ -370,6 +392,7 @@ pub fn parse_scenario(text: &str) -> Result<(ClusterView, Vec<String>), String> 
                         None if *item == "unclean" => node.unclean = true,
                         Some(("blocked", list)) => node.blocked = group_list(list),
                         Some(("held", list)) => node.held = group_list(list),
+                        Some(("declined", list)) => node.declined = group_list(list),
                         _ => return Err(error("node attributes: running=a,b failed=a standby unclean")),
                     }
                 }

@@ -55,6 +55,15 @@ pub trait Comm {
         body: std::collections::HashMap<String, String>,
     ) -> zbus::Result<u64>;
 
+    /// This node leaves the cluster: Heartbeat's shutdown notice (`t=shutdone`) goes to
+    /// every node, which drops it from the membership at once, and heartbeats stop until
+    /// [`CommProxy::join`]. Sent by crmd once every group here is stopped. Operators only.
+    fn leave(&self) -> zbus::Result<()>;
+
+    /// This node (back) in the cluster after a [`CommProxy::leave`], as a new generation; does
+    /// nothing while it has not left. Operators only.
+    fn join(&self) -> zbus::Result<()>;
+
     /// A cluster message for this node: each once, in its sender's order.
     #[zbus(signal)]
     fn message_received(

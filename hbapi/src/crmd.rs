@@ -41,6 +41,20 @@ pub struct NodeState {
     pub groups: Vec<String>,
 }
 
+/// Groups held back from starting elsewhere while a node may still run them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct HoldInfo {
+    /// The node whose groups are held.
+    pub node: String,
+    /// `lost-node-stop` (a node lost without fencing: its own stop is waited out) or
+    /// `oops-window` (FreeHA: its daemon was stopped).
+    pub kind: String,
+    /// The groups.
+    pub groups: Vec<String>,
+    /// Milliseconds until they may start elsewhere.
+    pub remaining_ms: u64,
+}
+
 /// Client side of crmd's interface.
 #[proxy(
     interface = "org.heartbeatrs.Crmd1",
@@ -72,8 +86,13 @@ pub trait Crmd {
     /// Moves a group to `node` ("" clears the move). Cluster users only.
     fn move_group(&self, group: &str, node: &str) -> zbus::Result<()>;
 
-    /// Forgets a group's (or a resource's group's) failures on every node. Cluster users only.
+    /// Forgets a group's (or a resource's group's) failures on every node, "" every group's.
+    /// Cluster users only.
     fn cleanup(&self, resource: &str) -> zbus::Result<()>;
+
+    /// Groups held back from starting elsewhere while a node may still run them, and how
+    /// long each hold lasts.
+    fn holds(&self) -> zbus::Result<Vec<HoldInfo>>;
 
     /// Every node's state, FreeHA's way: `ACTIVE` (runs groups), `IDLE`, `STANDBY`,
     /// `STOPPING` (its services are being or were stopped; after its daemon stopped, until

@@ -74,6 +74,11 @@ pub enum Input {
     },
     /// Time passed; check the timers.
     Tick,
+    /// `node` said it leaves the cluster (Heartbeat's shutdown notice): dead at once.
+    Left {
+        /// Node.
+        node: String,
+    },
 }
 
 /// What the caller must publish.
@@ -289,6 +294,30 @@ impl Membership {
                 if new != old {
                     member.status = new;
                     out.push(Output::NodeStatus { node, old, new });
+                }
+            }
+            Input::Left { node } => {
+                if let Some(member) = self.members.get_mut(&node) {
+                    if member.kind == NodeKind::Normal && member.status != NodeStatus::Dead {
+                        let old = member.status;
+                        member.status = NodeStatus::Dead;
+                        member.warned = false;
+                        // Nothing more comes on any link.
+                        for (link, heard) in member.links.iter_mut() {
+                            if heard.take().is_some() {
+                                out.push(Output::LinkStatus {
+                                    node: node.clone(),
+                                    link: link.clone(),
+                                    up: false,
+                                });
+                            }
+                        }
+                        out.push(Output::NodeStatus {
+                            node,
+                            old,
+                            new: NodeStatus::Dead,
+                        });
+                    }
                 }
             }
             Input::Tick => {

@@ -52,6 +52,8 @@ pub struct HaCf {
     pub autojoin: AutoJoin,
     /// See [`ClusterConfig::generation_method`].
     pub generation_method: GenerationMethod,
+    /// See [`ClusterConfig::lost_node_wait`].
+    pub lost_node_wait: Option<Duration>,
 }
 
 /// Heartbeat's defaults and limits.
@@ -167,6 +169,7 @@ const KNOWN: &[&str] = &[
     "hopfudge",
     "autojoin",
     "hbgenmethod",
+    "lost_node_wait",
     "crm",
     "pacemaker",
 ];
@@ -297,6 +300,7 @@ pub(crate) fn parse_ha_cf_lenient(path: &Path, text: &str) -> (HaCf, Collector) 
             hopfudge: 1,
             autojoin: AutoJoin::None,
             generation_method: GenerationMethod::File,
+            lost_node_wait: None,
         },
         seen_single: Vec::new(),
     };
@@ -599,6 +603,12 @@ impl Parser<'_> {
                     self.error(line, column, directive, "watchdog device given more than once");
                 } else {
                     self.config.watchdog = Some(text.to_owned());
+                }
+            }
+            "lost_node_wait" => {
+                self.note_single(line, directive_column, directive);
+                if let Some(wait) = self.time(line, value, directive) {
+                    self.config.lost_node_wait = Some(wait);
                 }
             }
             "max_rexmit_delay" => match text.parse::<u32>() {

@@ -160,6 +160,7 @@ fn assemble(ha_cf: HaCf, groups: Vec<ResourceGroup>, auth: AuthKeys) -> ClusterC
         generation_method: ha_cf.generation_method,
         style: Style::Heartbeat,
         oops_timeout: hacf::defaults::OOPS_TIMEOUT,
+        lost_node_wait: ha_cf.lost_node_wait,
         groups,
         auth,
     }

@@ -51,6 +51,10 @@ pub struct ClusterConfig {
     /// FreeHA's "oops" window: how long peers wait before taking over the groups of a node
     /// whose daemon was stopped (ha.toml's `oops_timeout`; FreeHA style only).
     pub oops_timeout: Duration,
+    /// How long peers hold a lost node's groups without fencing (three nodes or more, with
+    /// quorum), waiting for its own stop (ha.cf's `lost_node_wait`); `None`: the longest stop
+    /// timeout of what it ran, plus deadtime.
+    pub lost_node_wait: Option<Duration>,
     /// Resource groups, from `haresources` or `[[group]]` tables.
     pub groups: Vec<ResourceGroup>,
     /// The authentication keys, from `authkeys` or `[auth]`.

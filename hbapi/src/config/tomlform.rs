@@ -8,6 +8,7 @@
 //! auto_failback = "off"
 //! style = "heartbeat"        # or "freeha": FreeHA's signals, oops window and ERRORED state
 //! oops_timeout = "30s"       # freeha only: how long peers wait for a stopped node
+//! lost_node_wait = "5s"      # no fencing: how long peers wait for a lost node's own stop
 //!
 //! [[link]]
 //! type = "ucast"
@@ -151,6 +152,9 @@ pub struct TomlCluster {
     /// FreeHA's oops window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oops_timeout: Option<Time>,
+    /// How long a lost node's groups wait for its own stop (no fencing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_node_wait: Option<Time>,
 }
 
 fn default_cluster_name() -> String {
@@ -778,6 +782,7 @@ pub fn parse_toml(
         generation_method,
         style,
         oops_timeout: raw.cluster.oops_timeout.map_or(defaults::OOPS_TIMEOUT, |t| t.0),
+        lost_node_wait: raw.cluster.lost_node_wait.map(|t| t.0),
         groups,
         auth,
     });
@@ -882,6 +887,7 @@ pub fn to_toml(config: &ClusterConfig, authkeys_file: &str) -> String {
             watchdog: config.watchdog.clone(),
             style: config.style.as_str().into(),
             oops_timeout: Some(Time(config.oops_timeout)),
+            lost_node_wait: config.lost_node_wait.map(Time),
         },
         links: config
             .media

@@ -38,6 +38,15 @@ pub const RESERVED_FIELDS: &[&str] = &[
 /// Longest message type and field name.
 const MAX_NAME: usize = 64;
 
+/// Leaving and joining the cluster, for the daemon's loop.
+#[derive(Debug)]
+pub enum Control {
+    /// Send Heartbeat's shutdown notice and stop heartbeats; answered once sent.
+    Leave(oneshot::Sender<()>),
+    /// Heartbeats again, as a new generation, after a leave.
+    Join(oneshot::Sender<()>),
+}
+
 /// A cluster message a client asked to send, for the daemon's loop.
 #[derive(Debug)]
 pub struct Outgoing {
@@ -101,6 +110,16 @@ pub struct CommInterface {
     pub(crate) snapshot: Arc<Mutex<Snapshot>>,
     pub(crate) nodes: Vec<String>,
     pub(crate) outgoing: mpsc::Sender<Outgoing>,
+    pub(crate) control: mpsc::Sender<Control>,
+}
+
+impl CommInterface {
+    async fn control(&self, request: impl FnOnce(oneshot::Sender<()>) -> Control) -> Result<(), HbError> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || HbError::Failed("hbcomm is shutting down".into());
+        self.control.send(request(reply)).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())
+    }
 }
 
 #[interface(name = "org.heartbeatrs.Comm1")]
@@ -155,6 +174,29 @@ impl CommInterface {
         let gone = || HbError::Failed("hbcomm is shutting down".into());
         self.outgoing.send(request).await.map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
+    }
+
+    /// This node leaves the cluster: Heartbeat's shutdown notice (`t=shutdone`, `st=dead`)
+    /// goes to every node, which drops this one from its membership at once, and heartbeats
+    /// stop until `Join`. crmd calls it once every group here is stopped. Operators only.
+    async fn leave(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<(), HbError> {
+        hbapi::bus::authorise_operator(connection, &header).await?;
+        self.control(Control::Leave).await
+    }
+
+    /// Back in the cluster after `Leave`, as a new generation (peers ignore the old one once
+    /// it said it left); nothing while this node has not left. Operators only.
+    async fn join(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<(), HbError> {
+        hbapi::bus::authorise_operator(connection, &header).await?;
+        self.control(Control::Join).await
     }
 
     /// A cluster message for this node arrived (or this node sent one to all).

@@ -30,7 +30,7 @@ use crate::membership::{Input, Membership, NodeKind, NodeStatus, Output};
 use crate::reliable::{Inbound, InboundOutput, Resend, SendHistory};
 use crate::wire::{self, Authenticator, Format, Limits, Message, Value, WireError};
 
-use self::iface::{CommInterface, Outgoing, Snapshot, RESERVED_FIELDS};
+use self::iface::{CommInterface, Control, Outgoing, Snapshot, RESERVED_FIELDS};
 use self::replay::{ReplayGuard, Verdict};
 
 /// Heartbeat's protocol version field.
@@ -316,7 +316,7 @@ pub async fn run(
     }
     std::fs::create_dir_all(&options.state_dir)
         .map_err(|e| CommError::Config(format!("{}: {e}", options.state_dir.display())))?;
-    let generation = state::next_generation(&options.state_dir)?;
+    let mut generation = state::next_generation(&options.state_dir)?;
     let uuid = state::node_uuid(&options.state_dir)?;
     let links = media::open(&config, options.bind)?;
     let link_names: Vec<String> = {
@@ -341,12 +341,14 @@ pub async fn run(
 
     let snapshot = Arc::new(Mutex::new(Snapshot::default()));
     let (outgoing_tx, mut outgoing) = mpsc::channel::<Outgoing>(64);
+    let (control_tx, mut control) = mpsc::channel::<Control>(4);
     let interface = CommInterface {
         local_node: options.node.clone(),
         generation,
         snapshot: snapshot.clone(),
         nodes: config.nodes.clone(),
         outgoing: outgoing_tx,
+        control: control_tx,
     };
     let connection = zbus::connection::Builder::address(options.bus_address.as_str())
         .method_timeout(hbapi::bus::METHOD_TIMEOUT)
@@ -435,6 +437,11 @@ pub async fn run(
     // deadtime after a peer's last heartbeat) is more than a keepalive away: the timer never
     // fires. This is the latest the next tick can come (the first one comes at once).
     let mut next_tick = Instant::now();
+    // Set once this node sent its shutdown notice: no heartbeats until it joins again.
+    let mut left = false;
+    // Nodes that said they leave, with the generation they left in: heartbeats of that
+    // generation (Heartbeat sends a few more before it exits) do not bring them back.
+    let mut departed: HashMap<String, u32> = HashMap::new();
     loop {
         let deadline = [membership.next_deadline(), inbound.next_deadline()]
             .into_iter()
@@ -485,6 +492,38 @@ pub async fn run(
                 }
                 let _ = request.reply.send(Ok(seq));
             }
+            Some(request) = control.recv() => match request {
+                Control::Leave(reply) => {
+                    if !left {
+                        left = true;
+                        let mut notice = Message::new().with("t", "shutdone").with("st", "dead");
+                        let (_, packet) = outbox.seal(&mut notice, &authenticator);
+                        // Twice: nothing follows it, so a lost notice would not be asked for
+                        // again, and peers would wait for deadtime. The copy is a duplicate.
+                        broadcast(&links, &packet, &snapshot);
+                        broadcast(&links, &packet, &snapshot);
+                        tracing::info!("shutdown notice sent: this node leaves the cluster");
+                    }
+                    let _ = reply.send(());
+                }
+                Control::Join(reply) => {
+                    if left {
+                        match state::next_generation(&options.state_dir) {
+                            Ok(next) => generation = next,
+                            // Peers would ignore the old generation: a time-based one instead.
+                            Err(error) => {
+                                tracing::error!("generation not advanced on file: {error}");
+                                generation = u32::try_from(unix_time()).unwrap_or(u32::MAX);
+                            }
+                        }
+                        outbox.generation_hex = format!("{generation:x}");
+                        left = false;
+                        beat = Some(Instant::now() + config.timing.keepalive);
+                        tracing::info!(generation, "this node joins the cluster again");
+                    }
+                    let _ = reply.send(());
+                }
+            },
             Some(node) = ping_replies.recv() => {
                 outputs.extend(membership.handle(Input::Heard { link: node.clone(), node, status: NodeStatus::Ping }, Instant::now()));
             }
@@ -534,7 +573,11 @@ pub async fn run(
                             }
                             verdict => {
                                 let is_status = message.get("t") == Some("status");
-                                if is_status {
+                                let departed_generation = departed.get(src).copied();
+                                if departed_generation.is_some_and(|gone| hg > gone) {
+                                    departed.remove(src);
+                                }
+                                if is_status && departed_generation.is_none_or(|gone| hg > gone) {
                                     let status = NodeStatus::from_heartbeat(message.get("st").unwrap_or("active"));
                                     let heard = membership.handle(Input::Heard { node: src.to_owned(), link: link.clone(), status }, now);
                                     let newcomer = heard.iter().any(|output| matches!(output,
@@ -592,7 +635,7 @@ pub async fn run(
             outputs.extend(membership.handle(Input::Tick, now));
             ordered.extend(inbound.tick(now));
         }
-        if let Some(next) = beat {
+        if let Some(next) = beat.filter(|_| !left) {
             next_tick = next;
             heartbeats.send(&mut outbox, &links, &authenticator, &snapshot, pinger.as_deref());
         }
@@ -600,6 +643,14 @@ pub async fn run(
             match event {
                 InboundOutput::Deliver { sender, item, .. } => {
                     bump(&snapshot, "messages_delivered");
+                    if item.msg_type == "shutdone" {
+                        tracing::info!(node = %sender, "Received shutdown notice from '{sender}'");
+                        if let Some(gone) = guard.generation(&sender) {
+                            departed.insert(sender.clone(), gone);
+                        }
+                        outputs
+                            .extend(membership.handle(Input::Left { node: sender.clone() }, Instant::now()));
+                    }
                     let _ =
                         CommInterface::message_received(&emitter, &sender, &item.msg_type, item.body).await;
                 }

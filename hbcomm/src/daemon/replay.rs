@@ -46,6 +46,11 @@ impl ReplayGuard {
         }
     }
 
+    /// The newest generation heard from `sender`.
+    pub fn generation(&self, sender: &str) -> Option<u32> {
+        self.senders.get(sender).map(|s| s.generation)
+    }
+
     /// Judges a packet from `sender` with `generation` and `seq` arriving at `now`.
     pub fn check(&mut self, sender: &str, generation: u32, seq: u64, now: Instant) -> Verdict {
         // Looked up before inserting: a packet from a known sender allocates nothing.
