@@ -293,6 +293,9 @@ pub struct Partition {
     peers: BTreeMap<String, Peer>,
     /// Lost while they may have held groups, neither fenced nor cleanly stopped since.
     unclean: BTreeSet<String>,
+    /// Fenced, and not heard back from the dead since: not members, whatever hbcomm still
+    /// says of them until it notices.
+    fenced: BTreeSet<String>,
     /// Lost nodes whose groups wait for their own stop (no fencing), until when.
     released_at: BTreeMap<String, Instant>,
     /// FreeHA's oops windows: groups of a node whose daemon stopped, held until then.
@@ -346,6 +349,7 @@ impl Partition {
             members: BTreeMap::new(),
             peers: BTreeMap::new(),
             unclean: BTreeSet::new(),
+            fenced: BTreeSet::new(),
             released_at: BTreeMap::new(),
             holds: BTreeMap::new(),
             orders: BTreeMap::new(),
@@ -694,7 +698,10 @@ impl Partition {
             let left_cleanly = report.is_some_and(|r| r.state == LocalState::Leaving && r.running.is_empty());
             let held = !left_cleanly
                 && (report.is_some_and(|r| !r.running.is_empty())
-                    || self.orders.keys().any(|a| a.target_node() == Some(node.as_str())));
+                    || self
+                        .orders
+                        .keys()
+                        .any(|a| matches!(a, Action::Start { node: target, .. } if *target == node)));
             if left_cleanly {
                 tracing::info!(node = %node, "{node} left the cluster cleanly: it runs nothing");
             } else if held && self.fencing {
@@ -713,6 +720,7 @@ impl Partition {
             // Back from the dead: it reports afresh before anyone counts on it, and what it
             // reports is the truth about it again.
             self.peers.remove(&node);
+            self.fenced.remove(&node);
             self.unclean.remove(&node);
             self.released_at.remove(&node);
         }
@@ -852,6 +860,11 @@ impl Partition {
                 }
             }
             PeerMessage::Fenced { node } => {
+                if node != self.local {
+                    self.fenced.insert(node.clone());
+                    // Whom this node hears changed: peers compare.
+                    self.report_due = true;
+                }
                 self.unclean.remove(&node);
                 self.released_at.remove(&node);
                 if let Some(peer) = self.peers.get_mut(&node) {
@@ -953,11 +966,17 @@ impl Partition {
         };
         self.fences.remove(&node);
         if ok {
-            self.orders.remove(&Action::Fence { node: node.clone() });
+            // Nothing ordered there is under way any more.
+            self.orders.retain(|a, _| {
+                !matches!(a, Action::Fence { node: n } if *n == node)
+                    && a.target_node() != Some(node.as_str())
+            });
             // Cleared here at once, not when the broadcast comes back, so that the next
             // decision does not fence it again.
             self.unclean.remove(&node);
             self.released_at.remove(&node);
+            self.fenced.insert(node.clone());
+            self.report_due = true;
             if let Some(peer) = self.peers.get_mut(&node) {
                 peer.report.running = Groups::default();
                 peer.report.blocked = Groups::default();
@@ -1313,7 +1332,9 @@ impl Partition {
 
     /// Whether hbcomm hears `node`.
     fn hears(&self, node: &str) -> bool {
-        node == self.local || self.members.get(node).is_some_and(|s| s == "active" || s == "up")
+        node == self.local
+            || (!self.fenced.contains(node)
+                && self.members.get(node).is_some_and(|s| s == "active" || s == "up"))
     }
 
     /// Whether `node` counts for quorum: heard, and (with three or more nodes) hearing this
@@ -1332,15 +1353,18 @@ impl Partition {
                     }))
     }
 
-    /// Whether `node` may be the decision maker: a member that is not leaving.
+    /// Whether `node` may be the decision maker: a member that is not leaving and, with
+    /// fencing, not about to be fenced for a stop that failed there (a node does not order
+    /// its own fence).
     fn may_lead(&self, node: &str) -> bool {
-        let leaving = if node == self.local {
-            self.leaving.is_some()
+        let (leaving, blocked) = if node == self.local {
+            (self.leaving.is_some(), !self.blocked.is_empty())
         } else {
-            self.report_of(node)
-                .is_some_and(|r| r.state == LocalState::Leaving)
+            self.report_of(node).map_or((false, false), |r| {
+                (r.state == LocalState::Leaving, !r.blocked.is_empty())
+            })
         };
-        self.is_member(node) && !leaving
+        self.is_member(node) && !leaving && !(blocked && self.fencing)
     }
 
     fn has_quorum(&self) -> bool {

@@ -402,6 +402,7 @@ impl World {
             let heard = alive.contains(other) && self.reaches(other, node);
             members.push((other.clone(), if heard { "active" } else { "init" }.to_owned()));
         }
+        let was_alive = self.alive(node);
         let base = self.base;
         let now = base + self.now;
         if let Some(sim) = self.nodes.get_mut(node) {
@@ -414,8 +415,12 @@ impl World {
                 .map(|(n, _)| n.clone())
                 .collect();
         }
-        self.log(format!("{node} starts its daemons"));
-        self.feed(node, Event::Started { running, members });
+        if was_alive {
+            // crmd alone restarted (respawned): hbcomm's membership is unchanged.
+            self.log(format!("{node} restarts crmd"));
+            self.feed(node, Event::Started { running, members });
+            return;
+        }
         // Its peers hear it; nodes it does not hear are declared dead at initdead.
         for other in alive {
             if self.reaches(node, &other) {
@@ -434,6 +439,8 @@ impl World {
                 );
             }
         }
+        self.log(format!("{node} starts its daemons"));
+        self.feed(node, Event::Started { running, members });
         let unheard: Vec<String> = self
             .nodes
             .keys()
@@ -559,6 +566,9 @@ impl World {
                 self.failing
                     .insert(((*node).to_owned(), (*group).to_owned(), (*op).to_owned()));
             }
+            ["fix", node, group] => {
+                self.failing.retain(|(n, g, _)| n != node || g != group);
+            }
             ["monitor-fails", node, group] => {
                 self.log(format!("{node}: monitor of {group} fails"));
                 self.feed(
@@ -622,7 +632,16 @@ impl World {
             };
             self.now = at;
             match what {
-                Happening::Core { node, event } => self.feed(&node, event),
+                Happening::Core { node, event } => {
+                    // A loss already undone (the node restarted and is heard again) is not
+                    // reported: hbcomm would hear its new heartbeats first.
+                    if let Event::NodeStatus { node: lost, status } = &event {
+                        if status == "dead" && self.nodes.get(&node).is_some_and(|n| n.hears.contains(lost)) {
+                            continue;
+                        }
+                    }
+                    self.feed(&node, event)
+                }
                 Happening::Line { number, words } => self.line(number, &words)?,
                 Happening::Tick { node, incarnation } => {
                     let Some(sim) = self.nodes.get_mut(&node) else {
@@ -771,7 +790,7 @@ fn config_of(settings: &Settings) -> ClusterConfig {
     text.push_str("\n[[link]]\ntype = \"ucast\"\ndevice = \"lo\"\npeers = [\"127.0.0.9\"]\n");
     text.push_str("\n[auth]\nactive = 1\nkeys = [{ id = 1, method = \"sha256\", secret = \"scenario\" }]\n");
     if settings.fencing {
-        text.push_str("\n[[stonith]]\ntype = \"null\"\nparams = [\"hostlist=any\"]\n");
+        text.push_str("\n[[stonith]]\ntype = \"null\"\nhost = \"*\"\nparams = [\"hostlist=any\"]\n");
     }
     for (name, preferred) in &settings.groups {
         text.push_str(&format!(
