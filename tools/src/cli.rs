@@ -70,3 +70,19 @@ pub struct MeatclientArgs {
     #[arg(long)]
     pub yes: bool,
 }
+
+/// Forget a resource group's failures on every node, so that it may run there again
+/// (Pacemaker's `crm_resource --cleanup`; Heartbeat had none).
+#[derive(Parser, Debug)]
+#[command(name = "hb_cleanup", version = hbapi::VERSION)]
+#[command(group = clap::ArgGroup::new("what").required(true).args(["resource", "all"]))]
+pub struct CleanupArgs {
+    /// A group, or a resource of one (its whole group is cleaned up).
+    pub resource: Option<String>,
+    /// Every group.
+    #[arg(long)]
+    pub all: bool,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,6 +1,7 @@
 //! What the administration commands share: finding the cluster bus and printing JSON.
 
 pub mod cl_status;
+pub mod cleanup;
 pub mod cli;
 pub mod docs;
 pub mod monitor;

@@ -15,6 +15,7 @@ fn commands() -> Vec<clap::Command> {
         hb_tools::monitor::Args::command(),
         hb_tools::cli::StonithArgs::command(),
         hb_tools::cli::MeatclientArgs::command(),
+        hb_tools::cli::CleanupArgs::command(),
         hb_tools::docs::cl_status(),
         hb_tools::docs::hb_standby(),
         hb_tools::docs::hb_takeover(),
