@@ -232,3 +232,19 @@ fn the_shipped_samples_are_valid_and_equivalent() {
         "etc/ha.toml must say what etc/ha.cf + haresources say"
     );
 }
+
+#[test]
+fn check_refuses_ipfail_with_auto_failback_legacy() {
+    let legacy = HA_CF.replace("auto_failback off", "auto_failback legacy")
+        + "respawn hacluster /usr/lib/heartbeat/ipfail\n";
+    let dir = config_dir(&legacy, "", 0o600);
+    let (code, _, stderr) = heartbeat(dir.path(), &["--check"]);
+    assert_eq!(code, 6, "{stderr}");
+    let ha_cf = dir.path().join("ha.cf").display().to_string();
+    assert!(
+        stderr.contains(&format!(
+            "{ha_cf}:12: respawn: ipfail does not work with auto_failback legacy"
+        )),
+        "{stderr}"
+    );
+}

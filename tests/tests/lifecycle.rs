@@ -46,7 +46,8 @@ fn survivor_events(lab: &Lab, survivor: &str, skip: usize) -> Vec<String> {
 async fn a_planned_stop_hands_the_group_over_without_waiting_for_deadtime() {
     let lab = Lab::new();
     let mut nodes = start_cluster(&["alpha", "bravo"], |b| {
-        lab.configure(b, "alpha Ledger::web\n").timing("200ms", "60", "60")
+        lab.configure(b, "alpha Ledger::web\n")
+            .timing("200ms", "60", "60")
     })
     .await;
     lab.wait_for("alpha", "start").await;
@@ -58,7 +59,12 @@ async fn a_planned_stop_hands_the_group_over_without_waiting_for_deadtime() {
     wait_peer_status(&nodes[1], "alpha", "dead").await;
     lab.assert_never_twice(&[]);
     assert_eq!(lab.events(), ["alpha start", "alpha stop", "bravo start"]);
-    let history = CrmdProxy::new(&nodes[1].connection).await.unwrap().history().await.unwrap();
+    let history = CrmdProxy::new(&nodes[1].connection)
+        .await
+        .unwrap()
+        .history()
+        .await
+        .unwrap();
     let stop = history
         .iter()
         .find(|d| d.decision == "stop Ledger::web alpha")
@@ -87,7 +93,12 @@ async fn after_hb_standby_the_group_comes_back_when_the_taker_crashes() {
     // bravo's copy ended with bravo (its lrmd may log the stop as its master dies).
     lab.assert_never_twice(&["bravo"]);
     assert_eq!(survivor_events(&lab, "alpha", 3), ["alpha start"]);
-    let history = CrmdProxy::new(&nodes[0].connection).await.unwrap().history().await.unwrap();
+    let history = CrmdProxy::new(&nodes[0].connection)
+        .await
+        .unwrap()
+        .history()
+        .await
+        .unwrap();
     let back = history.last().expect("a decision");
     assert_eq!(
         (back.decision.as_str(), back.trigger.as_str()),
@@ -122,7 +133,13 @@ async fn hb_standby_foreign_fails_back_into_active_active_and_a_crash_brings_it_
     };
     assert_eq!(
         b_events(),
-        ["bravo start", "bravo stop", "alpha start", "alpha stop", "bravo start"]
+        [
+            "bravo start",
+            "bravo stop",
+            "alpha start",
+            "alpha stop",
+            "bravo start"
+        ]
     );
     let before_crash = lab.entries().len();
     nodes[1].crash().await;
@@ -144,7 +161,8 @@ async fn hb_cleanup_brings_back_a_group_that_failed_everywhere() {
         broken = broken.display()
     );
     let nodes = start_cluster(&["alpha", "bravo"], |b| {
-        b.haresources("alpha Flaky::web\n").resource_script("Flaky", &script)
+        b.haresources("alpha Flaky::web\n")
+            .resource_script("Flaky", &script)
     })
     .await;
     let groups = || async {
@@ -186,7 +204,8 @@ async fn hb_cleanup_brings_back_a_group_that_failed_everywhere() {
 async fn hb_standby_is_refused_with_auto_failback_legacy_and_with_no_peer() {
     let lab = Lab::new();
     let nodes = start_cluster(&["alpha", "bravo"], |b| {
-        lab.configure(b, "alpha Ledger::web\n").ha_cf("auto_failback legacy")
+        lab.configure(b, "alpha Ledger::web\n")
+            .ha_cf("auto_failback legacy")
     })
     .await;
     lab.wait_for("alpha", "start").await;

@@ -8,7 +8,11 @@ use crate::json_string;
 
 /// Runs `hb_cleanup`.
 pub async fn main(args: CleanupArgs) -> ExitCode {
-    let target = if args.all { String::new() } else { args.resource.clone().unwrap_or_default() };
+    let target = if args.all {
+        String::new()
+    } else {
+        args.resource.clone().unwrap_or_default()
+    };
     let fail = |message: String| {
         if args.json {
             crate::outln!("{{\"ok\":false,\"error\":{}}}", json_string(&message));
@@ -27,7 +31,11 @@ pub async fn main(args: CleanupArgs) -> ExitCode {
     if let Err(error) = proxy.cleanup(&target).await {
         return fail(error.to_string());
     }
-    let what = if target.is_empty() { "every group" } else { target.as_str() };
+    let what = if target.is_empty() {
+        "every group"
+    } else {
+        target.as_str()
+    };
     if args.json {
         crate::outln!("{{\"ok\":true,\"cleaned\":{}}}", json_string(what));
     } else {

@@ -260,6 +260,8 @@ struct Parser<'p> {
     timing: TimingLines,
     config: HaCf,
     seen_single: Vec<(String, usize)>,
+    /// The line of a `respawn … ipfail` (it refuses auto_failback legacy).
+    ipfail_line: Option<usize>,
 }
 
 /// Reads ha.cf text. `path` names the file in every diagnostic.
@@ -275,6 +277,7 @@ pub(crate) fn parse_ha_cf_lenient(path: &Path, text: &str) -> (HaCf, Collector) 
         path,
         diag: Collector::default(),
         timing: TimingLines::default(),
+        ipfail_line: None,
         config: HaCf {
             cluster_name: defaults::CLUSTER_NAME.into(),
             nodes: Vec::new(),
@@ -809,6 +812,12 @@ impl Parser<'_> {
                     );
                     return;
                 }
+                if Path::new(fields[1].text)
+                    .file_name()
+                    .is_some_and(|name| name == "ipfail")
+                {
+                    self.ipfail_line = Some(line);
+                }
                 self.config.respawn.push(RespawnSpec {
                     user: fields[0].text.to_owned(),
                     command: fields[1..].iter().map(|t| t.text.to_owned()).collect(),
@@ -999,6 +1008,13 @@ impl Parser<'_> {
                 None => file.clone(),
             };
             self.diag.warn(location, Some("auto_failback"), "deprecated 'legacy' auto_failback is in effect (it is the default); please convert to 'auto_failback on' or 'off'");
+            if let Some(line) = self.ipfail_line {
+                self.diag.error(
+                    Location::line(self.path, line),
+                    Some("respawn"),
+                    "ipfail does not work with auto_failback legacy (nor does Heartbeat's): set auto_failback on or off",
+                );
+            }
         }
         let timing = resolve_timing(self.path, &self.timing, &mut self.diag);
         self.config.timing = timing;
@@ -1111,6 +1127,19 @@ mod tests {
     }
 
     const MINIMAL: &str = "node alpha bravo\nbcast eth0\nauto_failback off\n";
+
+    #[test]
+    fn ipfail_with_auto_failback_legacy_is_refused_at_its_respawn_line() {
+        let text =
+            "node alpha bravo\nbcast eth0\nping 10.0.0.254\nrespawn hacluster /usr/lib/heartbeat/ipfail\n";
+        let error = parse(text).unwrap_err().to_string();
+        assert!(error.contains("ha.cf:4"), "{error}");
+        assert!(
+            error.contains("ipfail does not work with auto_failback legacy"),
+            "{error}"
+        );
+        assert!(parse(&format!("{text}auto_failback on\n")).is_ok());
+    }
 
     #[test]
     fn reference_capture_configuration() {
