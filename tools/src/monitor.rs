@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use futures_util::StreamExt;
 
 use hbapi::comm::{CommProxy, NodeInfo};
-use hbapi::crmd::{CrmdProxy, DecisionInfo, GroupInfo};
+use hbapi::crmd::{CrmdProxy, DecisionInfo, GroupInfo, HoldInfo};
 use hbapi::names;
 use hbapi::stonith::{FenceRecord, StonithProxy};
 
@@ -34,6 +34,26 @@ pub struct Snapshot {
     pub decisions: Vec<DecisionInfo>,
     /// Recent fences.
     pub fences: Vec<FenceRecord>,
+    /// Groups held back while a node may still run them.
+    pub holds: Vec<HoldInfo>,
+}
+
+/// One hold in words.
+fn hold_text(hold: &HoldInfo) -> String {
+    let seconds = hold.remaining_ms as f64 / 1000.0;
+    match hold.kind.as_str() {
+        "lost-node-stop" => format!(
+            "{} held: {} was lost while it ran them and, without fencing, stops them itself (it has no quorum); free in {seconds:.1} s (ha.cf lost_node_wait sets this wait)",
+            hold.groups.join(", "),
+            hold.node
+        ),
+        "oops-window" => format!(
+            "{} held: {}'s daemon was stopped; FreeHA's oops window ends in {seconds:.1} s",
+            hold.groups.join(", "),
+            hold.node
+        ),
+        other => format!("{} held by {} ({other}), {seconds:.1} s left", hold.groups.join(", "), hold.node),
+    }
 }
 
 /// `HH:MM:SS` (UTC) of a time in seconds since the epoch.
@@ -99,6 +119,12 @@ pub fn render(snapshot: &Snapshot) -> String {
             text.push_str(&format!("  FAILED on {}", group.failed_on.join(", ")));
         }
         text.push('\n');
+    }
+    if !snapshot.holds.is_empty() {
+        text.push_str("\nHeld back:\n");
+        for hold in &snapshot.holds {
+            text.push_str(&format!("  {}\n", hold_text(hold)));
+        }
     }
     if !snapshot.fail_counts.is_empty() {
         text.push_str(&format!("\nFail counts on {}:\n", snapshot.local));
@@ -187,12 +213,26 @@ pub fn render_json(snapshot: &Snapshot) -> String {
             )
         })
         .collect();
+    let holds: Vec<String> = snapshot
+        .holds
+        .iter()
+        .map(|h| {
+            format!(
+                "{{\"node\":{},\"kind\":{},\"groups\":{},\"remaining_ms\":{}}}",
+                json_string(&h.node),
+                json_string(&h.kind),
+                json_strings(&h.groups),
+                h.remaining_ms
+            )
+        })
+        .collect();
     format!(
-        "{{\"node\":{},\"decision_maker\":{},\"nodes\":{},\"groups\":[{}],\"fail_counts\":[{}],\"decisions\":[{}],\"fences\":[{}]}}\n",
+        "{{\"node\":{},\"decision_maker\":{},\"nodes\":{},\"groups\":[{}],\"holds\":[{}],\"fail_counts\":[{}],\"decisions\":[{}],\"fences\":[{}]}}\n",
         json_string(&snapshot.local),
         json_string(&snapshot.decision_maker),
         crate::json_nodes(&nodes),
         groups.join(","),
+        holds.join(","),
         fail_counts.join(","),
         decisions.join(","),
         fences.join(",")
@@ -212,6 +252,8 @@ async fn gather(connection: &zbus::Connection) -> zbus::Result<Snapshot> {
         snapshot.groups = crmd.groups().await?;
         snapshot.fail_counts = crmd.fail_counts().await?;
         snapshot.decisions = crmd.history().await?;
+        // Older crmds have no Holds: shown as none.
+        snapshot.holds = crmd.holds().await.unwrap_or_default();
     }
     if crate::is_running(connection, names::stonithd::BUS_NAME).await {
         snapshot.fences = StonithProxy::new(connection).await?.history().await?;
@@ -262,9 +304,16 @@ pub fn explain(snapshot: &Snapshot, group: &str) -> Result<String, String> {
     };
     if !info.failed_on.is_empty() {
         text.push_str(&format!(
-            "It failed on {}, which may not run it until its failures expire or are cleaned up (Cleanup).\n",
+            "It failed on {}, which may not run it until its failures expire or are cleaned up (hb_cleanup {group}).\n",
             info.failed_on.join(", ")
         ));
+    }
+    for hold in snapshot
+        .holds
+        .iter()
+        .filter(|h| h.groups.iter().any(|g| g == group))
+    {
+        text.push_str(&format!("{}.\n", hold_text(hold)));
     }
     if let Some(preferred) = snapshot.nodes.iter().find(|n| n.name == info.preferred_node) {
         if preferred.status != "active" && info.node != info.preferred_node {
@@ -426,7 +475,32 @@ mod tests {
                 trigger: "node bravo is dead".into(),
             }],
             fences: vec![],
+            holds: vec![],
         }
+    }
+
+    #[test]
+    fn a_hold_is_shown_with_its_end_and_explained() {
+        let mut held = snapshot();
+        held.groups[0].node = String::new();
+        held.holds = vec![HoldInfo {
+            node: "bravo".into(),
+            kind: "lost-node-stop".into(),
+            groups: vec!["web".into()],
+            remaining_ms: 12_500,
+        }];
+        let screen = render(&held);
+        assert!(
+            screen.contains("Held back:\n  web held: bravo was lost while it ran them"),
+            "{screen}"
+        );
+        assert!(
+            screen.contains("free in 12.5 s (ha.cf lost_node_wait sets this wait)"),
+            "{screen}"
+        );
+        let why = explain(&held, "web").unwrap();
+        assert!(why.contains("web held: bravo was lost"), "{why}");
+        assert!(render_json(&held).contains("\"holds\":[{\"node\":\"bravo\",\"kind\":\"lost-node-stop\",\"groups\":[\"web\"],\"remaining_ms\":12500}]"));
     }
 
     #[test]
@@ -464,6 +538,7 @@ mod tests {
         for key in [
             "\"nodes\":[",
             "\"groups\":[",
+            "\"holds\":[",
             "\"fail_counts\":[",
             "\"decisions\":[",
             "\"fences\":[]",
