@@ -324,6 +324,19 @@ async fn mixed_cluster_with_heartbeat_3_0_6() {
     heartbeat.wait_log("node alpha: is dead", mark).await;
     let _ = ours.wait_exit().await;
 
+    // A planned stop: Heartbeat takes our shutdown notice (t=shutdone) as its own nodes'.
+    let mut ours = start_ours(&network).await;
+    wait_peer_status(&ours, "bravo", "active").await;
+    heartbeat
+        .wait_log("Status update for node alpha: status active", mark)
+        .await;
+    let mark = heartbeat.log_len();
+    let status = ours.terminate().await;
+    assert!(status.success(), "{status:?}");
+    heartbeat
+        .wait_log("Received shutdown notice from 'alpha'", mark)
+        .await;
+
     // And we notice Heartbeat's.
     let ours = start_ours(&network).await;
     wait_peer_status(&ours, "bravo", "active").await;

@@ -210,48 +210,53 @@ async fn main() {
     }
     let agent_ms = median_ms(&agent);
     use hb_lab::report::{record, Target};
-    record(
-        "crash failover, kill -9 → started on the survivor (2 nodes, median)",
-        median_ms(&crash),
-        "ms",
-        Target::AtMost(1050.0),
-        Some(("Heartbeat 3.0.6", 1210.0)),
-    );
-    record(
-        "clean standby → started on the other node (median)",
-        median_ms(&standby),
-        "ms",
-        Target::AtMost(30.0),
-        Some(("Heartbeat 3.0.6", 310.0)),
-    );
-    record(
-        "cold start of both nodes → group running (median)",
-        median_ms(&cold),
-        "ms",
-        Target::AtMost(1000.0),
-        Some(("Heartbeat 3.0.6", 11000.0)),
-    );
-    record(
-        "hb_standby, then the taker crashes → started again (median)",
-        median_ms(&standby_crash),
-        "ms",
-        Target::AtMost(1050.0),
-        Some(("Heartbeat 3.0.6", 1200.0)),
-    );
-    record(
-        "planned stop of the deciding node → started on the peer, 2 nodes (median)",
-        median_ms(&stop2),
-        "ms",
-        Target::AtMost(30.0 + agent_ms),
-        Some(("Heartbeat 3.0.6", 170.0)),
-    );
-    record(
-        "planned stop of the deciding node → started on a peer, 3 nodes (median)",
-        median_ms(&stop3),
-        "ms",
-        Target::AtMost(30.0 + agent_ms),
-        None,
-    );
+    let figures = [
+        (
+            "crash failover, kill -9 → started on the survivor (2 nodes, median)",
+            &crash,
+            1050.0,
+            Some(1210.0),
+        ),
+        (
+            "clean standby → started on the other node (median)",
+            &standby,
+            30.0,
+            Some(310.0),
+        ),
+        (
+            "cold start of both nodes → group running (median)",
+            &cold,
+            1000.0,
+            Some(11000.0),
+        ),
+        (
+            "hb_standby, then the taker crashes → started again (median)",
+            &standby_crash,
+            1050.0,
+            Some(1200.0),
+        ),
+        (
+            "planned stop of the deciding node → started on the peer, 2 nodes (median)",
+            &stop2,
+            30.0 + agent_ms,
+            Some(170.0),
+        ),
+        (
+            "planned stop of the deciding node → started on a peer, 3 nodes (median)",
+            &stop3,
+            30.0 + agent_ms,
+            None,
+        ),
+    ];
+    for (name, samples, target, heartbeat) in figures {
+        record(
+            name,
+            median_ms(samples),
+            "ms",
+            Target::AtMost(target),
+            heartbeat.map(|ms| ("Heartbeat 3.0.6", ms)),
+        );
+    }
     println!("crmd: hb_standby, then the taker crashes → started again (n={RUNS}): {}; target <= deadtime + 50 ms = 1050 ms (Heartbeat 3.0.6: 1.0-1.4 s)", stats(standby_crash));
     println!("crmd: planned stop of the deciding node → started on the peer, 2 nodes (n={RUNS}): {}; target <= 30 ms + agent stop and start ({agent_ms:.1} ms) (Heartbeat 3.0.6: 170 ms)", stats(stop2));
     println!("crmd: planned stop of the deciding node → started on a peer, 3 nodes (n={RUNS}): {}; target <= 30 ms + agent stop and start ({agent_ms:.1} ms)", stats(stop3));
