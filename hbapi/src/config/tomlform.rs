@@ -322,8 +322,10 @@ pub struct TomlGroup {
     /// Identifier; defaults to the first resource's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    /// Where it runs when that node is up.
-    pub preferred_node: Spanned<String>,
+    /// Where it runs when that node is up. FreeHA style may leave it out: the group then
+    /// prefers the alphabetically first node, as FreeHA runs services there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_node: Option<Spanned<String>>,
     /// Members, in start order.
     pub resources: Vec<TomlResource>,
 }
@@ -710,14 +712,28 @@ pub fn parse_toml(
     let mut resource_ids = BTreeSet::new();
     for (index, group) in raw.groups.iter().enumerate() {
         let key = format!("group[{index}]");
-        let preferred = group.preferred_node.get_ref().to_lowercase();
-        if !nodes.contains(&preferred) {
-            diag.error(
-                at(group.preferred_node.span().start),
-                Some(&format!("{key}.preferred_node")),
-                format!("{preferred:?} is not in cluster.nodes"),
-            );
-        }
+        let preferred = match &group.preferred_node {
+            Some(named) => {
+                let preferred = named.get_ref().to_lowercase();
+                if !nodes.contains(&preferred) {
+                    diag.error(
+                        at(named.span().start),
+                        Some(&format!("{key}.preferred_node")),
+                        format!("{preferred:?} is not in cluster.nodes"),
+                    );
+                }
+                preferred
+            }
+            None if style == Style::FreeHa => nodes.iter().min().cloned().unwrap_or_default(),
+            None => {
+                diag.error(
+                    Location::file(path),
+                    Some(&format!("{key}.preferred_node")),
+                    "missing (only style = \"freeha\" may leave it out: the alphabetically first node is then preferred)",
+                );
+                String::new()
+            }
+        };
         let mut resources = Vec::new();
         for (position, spec) in group.resources.iter().enumerate() {
             let key = format!("{key}.resources[{position}]");
@@ -992,7 +1008,7 @@ pub fn to_toml(config: &ClusterConfig, authkeys_file: &str) -> String {
             .iter()
             .map(|group| TomlGroup {
                 id: Some(group.id.clone()),
-                preferred_node: Spanned::new(0..0, group.preferred_node.clone()),
+                preferred_node: Some(Spanned::new(0..0, group.preferred_node.clone())),
                 resources: group.resources.iter().map(resource_to_toml).collect(),
             })
             .collect(),
@@ -1051,6 +1067,24 @@ mod tests {
         parse_toml(Path::new("/etc/ha.d/ha.toml"), &text, &|_| {
             unreachable!("keys are inline")
         })
+    }
+
+    #[test]
+    fn freeha_groups_may_leave_out_the_preferred_node() {
+        let text = |style: &str| {
+            format!(
+                "[cluster]\nnodes = [\"bravo\", \"alpha\"]\nstyle = \"{style}\"\n\n[[link]]\ntype = \"ucast\"\ndevice = \"lo\"\npeers = [\"127.0.0.1\"]\n\n[auth]\nactive = 1\nkeys = [{{ id = 1, method = \"sha256\", secret = \"s3cret\" }}]\n\n[[group]]\nresources = [{{ agent = \"svc\" }}]\n"
+            )
+        };
+        let read = |text: String| {
+            parse_toml(Path::new("/etc/ha.d/ha.toml"), &text, &|_| {
+                unreachable!("keys are inline")
+            })
+        };
+        let (config, _) = read(text("freeha")).unwrap();
+        assert_eq!(config.groups[0].preferred_node, "alpha");
+        let error = read(text("heartbeat")).unwrap_err().to_string();
+        assert!(error.contains("group[0].preferred_node: missing"), "{error}");
     }
 
     #[test]
