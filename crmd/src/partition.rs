@@ -504,11 +504,6 @@ impl Partition {
         self.started && (self.dirty || self.report_due)
     }
 
-    /// Whether this node has stopped everything it will while leaving.
-    pub fn has_left(&self) -> bool {
-        self.left
-    }
-
     // ---- Events ----
 
     /// Takes one event in. Effects that cannot wait for the burst to end (work on this node)

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crmd::message::PeerMessage;
 use crmd::partition::{Command, Effect, Event, GroupOutcome, Partition, Work};
 use crmd::policy::Scope;
 use hbapi::config::{AutoFailback, ClusterConfig, Style, Timing};
@@ -202,14 +201,12 @@ impl World {
     }
 
     fn arm_tick(&mut self, node: &str) {
-        let now = self.base + self.now;
         let Some(sim) = self.nodes.get_mut(node) else {
             return;
         };
         let Some(core) = sim.core.as_ref() else { return };
         let at = core.next_deadline().saturating_duration_since(self.base);
         let at = at.max(self.now + Duration::from_millis(1));
-        let _ = now;
         if sim.tick_at.is_some_and(|pending| pending <= at) {
             return;
         }
@@ -229,14 +226,6 @@ impl World {
         for effect in effects {
             match effect {
                 Effect::Broadcast(message) => {
-                    if let PeerMessage::Order {
-                        kind,
-                        group,
-                        node: target,
-                    } = &message
-                    {
-                        let _ = (kind, group, target);
-                    }
                     let receivers: Vec<String> = self.nodes.keys().cloned().collect();
                     for to in receivers {
                         if !self.reaches(node, &to) {
