@@ -572,25 +572,40 @@ impl Node {
             .expect("wait")
     }
 
-    /// Runs `heartbeat ARGS` against this node's directories and returns (exit code, stdout).
+    /// Runs `heartbeat ARGS` against this node's directories and returns (exit code, stdout,
+    /// stderr).
     pub async fn heartbeat_cli(&self, args: &[&str]) -> (i32, String, String) {
-        let output = Command::new(bin("heartbeat"))
+        let mut command = Command::new(bin("heartbeat"));
+        command
             .arg("--config-dir")
             .arg(&self.config_dir)
             .arg("--node")
             .arg(&self.node)
             .arg("--run-dir")
             .arg(&self.run_dir)
-            .args(args)
-            .output()
-            .await
-            .expect("run heartbeat");
-        (
-            output.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+            .args(args);
+        outcome(command).await
     }
+
+    /// Runs one of the administration commands (`hb_standby`, `hb_cleanup`, …) against this
+    /// node's bus and returns (exit code, stdout, stderr).
+    pub async fn tool(&self, program: &str, args: &[&str]) -> (i32, String, String) {
+        let mut command = Command::new(bin(program));
+        command
+            .args(args)
+            .env(hbapi::names::env::BUS_ADDRESS, &self.address);
+        outcome(command).await
+    }
+}
+
+/// Runs `command` to its end: (exit code, stdout, stderr).
+async fn outcome(mut command: Command) -> (i32, String, String) {
+    let output = command.output().await.expect("run a command");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// A cluster of complete nodes on one host: node i binds 127.0.0.(i+1) on a UDP port of its

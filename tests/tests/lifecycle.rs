@@ -5,22 +5,8 @@
 
 use hb_lab::groups::{changes, wait_group};
 use hb_lab::ledger::Lab;
-use hb_lab::{start_cluster, wait_peer_status, Node};
+use hb_lab::{start_cluster, wait_peer_status};
 use hbapi::crmd::CrmdProxy;
-
-/// Runs one of this workspace's commands against `node`'s bus: (status, stdout, stderr).
-fn command(node: &Node, program: &str, args: &[&str]) -> (i32, String, String) {
-    let output = std::process::Command::new(hb_lab::bin(program))
-        .args(args)
-        .env(hbapi::names::env::BUS_ADDRESS, &node.address)
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 /// The survivor's ledger lines after the first `skip` (a crashed node's own lines are left
 /// out: its lrmd may or may not log a stop as its master dies).
@@ -85,7 +71,7 @@ async fn after_hb_standby_the_group_comes_back_when_the_taker_crashes() {
     lab.wait_for("alpha", "start").await;
     let mut at_alpha = changes(&nodes[0]).await;
     let mut at_bravo = changes(&nodes[1]).await;
-    assert_eq!(command(&nodes[0], "hb_standby", &[]).0, 0);
+    assert_eq!(nodes[0].tool("hb_standby", &[]).await.0, 0);
     wait_group(&mut at_bravo, "Ledger::web", "started").await;
     assert_eq!(lab.events(), ["alpha start", "alpha stop", "bravo start"]);
     nodes[1].crash().await;
@@ -120,9 +106,9 @@ async fn hb_standby_foreign_fails_back_into_active_active_and_a_crash_brings_it_
     let mut at_alpha = changes(&nodes[0]).await;
     let mut at_bravo = changes(&nodes[1]).await;
     // B comes to alpha by hb_takeover foreign (as after a failover with auto_failback off).
-    assert_eq!(command(&nodes[0], "hb_takeover", &["foreign"]).0, 0);
+    assert_eq!(nodes[0].tool("hb_takeover", &["foreign"]).await.0, 0);
     wait_group(&mut at_alpha, "Ledger::B", "started").await;
-    assert_eq!(command(&nodes[0], "hb_standby", &["foreign"]).0, 0);
+    assert_eq!(nodes[0].tool("hb_standby", &["foreign"]).await.0, 0);
     wait_group(&mut at_bravo, "Ledger::B", "started").await;
     let b_events = || -> Vec<String> {
         lab.entries()
@@ -187,13 +173,13 @@ async fn hb_cleanup_brings_back_a_group_that_failed_everywhere() {
     .await
     .expect("web failed on both nodes");
     std::fs::remove_file(&broken).unwrap();
-    let (status, out, err) = command(&nodes[1], "hb_cleanup", &["Flaky::web", "--json"]);
+    let (status, out, err) = nodes[1].tool("hb_cleanup", &["Flaky::web", "--json"]).await;
     assert_eq!(status, 0, "{err}");
     assert_eq!(out, "{\"ok\":true,\"cleaned\":\"Flaky::web\"}\n");
     wait_group(&mut at_alpha, "Flaky::web", "started").await;
     lab.assert_never_twice(&[]);
     assert_eq!(lab.events(), ["alpha start"]);
-    let (status, _, err) = command(&nodes[1], "hb_cleanup", &["no-such-group"]);
+    let (status, _, err) = nodes[1].tool("hb_cleanup", &["no-such-group"]).await;
     assert_eq!(status, 1);
     assert!(err.contains("no group or resource"), "{err}");
 }
@@ -209,7 +195,7 @@ async fn hb_standby_is_refused_with_auto_failback_legacy_and_with_no_peer() {
     })
     .await;
     lab.wait_for("alpha", "start").await;
-    let (status, _, err) = command(&nodes[0], "hb_standby", &[]);
+    let (status, _, err) = nodes[0].tool("hb_standby", &[]).await;
     assert_eq!(status, 1);
     assert!(err.contains("auto_failback legacy"), "{err}");
     drop(nodes);
@@ -220,7 +206,7 @@ async fn hb_standby_is_refused_with_auto_failback_legacy_and_with_no_peer() {
     let status = nodes[1].terminate().await;
     assert!(status.success(), "{status:?}");
     wait_peer_status(&nodes[0], "bravo", "dead").await;
-    let (status, _, err) = command(&nodes[0], "hb_standby", &[]);
+    let (status, _, err) = nodes[0].tool("hb_standby", &[]).await;
     assert_eq!(status, 1);
     assert!(err.contains("no other node"), "{err}");
     assert_eq!(lab.events(), ["alpha start"]);
