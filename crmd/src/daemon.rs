@@ -32,9 +32,9 @@ struct LocalDone {
     outcome: GroupOutcome,
 }
 
-/// FreeHA's status file: every node's state, one per line, in RUN_DIR/status (replaced
-/// whole, so a reader never sees half of it).
-fn write_status_file(run_dir: &std::path::Path, local: &str, states: &[NodeState]) {
+/// FreeHA's status file: every node's state, one per line (replaced whole, so a reader never
+/// sees half of it).
+fn write_status_file(path: &std::path::Path, local: &str, states: &[NodeState]) {
     let mut text = format!("# node states as crmd on {local} sees them: NODE STATE [GROUPS]\n");
     for state in states {
         text.push_str(&format!("{} {}", state.node, state.state));
@@ -43,9 +43,10 @@ fn write_status_file(run_dir: &std::path::Path, local: &str, states: &[NodeState
         }
         text.push('\n');
     }
-    let path = run_dir.join(names::run_files::STATUS);
-    let temporary = path.with_extension("new");
-    if let Err(error) = std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, &path)) {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".new");
+    let temporary = std::path::PathBuf::from(temporary);
+    if let Err(error) = std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, path)) {
         tracing::warn!("status file {} not written: {error}", path.display());
     }
 }
@@ -75,8 +76,8 @@ pub struct CrmdOptions {
     pub node: String,
     /// Bus address.
     pub bus_address: String,
-    /// Run directory: where the status file goes.
-    pub run_dir: std::path::PathBuf,
+    /// The status file (RUN_DIR/status unless the master was given `-l PATH`).
+    pub status_file: std::path::PathBuf,
 }
 
 /// How crmd ended.
@@ -155,7 +156,7 @@ fn publish(
 ) {
     let node_states = core.node_states();
     if node_states != *last_states {
-        write_status_file(&options.run_dir, &options.node, &node_states);
+        write_status_file(&options.status_file, &options.node, &node_states);
         *last_states = node_states.clone();
     }
     if let Ok(mut shared) = shared.lock() {

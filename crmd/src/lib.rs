@@ -48,6 +48,9 @@ pub fn main() -> std::process::ExitCode {
         tracing::error!("no bus address: crmd is started by the heartbeat master");
         return ExitCode::from(100);
     };
+    let status_file = std::env::var_os(names::env::STATUS_FILE)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| run_dir.join(names::run_files::STATUS));
     hbapi::daemon::block_on("crmd", async move {
         hbapi::daemon::follow_log_level();
         let shutdown = hbapi::daemon::terminated();
@@ -55,7 +58,7 @@ pub fn main() -> std::process::ExitCode {
             daemon::CrmdOptions {
                 node,
                 bus_address,
-                run_dir,
+                status_file,
             },
             loaded.config,
             shutdown,

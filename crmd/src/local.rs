@@ -45,6 +45,7 @@ pub fn agent_of(resource: &Resource) -> (AgentId, HashMap<String, String>) {
         AgentClass::Heartbeat => ("heartbeat", String::new()),
         AgentClass::Lsb => ("lsb", String::new()),
         AgentClass::Ocf { provider } => ("ocf", provider.clone()),
+        AgentClass::FreeHa => ("freeha", String::new()),
     };
     let mut params: HashMap<String, String> = resource
         .params

@@ -1077,10 +1077,14 @@ impl Partition {
             }
             Command::ClearError(uid) => {
                 let trigger = format!("clear error (FreeHA's SIGUSR2) by uid {uid}");
-                tracing::warn!("{trigger}");
+                tracing::warn!("{trigger}: this node may run its groups again; nothing starts here now");
                 if self.state == LocalState::Errored {
                     self.state = LocalState::Ok;
                 }
+                // The error flag is the failures that set it. A stop that failed stays
+                // blocked: the service may still run here (SIGUSR1 or hb_cleanup after a look).
+                self.failed.clear();
+                self.failures.clear();
                 trigger
             }
         };

@@ -97,6 +97,8 @@ pub mod env {
     pub const RUN_DIR: &str = "HB_RUN_DIR";
     /// Heartbeat's debug level variable, set when ha.cf says `debug N` with N > 0.
     pub const DEBUG: &str = "HA_debug";
+    /// Where crmd writes the status file, when the master was given one (FreeHA's `-l`).
+    pub const STATUS_FILE: &str = "HB_STATUS_FILE";
 }
 
 /// File names inside the run directory.

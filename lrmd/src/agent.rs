@@ -5,6 +5,7 @@
 //! | `heartbeat` | CONFIG_DIR/resource.d/NAME, else INIT_DIR/NAME | `NAME arg1 arg2 … start\|stop\|status` | `1`, `2`, … in order, on argv |
 //! | `lsb` | INIT_DIR/NAME | `NAME start\|stop\|status\|…` | none |
 //! | `ocf` | OCF_ROOT/resource.d/PROVIDER/TYPE | `TYPE ACTION` | `OCF_RESKEY_<name>` in the environment |
+//! | `freeha` | FREEHA_BINDIR/start\|stop\|monitor + TYPE (`starthasrv`, …) | without arguments | none |
 //!
 //! No shell is involved anywhere: parameters reach the agent byte for byte.
 //!
@@ -19,6 +20,10 @@
 //!   "not running" here, which on a probe could start a second copy of a running service).
 //!   A script that says "running" but exits 1–3 or 7 is taken at its exit code.
 //!   Other actions: 0 is success, anything else a generic error.
+//! - `freeha`: `monitor<TYPE>` as an LSB status; start and stop 0 is success, anything else
+//!   a generic error. A service without `monitor<TYPE>` is answered from lrmd's history
+//!   (FreeHA itself had no check either), which is why the executor asks
+//!   [`Invocation::job`] for `None`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -36,6 +41,8 @@ pub struct AgentDirs {
     pub init_dir: PathBuf,
     /// HA_RSCTMP for OCF agents (their state files), one per node.
     pub rsc_tmp: PathBuf,
+    /// FreeHA's service scripts.
+    pub freeha_bindir: PathBuf,
 }
 
 impl Default for AgentDirs {
@@ -45,6 +52,7 @@ impl Default for AgentDirs {
             ocf_root: PathBuf::from("/usr/lib/ocf"),
             init_dir: PathBuf::from("/etc/init.d"),
             rsc_tmp: PathBuf::from("/run/resource-agents"),
+            freeha_bindir: PathBuf::from(hbapi::config::defaults::FREEHA_BINDIR),
         }
     }
 }
@@ -58,13 +66,15 @@ pub enum Class {
     Lsb,
     /// OCF agents.
     Ocf,
+    /// FreeHA's service scripts.
+    FreeHa,
 }
 
 /// Why an agent cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AgentError {
     /// Unknown class.
-    #[error("unknown agent class {0:?} (expected ocf, lsb or heartbeat)")]
+    #[error("unknown agent class {0:?} (expected ocf, lsb, heartbeat or freeha)")]
     Class(String),
     /// A name that could escape its directory or is otherwise unusable.
     #[error("{what}: {message}")]
@@ -77,18 +87,22 @@ pub enum AgentError {
     /// No such agent.
     #[error("agent {0} is not installed")]
     NotInstalled(String),
+    /// An action the class does not have.
+    #[error("action {0:?} is not implemented by this class")]
+    Unimplemented(String),
     /// Bad parameter name.
     #[error("parameter {0:?}: {1}")]
     Param(String, String),
 }
 
 impl Class {
-    /// Parses `ocf`, `lsb`, `heartbeat`.
+    /// Parses `ocf`, `lsb`, `heartbeat`, `freeha`.
     pub fn parse(name: &str) -> Result<Class, AgentError> {
         match name {
             "heartbeat" => Ok(Class::Heartbeat),
             "lsb" => Ok(Class::Lsb),
             "ocf" => Ok(Class::Ocf),
+            "freeha" => Ok(Class::FreeHa),
             other => Err(AgentError::Class(other.to_owned())),
         }
     }
@@ -101,8 +115,10 @@ pub struct Invocation {
     pub class: Class,
     /// The action asked for (`monitor` stays `monitor` here even when `status` is run).
     pub action: String,
-    /// The process: program, argv, the whole environment (nothing is inherited from lrmd).
-    pub job: hbapi::process::Job,
+    /// The process: program, argv, the whole environment (nothing is inherited from lrmd);
+    /// `None` for a status the agent has no program for (a FreeHA service without
+    /// `monitor<TYPE>`), which lrmd answers from its history.
+    pub job: Option<hbapi::process::Job>,
 }
 
 fn check_name(what: &'static str, name: &str) -> Result<(), AgentError> {
@@ -119,6 +135,8 @@ pub fn locate(agent: &AgentId, dirs: &AgentDirs) -> Result<(Class, PathBuf), Age
             dirs.init_dir.join(&agent.agent),
         ],
         Class::Lsb => vec![dirs.init_dir.join(&agent.agent)],
+        // The start script stands for the service: it must be there.
+        Class::FreeHa => vec![freeha_script(dirs, "start", &agent.agent)],
         Class::Ocf => {
             check_name("provider", &agent.provider)?;
             vec![dirs
@@ -133,6 +151,11 @@ pub fn locate(agent: &AgentId, dirs: &AgentDirs) -> Result<(Class, PathBuf), Age
         .find(|path| is_executable(path))
         .map(|path| (class, path))
         .ok_or_else(|| AgentError::NotInstalled(display(agent)))
+}
+
+/// FreeHA's script for `verb` (`start`, `stop`, `monitor`) of service `service`.
+fn freeha_script(dirs: &AgentDirs, verb: &str, service: &str) -> PathBuf {
+    dirs.freeha_bindir.join(format!("{verb}{service}"))
 }
 
 /// `ocf:heartbeat:Dummy`, `lsb:postgresql`, `heartbeat:IPaddr`.
@@ -202,6 +225,7 @@ pub fn invocation(
             }
             args.extend(numbered.into_iter().map(|(_, value)| value.clone()));
         }
+        Class::FreeHa => return freeha_invocation(agent, action, params, dirs, env),
         Class::Lsb => {
             if !params.is_empty() {
                 return Err(AgentError::Param(
@@ -239,12 +263,53 @@ pub fn invocation(
     Ok(Invocation {
         class,
         action: action.to_owned(),
-        job: hbapi::process::Job {
+        job: Some(hbapi::process::Job {
             program,
             args,
             env,
             stdin: Vec::new(),
-        },
+        }),
+    })
+}
+
+/// FreeHA's services: one script per action, no arguments, no parameters.
+fn freeha_invocation(
+    agent: &AgentId,
+    action: &str,
+    params: &HashMap<String, String>,
+    dirs: &AgentDirs,
+    env: Vec<(String, String)>,
+) -> Result<Invocation, AgentError> {
+    let verb = match action {
+        "start" => "start",
+        "stop" => "stop",
+        "monitor" | "status" => "monitor",
+        other => return Err(AgentError::Unimplemented(other.to_owned())),
+    };
+    if !params.is_empty() {
+        return Err(AgentError::Param(
+            params.keys().next().cloned().unwrap_or_default(),
+            "FreeHA's scripts take no parameters".into(),
+        ));
+    }
+    let program = freeha_script(dirs, verb, &agent.agent);
+    let job = is_executable(&program).then(|| hbapi::process::Job {
+        program,
+        args: Vec::new(),
+        env,
+        stdin: Vec::new(),
+    });
+    if job.is_none() && verb != "monitor" {
+        return Err(AgentError::NotInstalled(format!(
+            "{} ({verb}{})",
+            display(agent),
+            agent.agent
+        )));
+    }
+    Ok(Invocation {
+        class: Class::FreeHa,
+        action: action.to_owned(),
+        job,
     })
 }
 
@@ -264,7 +329,14 @@ pub fn map_result(class: Class, action: &str, exit: i32, output: &str) -> i32 {
             0..=9 | rc::DEGRADED | rc::DEGRADED_PROMOTED => exit,
             _ => rc::ERR_GENERIC,
         },
-        Class::Lsb if is_status(action) => lsb_status(exit),
+        Class::Lsb | Class::FreeHa if is_status(action) => lsb_status(exit),
+        Class::FreeHa => {
+            if exit == 0 {
+                rc::OK
+            } else {
+                rc::ERR_GENERIC
+            }
+        }
         Class::Lsb => match exit {
             0..=7 => exit,
             _ => rc::ERR_GENERIC,
@@ -304,6 +376,11 @@ pub fn list(class: Class, dirs: &AgentDirs) -> Vec<String> {
     match class {
         Class::Heartbeat => executables(&dirs.config_dir.join("resource.d")),
         Class::Lsb => executables(&dirs.init_dir),
+        Class::FreeHa => executables(&dirs.freeha_bindir)
+            .into_iter()
+            .filter_map(|name| name.strip_prefix("start").map(str::to_owned))
+            .filter(|service| !service.is_empty())
+            .collect(),
         Class::Ocf => {
             let root = dirs.ocf_root.join("resource.d");
             let mut providers: Vec<String> = std::fs::read_dir(&root)
@@ -462,7 +539,7 @@ mod tests {
             &dirs,
         )
         .unwrap();
-        assert_eq!(call.job.args, ["$(a)", "b c", "status"]);
+        assert_eq!(call.job.as_ref().unwrap().args, ["$(a)", "b c", "status"]);
         let gap = HashMap::from([("2".to_owned(), "b".to_owned())]);
         assert!(invocation(
             "r",
@@ -489,7 +566,7 @@ mod tests {
             &dirs,
         )
         .unwrap();
-        assert_eq!(call.job.args, ["monitor"]);
+        assert_eq!(call.job.as_ref().unwrap().args, ["monitor"]);
         for pair in [
             ("OCF_RESKEY_state", "x;y"),
             ("OCF_RESOURCE_INSTANCE", "r1"),
@@ -497,12 +574,52 @@ mod tests {
             ("OCF_RESKEY_CRM_meta_timeout", "20000"),
         ] {
             assert!(
-                call.job.env.contains(&(pair.0.to_owned(), pair.1.to_owned())),
+                call.job
+                    .as_ref()
+                    .unwrap()
+                    .env
+                    .contains(&(pair.0.to_owned(), pair.1.to_owned())),
                 "{pair:?}"
             );
         }
         let bad = HashMap::from([("a=b".to_owned(), "x".to_owned())]);
         assert!(invocation("r1", &agent("ocf", "prov", "Thing"), "start", &bad, 0, 1, &dirs).is_err());
         assert_eq!(list(Class::Ocf, &dirs), ["prov:Thing"]);
+    }
+
+    #[test]
+    fn freeha_services_run_one_script_per_action_and_may_have_no_monitor() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = AgentDirs {
+            freeha_bindir: dir.path().to_owned(),
+            ..AgentDirs::default()
+        };
+        let service = agent("freeha", "", "hasrv");
+        let none = HashMap::new();
+        let call = |action: &str| invocation("hasrv", &service, action, &none, 0, 1000, &dirs);
+        assert_eq!(
+            call("start"),
+            Err(AgentError::NotInstalled("freeha:hasrv".into()))
+        );
+        for script in ["starthasrv", "stophasrv"] {
+            std::fs::write(dir.path().join(script), "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(
+                dir.path().join(script),
+                std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            )
+            .unwrap();
+        }
+        let program = |action: &str| call(action).unwrap().job.map(|job| (job.program, job.args));
+        assert_eq!(program("start"), Some((dir.path().join("starthasrv"), vec![])));
+        assert_eq!(program("stop"), Some((dir.path().join("stophasrv"), vec![])));
+        // No monitorhasrv: the executor answers from its history.
+        assert_eq!(program("monitor"), None);
+        assert_eq!(call("promote"), Err(AgentError::Unimplemented("promote".into())));
+        let params = HashMap::from([("x".to_owned(), "1".to_owned())]);
+        assert!(invocation("hasrv", &service, "start", &params, 0, 1, &dirs).is_err());
+        assert_eq!(list(Class::FreeHa, &dirs), ["hasrv"]);
+        assert_eq!(map_result(Class::FreeHa, "monitor", 3, ""), rc::NOT_RUNNING);
+        assert_eq!(map_result(Class::FreeHa, "monitor", 0, ""), rc::OK);
+        assert_eq!(map_result(Class::FreeHa, "stop", 7, ""), rc::ERR_GENERIC);
     }
 }

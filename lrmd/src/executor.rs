@@ -334,7 +334,13 @@ impl Executor {
             kill_grace: self.options.kill_grace,
             output_cap: 1 << 20,
         };
-        let finished = exec::run(&call.job, limits, std::future::pending(), |_| {}).await;
+        let Some(job) = &call.job else {
+            return Err(RequestError::Invalid(format!(
+                "{} has no meta-data",
+                agent::display(agent)
+            )));
+        };
+        let finished = exec::run(job, limits, std::future::pending(), |_| {}).await;
         match finished.outcome {
             Outcome::Exited(0) if !finished.truncated => Ok(finished.output),
             other => Err(RequestError::Invalid(format!(
@@ -597,11 +603,26 @@ async fn run_job(executor: &Arc<Executor>, resource: &str, job: &mut Job) -> OpR
             result.status = status::NOT_INSTALLED.into();
             result.rc = match error {
                 AgentError::NotInstalled(_) => rc::ERR_INSTALLED,
+                AgentError::Unimplemented(_) => rc::ERR_UNIMPLEMENTED,
                 _ => rc::ERR_ARGS,
             };
             result.output = error.to_string();
             return result;
         }
+    };
+    let Some(process) = call.job else {
+        // A status with no program of its own: what lrmd last did to it is the answer.
+        let running = {
+            let slots = executor.slots.lock().unwrap_or_else(|e| e.into_inner());
+            slots
+                .get(resource)
+                .is_some_and(|slot| slot.record.believed_running())
+        };
+        result.status = status::DONE.into();
+        result.rc = if running { rc::OK } else { rc::NOT_RUNNING };
+        result.output = "no status script: answered from lrmd's history".into();
+        result.finished = now_unix();
+        return result;
     };
     let Ok(_permit) = executor.permits.clone().acquire_owned().await else {
         return result;
@@ -617,7 +638,7 @@ async fn run_job(executor: &Arc<Executor>, resource: &str, job: &mut Job) -> OpR
     let action = request.action.clone();
     let timeout_ms = millis(request.timeout);
     let finished = exec::run(
-        &call.job,
+        &process,
         limits,
         async move {
             let _ = cancel.wait_for(|c| *c).await;

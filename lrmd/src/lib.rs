@@ -196,6 +196,10 @@ pub fn main() -> std::process::ExitCode {
                 init_dir: PathBuf::from(hbapi::daemon::env_or("HB_INIT_DIR", "/etc/init.d")),
                 // Per node, so that several nodes on one machine keep apart their agents' state.
                 rsc_tmp: run_dir.join("rsctmp"),
+                freeha_bindir: config.as_ref().map_or_else(
+                    || PathBuf::from(hbapi::config::defaults::FREEHA_BINDIR),
+                    |c| c.freeha_bindir.clone(),
+                ),
             },
             max_parallel,
             kill_grace: Duration::from_secs(5),

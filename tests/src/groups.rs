@@ -37,9 +37,13 @@ pub async fn wait_group(stream: &mut GroupChangedStream, group: &str, state: &st
 /// Every node's state as `node`'s crmd sees it, from its status file (FreeHA's), once that
 /// file says what `expected` says: lines "NODE STATE [GROUPS]".
 pub async fn wait_status(node: &Node, expected: &[&str]) {
-    let path = node.run_dir.join(hbapi::names::run_files::STATUS);
+    wait_status_file(&node.run_dir.join(hbapi::names::run_files::STATUS), expected).await
+}
+
+/// Like [`wait_status`], for a status file elsewhere (the master's `-l PATH`).
+pub async fn wait_status_file(path: &std::path::Path, expected: &[&str]) {
     let read = || {
-        std::fs::read_to_string(&path)
+        std::fs::read_to_string(path)
             .unwrap_or_default()
             .lines()
             .filter(|l| !l.starts_with('#'))
@@ -54,8 +58,8 @@ pub async fn wait_status(node: &Node, expected: &[&str]) {
     .await;
     assert!(
         seen.is_ok(),
-        "status file of {}: {:?}, expected {expected:?}",
-        node.node,
+        "status file {}: {:?}, expected {expected:?}",
+        path.display(),
         read()
     );
 }

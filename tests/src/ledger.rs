@@ -45,6 +45,39 @@ impl Lab {
             .resource_script("Ledger", &ledger_script(&self.ledger, &self.state))
     }
 
+    /// `builder` in FreeHA style with this oops window, running FreeHA's service `hasrv`
+    /// from `starthasrv`/`stophasrv` scripts that keep the ledger (and `monitorhasrv`, an LSB
+    /// status, checked every `monitor_interval`, when given).
+    pub fn configure_freeha(
+        &self,
+        builder: NodeBuilder,
+        oops_timeout: std::time::Duration,
+        monitor_interval: Option<std::time::Duration>,
+    ) -> NodeBuilder {
+        let state = format!("{}/{{node}}.hasrv.on", self.state.display());
+        let ledger = self.ledger.display();
+        let mut scripts = vec![
+            (
+                "starthasrv",
+                format!("touch {state}\necho \"{{node}} start hasrv\" >> {ledger}\n"),
+            ),
+            (
+                "stophasrv",
+                format!(
+                    "[ -e {state} ] && echo \"{{node}} stop hasrv\" >> {ledger}\nrm -f {state}\nexit 0\n"
+                ),
+            ),
+        ];
+        if monitor_interval.is_some() {
+            scripts.push(("monitorhasrv", format!("[ -e {state} ] || exit 3\n")));
+        }
+        let ops = hbapi::config::OpSettings {
+            monitor_interval,
+            ..Default::default()
+        };
+        builder.freeha(oops_timeout).freeha_service(&scripts, ops)
+    }
+
     /// Waits until the ledger has a `node` `event` line ("alpha start"); panics with the
     /// ledger after [`crate::PATIENCE`].
     pub async fn wait_for(&self, node: &str, event: &str) {

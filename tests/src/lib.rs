@@ -68,6 +68,7 @@ pub struct NodeBuilder {
     ops: Vec<(String, hbapi::config::OpSettings)>,
     groups: Option<Vec<hbapi::config::ResourceGroup>>,
     freeha: Option<Duration>,
+    freeha_service: Option<(Vec<(String, String)>, hbapi::config::OpSettings)>,
     bus_address: Option<String>,
     state_tmpfs: Option<String>,
 }
@@ -92,6 +93,7 @@ impl NodeBuilder {
             ops: Vec::new(),
             groups: None,
             freeha: None,
+            freeha_service: None,
             bus_address: None,
             state_tmpfs: None,
         }
@@ -115,6 +117,18 @@ impl NodeBuilder {
     /// FreeHA's semantics (ha.toml's `style = "freeha"`) with this oops window.
     pub fn freeha(mut self, oops_timeout: Duration) -> Self {
         self.freeha = Some(oops_timeout);
+        self
+    }
+
+    /// FreeHA's service `hasrv` as the only group, preferring the alphabetically first node:
+    /// `scripts` (`starthasrv`, `stophasrv`, and `monitorhasrv` when given, `{node}`
+    /// replaced) in the node's FREEHA_BINDIR, `NODE_DIR/freeha`.
+    pub fn freeha_service(mut self, scripts: &[(&str, String)], ops: hbapi::config::OpSettings) -> Self {
+        let scripts = scripts
+            .iter()
+            .map(|(name, body)| (name.to_string(), body.replace("{node}", &self.node)))
+            .collect();
+        self.freeha_service = Some((scripts, ops));
         self
     }
 
@@ -149,6 +163,11 @@ impl NodeBuilder {
     pub fn wrapper(mut self, prefix: &[&str]) -> Self {
         self.wrapper = prefix.iter().map(|s| s.to_string()).collect();
         self
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &str {
+        &self.node
     }
 
     /// Member list.
@@ -275,7 +294,11 @@ impl NodeBuilder {
         std::fs::set_permissions(&authkeys, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .expect("chmod");
 
-        if !self.ops.is_empty() || self.groups.is_some() || self.freeha.is_some() {
+        if !self.ops.is_empty()
+            || self.groups.is_some()
+            || self.freeha.is_some()
+            || self.freeha_service.is_some()
+        {
             let mut loaded = hbapi::config::load_classic(&config_dir).expect("lab configuration");
             if let Some(groups) = &self.groups {
                 loaded.config.groups = groups.clone();
@@ -283,6 +306,31 @@ impl NodeBuilder {
             if let Some(oops_timeout) = self.freeha {
                 loaded.config.style = hbapi::config::Style::FreeHa;
                 loaded.config.oops_timeout = oops_timeout;
+                // FreeHA's default: services that moved stay where they are.
+                loaded.config.auto_failback = hbapi::config::AutoFailback::Off;
+            }
+            if let Some((scripts, ops)) = &self.freeha_service {
+                let bindir = root.path().join("freeha");
+                std::fs::create_dir_all(&bindir).expect("freeha bindir");
+                for (name, body) in scripts {
+                    let path = bindir.join(name);
+                    std::fs::write(&path, format!("#!/bin/sh\n{body}")).expect("script");
+                    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                        .expect("chmod");
+                }
+                loaded.config.freeha_bindir = bindir;
+                loaded.config.groups = vec![hbapi::config::ResourceGroup {
+                    id: "hasrv".into(),
+                    preferred_node: self.nodes.iter().min().cloned().unwrap_or_default(),
+                    resources: vec![hbapi::config::Resource {
+                        id: "hasrv".into(),
+                        class: hbapi::config::AgentClass::FreeHa,
+                        agent: "hasrv".into(),
+                        args: Vec::new(),
+                        params: Default::default(),
+                        ops: *ops,
+                    }],
+                }];
             }
             for group in &mut loaded.config.groups {
                 for resource in &mut group.resources {

@@ -78,6 +78,8 @@ pub mod defaults {
     pub const MAX_NODE_NAME: usize = 200;
     /// FreeHA's oops window, when ha.toml does not set `oops_timeout`.
     pub const OOPS_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Where FreeHA installs its service scripts.
+    pub const FREEHA_BINDIR: &str = "/opt/freeha/bin";
 }
 
 /// Directives Heartbeat 3.0.6 accepts that heartbeat-rs reads but does not act on, with why.

@@ -161,6 +161,7 @@ fn assemble(ha_cf: HaCf, groups: Vec<ResourceGroup>, auth: AuthKeys) -> ClusterC
         style: Style::Heartbeat,
         oops_timeout: hacf::defaults::OOPS_TIMEOUT,
         lost_node_wait: ha_cf.lost_node_wait,
+        freeha_bindir: hacf::defaults::FREEHA_BINDIR.into(),
         groups,
         auth,
     }

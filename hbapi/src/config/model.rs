@@ -55,6 +55,9 @@ pub struct ClusterConfig {
     /// quorum), waiting for its own stop (ha.cf's `lost_node_wait`); `None`: the longest stop
     /// timeout of what it ran, plus deadtime.
     pub lost_node_wait: Option<Duration>,
+    /// Where FreeHA's service scripts live (ha.toml's `freeha_bindir`; FreeHA installs them
+    /// in /opt/freeha/bin).
+    pub freeha_bindir: std::path::PathBuf,
     /// Resource groups, from `haresources` or `[[group]]` tables.
     pub groups: Vec<ResourceGroup>,
     /// The authentication keys, from `authkeys` or `[auth]`.
@@ -357,6 +360,9 @@ pub enum AgentClass {
         /// e.g. `heartbeat`, `pacemaker`.
         provider: String,
     },
+    /// FreeHA's service scripts: `start<TYPE>`, `stop<TYPE>` and an optional `monitor<TYPE>`
+    /// (`starthasrv`, `stophasrv`, `monitorhasrv`) in the cluster's `freeha_bindir`.
+    FreeHa,
 }
 
 impl AgentClass {
@@ -366,6 +372,7 @@ impl AgentClass {
             AgentClass::Heartbeat => "heartbeat",
             AgentClass::Lsb => "lsb",
             AgentClass::Ocf { .. } => "ocf",
+            AgentClass::FreeHa => "freeha",
         }
     }
 }

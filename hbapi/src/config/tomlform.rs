@@ -8,6 +8,7 @@
 //! auto_failback = "off"
 //! style = "heartbeat"        # or "freeha": FreeHA's signals, oops window and ERRORED state
 //! oops_timeout = "30s"       # freeha only: how long peers wait for a stopped node
+//! freeha_bindir = "/opt/freeha/bin"  # where class "freeha" finds starthasrv, stophasrv, monitorhasrv
 //! lost_node_wait = "5s"      # no fencing: how long peers wait for a lost node's own stop
 //!
 //! [[link]]
@@ -128,9 +129,10 @@ pub struct TomlCluster {
     /// Deadtime of ping nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadping: Option<Spanned<Time>>,
-    /// `on`, `off` or `legacy`.
-    #[serde(default = "default_auto_failback")]
-    pub auto_failback: String,
+    /// `on`, `off` or `legacy`; absent: `legacy` (Heartbeat's default) in Heartbeat style,
+    /// `off` in FreeHA style (services that moved stay where they are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_failback: Option<String>,
     /// Retransmission delay bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rexmit_delay: Option<Time>,
@@ -155,6 +157,9 @@ pub struct TomlCluster {
     /// How long a lost node's groups wait for its own stop (no fencing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lost_node_wait: Option<Time>,
+    /// Where FreeHA's service scripts (`starthasrv`, `stophasrv`, `monitorhasrv`) live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeha_bindir: Option<std::path::PathBuf>,
 }
 
 fn default_cluster_name() -> String {
@@ -162,9 +167,6 @@ fn default_cluster_name() -> String {
 }
 fn default_udp_port() -> u16 {
     defaults::UDP_PORT
-}
-fn default_auto_failback() -> String {
-    "legacy".into()
 }
 fn default_style() -> String {
     "heartbeat".into()
@@ -440,22 +442,6 @@ pub fn parse_toml(
     }
     let timing = resolve_timing(path, &lines, &mut diag);
 
-    let auto_failback = match raw.cluster.auto_failback.as_str() {
-        "on" => AutoFailback::On,
-        "off" => AutoFailback::Off,
-        "legacy" => {
-            diag.warn(Location::file(path), Some("cluster.auto_failback"), "deprecated 'legacy' auto_failback is in effect (it is the default); please set \"on\" or \"off\"");
-            AutoFailback::Legacy
-        }
-        other => {
-            diag.error(
-                Location::file(path),
-                Some("cluster.auto_failback"),
-                format!("expected \"on\", \"off\" or \"legacy\", found {other:?}"),
-            );
-            AutoFailback::Off
-        }
-    };
     let style = match raw.cluster.style.as_str() {
         "heartbeat" => Style::Heartbeat,
         "freeha" => Style::FreeHa,
@@ -466,6 +452,23 @@ pub fn parse_toml(
                 format!("expected \"heartbeat\" or \"freeha\", found {other:?}"),
             );
             Style::Heartbeat
+        }
+    };
+    let auto_failback = match raw.cluster.auto_failback.as_deref() {
+        None if style == Style::FreeHa => AutoFailback::Off,
+        Some("on") => AutoFailback::On,
+        Some("off") => AutoFailback::Off,
+        None | Some("legacy") => {
+            diag.warn(Location::file(path), Some("cluster.auto_failback"), "deprecated 'legacy' auto_failback is in effect (it is the default); please set \"on\" or \"off\"");
+            AutoFailback::Legacy
+        }
+        Some(other) => {
+            diag.error(
+                Location::file(path),
+                Some("cluster.auto_failback"),
+                format!("expected \"on\", \"off\" or \"legacy\", found {other:?}"),
+            );
+            AutoFailback::Off
         }
     };
     let msgfmt = match raw.cluster.msgfmt.as_str() {
@@ -774,6 +777,18 @@ pub fn parse_toml(
         use_logd: false,
         debug: raw.logging.debug,
     };
+    let freeha_bindir = match &raw.cluster.freeha_bindir {
+        Some(dir) if !dir.is_absolute() || dir.components().any(|c| c == std::path::Component::ParentDir) => {
+            diag.error(
+                Location::file(path),
+                Some("cluster.freeha_bindir"),
+                format!("{} must be an absolute path without '..'", dir.display()),
+            );
+            defaults::FREEHA_BINDIR.into()
+        }
+        Some(dir) => dir.clone(),
+        None => defaults::FREEHA_BINDIR.into(),
+    };
     let config = auth.map(|auth| ClusterConfig {
         cluster_name: raw.cluster.name.clone(),
         nodes,
@@ -799,6 +814,7 @@ pub fn parse_toml(
         style,
         oops_timeout: raw.cluster.oops_timeout.map_or(defaults::OOPS_TIMEOUT, |t| t.0),
         lost_node_wait: raw.cluster.lost_node_wait.map(|t| t.0),
+        freeha_bindir,
         groups,
         auth,
     });
@@ -808,6 +824,11 @@ pub fn parse_toml(
         None => Err(ConfigError::file(path, "no usable [auth] section")),
     }
 }
+
+/// FreeHA's service name: its scripts are `starthasrv`, `stophasrv` and `monitorhasrv`.
+pub const FREEHA_SERVICE: &str = "hasrv";
+/// How often a FreeHA service is checked (with `monitorhasrv`) unless its group says.
+pub const FREEHA_MONITOR_INTERVAL: Duration = Duration::from_secs(10);
 
 fn toml_resource(spec: &TomlResource) -> Result<Resource, String> {
     let mut resource = match (&spec.agent, &spec.agent_type) {
@@ -820,6 +841,22 @@ fn toml_resource(spec: &TomlResource) -> Result<Resource, String> {
             }
             parse_resource_token(agent)?
         }
+        (None, agent_type) if spec.class.as_deref() == Some("freeha") => {
+            // FreeHA's service: start<TYPE>, stop<TYPE>, monitor<TYPE> in freeha_bindir.
+            let agent_type = agent_type.clone().unwrap_or_else(|| FREEHA_SERVICE.into());
+            check_agent_name(&agent_type)?;
+            if spec.provider.is_some() || !spec.args.is_empty() || !spec.params.is_empty() {
+                return Err("class freeha takes no provider, args or params (its scripts take none)".into());
+            }
+            Resource {
+                id: agent_type.clone(),
+                class: AgentClass::FreeHa,
+                agent: agent_type,
+                args: Vec::new(),
+                params: BTreeMap::new(),
+                ops: OpSettings::default(),
+            }
+        }
         (None, Some(agent_type)) => {
             check_agent_name(agent_type)?;
             let class = match (spec.class.as_deref().unwrap_or("ocf"), &spec.provider) {
@@ -831,7 +868,11 @@ fn toml_resource(spec: &TomlResource) -> Result<Resource, String> {
                 (class @ ("lsb" | "heartbeat"), Some(_)) => {
                     return Err(format!("class {class} has no provider"))
                 }
-                (other, _) => return Err(format!("unknown class {other:?}: expected ocf, lsb or heartbeat")),
+                (other, _) => {
+                    return Err(format!(
+                        "unknown class {other:?}: expected ocf, lsb, heartbeat or freeha"
+                    ))
+                }
             };
             if let AgentClass::Ocf { provider } = &class {
                 check_agent_name(provider)?;
@@ -858,7 +899,12 @@ fn toml_resource(spec: &TomlResource) -> Result<Resource, String> {
     }
     let defaults = OpSettings::default();
     resource.ops = OpSettings {
-        monitor_interval: spec.monitor_interval.map(|t| t.0),
+        monitor_interval: match spec.monitor_interval {
+            Some(interval) => Some(interval.0),
+            // FreeHA notices services stopped behind its back (stophasrv run by hand).
+            None if resource.class == AgentClass::FreeHa => Some(FREEHA_MONITOR_INTERVAL),
+            None => None,
+        },
         monitor_timeout: spec.monitor_timeout.map_or(defaults.monitor_timeout, |t| t.0),
         start_timeout: spec.start_timeout.map_or(defaults.start_timeout, |t| t.0),
         stop_timeout: spec.stop_timeout.map_or(defaults.stop_timeout, |t| t.0),
@@ -889,7 +935,7 @@ pub fn to_toml(config: &ClusterConfig, authkeys_file: &str) -> String {
             warntime: time(config.timing.warntime),
             initdead: time(config.timing.initdead),
             deadping: time(config.timing.deadping),
-            auto_failback: config.auto_failback.as_str().into(),
+            auto_failback: Some(config.auto_failback.as_str().into()),
             max_rexmit_delay: Some(Time(config.max_rexmit_delay)),
             msgfmt: match config.msgfmt {
                 MsgFormat::Classic => "classic".into(),
@@ -904,6 +950,8 @@ pub fn to_toml(config: &ClusterConfig, authkeys_file: &str) -> String {
             style: config.style.as_str().into(),
             oops_timeout: Some(Time(config.oops_timeout)),
             lost_node_wait: config.lost_node_wait.map(Time),
+            freeha_bindir: (config.freeha_bindir.as_path() != std::path::Path::new(defaults::FREEHA_BINDIR))
+                .then(|| config.freeha_bindir.clone()),
         },
         links: config
             .media
@@ -1085,6 +1133,54 @@ mod tests {
         assert_eq!(config.groups[0].preferred_node, "alpha");
         let error = read(text("heartbeat")).unwrap_err().to_string();
         assert!(error.contains("group[0].preferred_node: missing"), "{error}");
+    }
+
+    #[test]
+    fn freeha_style_services_are_its_scripts_and_stay_where_they_moved() {
+        let read = |cluster_extra: &str, resource: &str| {
+            let text = format!(
+                "[cluster]\nnodes = [\"bravo\", \"alpha\"]\nstyle = \"freeha\"\n{cluster_extra}\n\n[[link]]\ntype = \"ucast\"\ndevice = \"lo\"\npeers = [\"127.0.0.1\"]\n\n[auth]\nactive = 1\nkeys = [{{ id = 1, method = \"sha256\", secret = \"s3cret\" }}]\n\n[[group]]\nresources = [{resource}]\n"
+            );
+            parse_toml(Path::new("/etc/ha.d/ha.toml"), &text, &|_| {
+                unreachable!("keys are inline")
+            })
+        };
+        let (config, warnings) = read("", "{ class = \"freeha\" }").unwrap();
+        // RUNNING: services that moved "safely remain on that other node".
+        assert_eq!(config.auto_failback, AutoFailback::Off);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(config.freeha_bindir, Path::new("/opt/freeha/bin"));
+        let service = &config.groups[0].resources[0];
+        assert_eq!(
+            (service.class.clone(), service.agent.as_str()),
+            (AgentClass::FreeHa, "hasrv")
+        );
+        assert_eq!(service.ops.monitor_interval, Some(FREEHA_MONITOR_INTERVAL));
+        let (config, _) = read(
+            "freeha_bindir = \"/srv/ha\"\nauto_failback = \"on\"",
+            "{ class = \"freeha\", type = \"db\", monitor_interval = \"2s\" }",
+        )
+        .unwrap();
+        assert_eq!(config.auto_failback, AutoFailback::On);
+        let written = to_toml(&config, "authkeys");
+        assert!(written.contains("freeha_bindir = \"/srv/ha\""), "{written}");
+        assert!(written.contains("class = \"freeha\""), "{written}");
+        let keys = config.auth.clone();
+        let again = parse_toml(Path::new("/etc/ha.d/ha.toml"), &written, &|_| {
+            Ok((keys.clone(), Vec::new()))
+        })
+        .unwrap()
+        .0;
+        assert_eq!(again.groups, config.groups);
+        assert_eq!(again.freeha_bindir, config.freeha_bindir);
+        let error = read("freeha_bindir = \"opt/../x\"", "{ class = \"freeha\" }")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("cluster.freeha_bindir"), "{error}");
+        let error = read("", "{ class = \"freeha\", params = { a = \"1\" } }")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("class freeha takes no"), "{error}");
     }
 
     #[test]

@@ -88,6 +88,11 @@ pub struct Args {
     /// stops them elsewhere first).
     #[arg(short = 'm', long = "force-start")]
     pub force_start: bool,
+    /// Where crmd writes every node's state (FreeHA's `-l PATH`; default RUN_DIR/status).
+    /// A bare `-l` is Heartbeat's "run at low priority", which needs nothing here: the
+    /// daemons never switch to real-time scheduling.
+    #[arg(short = 'l', long = "status-file", value_name = "PATH", num_args = 0..=1)]
+    pub status_file: Option<Option<PathBuf>>,
     /// More debugging output (repeatable).
     #[arg(short = 'd', action = clap::ArgAction::Count)]
     pub debug: u8,
@@ -224,6 +229,7 @@ pub fn main() -> ExitCode {
         },
         stop_timeout: args.stop_timeout,
         core_daemons: !args.no_core_daemons,
+        status_file: args.status_file.clone().flatten().map(|path| absolute(&path)),
     };
     // One thread: children are forked from it, and the parent-death signal they carry is tied
     // to the thread that forked them.

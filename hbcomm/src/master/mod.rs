@@ -64,6 +64,8 @@ pub struct MasterOptions {
     pub stop_timeout: Duration,
     /// Whether the master starts and respawns the core daemons (false: systemd's units do).
     pub core_daemons: bool,
+    /// Where crmd writes the status file (FreeHA's `-l`), when not in the run directory.
+    pub status_file: Option<PathBuf>,
 }
 
 /// Errors that stop the master.
@@ -194,6 +196,9 @@ pub fn child_env(
     ];
     if config.logging.debug > 0 {
         env.push((names::env::DEBUG.to_owned(), config.logging.debug.to_string()));
+    }
+    if let Some(path) = &options.status_file {
+        env.push((names::env::STATUS_FILE.to_owned(), path.display().to_string()));
     }
     env.extend(config.env.iter().cloned());
     env

@@ -8,7 +8,7 @@ use lrmd::agent::{map_result, Class};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    for class in [Class::Heartbeat, Class::Lsb, Class::Ocf] {
+    for class in [Class::Heartbeat, Class::Lsb, Class::Ocf, Class::FreeHa] {
         for action in ["start", "stop", "monitor", "status"] {
             for exit in [0, 1, 3, 7, 8, 127, 255, -1] {
                 let rc = map_result(class, action, exit, &text);
