@@ -230,3 +230,46 @@ async fn both_nodes_stopping_at_once_stop_everything_and_start_nothing() {
     events.sort();
     assert_eq!(events, ["alpha start", "alpha stop", "bravo start", "bravo stop"]);
 }
+
+/// The wait for a lost node's own stop, as an administrator sees it: three nodes with quorum
+/// and no fencing, the node running the group crashes; while its groups are held back,
+/// `cl_status rscstatus -m` (and `--json`) on the decision maker says what is held, why and for
+/// how long; then the group starts there.
+#[tokio::test]
+async fn a_lost_nodes_held_groups_are_shown_by_cl_status_until_they_start() {
+    let lab = Lab::new();
+    let nodes = start_cluster(&["alpha", "bravo", "charlie"], |b| {
+        lab.configure(b, "alpha Ledger::web\n").ha_cf("lost_node_wait 3")
+    })
+    .await;
+    lab.wait_for("alpha", "start").await;
+    let mut at_bravo = changes(&nodes[1]).await;
+    nodes[0].crash().await;
+    let held = tokio::time::timeout(hb_lab::PATIENCE, async {
+        loop {
+            let (code, stdout, _) = nodes[1].tool("cl_status", &["rscstatus", "-m"]).await;
+            if stdout.contains("Held back:") {
+                return (code, stdout);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("bravo never showed the hold");
+    assert_eq!(held.0, 0);
+    assert!(
+        held.1
+            .contains("Held back: Ledger::web held: alpha was lost while it ran them")
+            && held.1.contains("lost_node_wait"),
+        "{}",
+        held.1
+    );
+    wait_group(&mut at_bravo, "Ledger::web", "started").await;
+    let (_, json, _) = nodes[1].tool("cl_status", &["rscstatus", "--json"]).await;
+    assert_eq!(
+        json, "{\"status\":\"foreign\",\"groups\":[\"Ledger::web\"],\"holds\":[]}\n",
+        "the hold is over once the group started"
+    );
+    // alpha's stack was killed with the resource still running: only its crash clears it.
+    lab.assert_never_twice(&["alpha"]);
+}

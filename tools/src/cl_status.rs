@@ -157,6 +157,8 @@ pub struct Facts {
     pub nodes: Vec<NodeInfo>,
     /// Groups running here, with whether each prefers this node.
     pub held: Vec<(String, bool)>,
+    /// Groups the decision maker holds back (a lost node's own stop, FreeHA's oops window).
+    pub holds: Vec<hbapi::crmd::HoldInfo>,
     /// The configuration's parameters, by Heartbeat's names.
     pub parameters: Vec<(String, String)>,
     /// Processes the master runs here (clients), with whether each is running.
@@ -404,13 +406,21 @@ pub fn answer(invocation: &Invocation, facts: Option<&Facts>) -> Answer {
         "rscstatus" => {
             let status = resource_status(&facts.held);
             let groups: Vec<String> = facts.held.iter().map(|(g, _)| g.clone()).collect();
+            // Heartbeat's one word stays as it was for scripts; the sentences and JSON also
+            // say what is held back from starting anywhere, and until when.
             Answer::ok(if json {
+                let holds: Vec<String> = facts.holds.iter().map(crate::json_hold).collect();
                 format!(
-                    "{{\"status\":\"{status}\",\"groups\":{}}}\n",
-                    json_strings(&groups)
+                    "{{\"status\":\"{status}\",\"groups\":{},\"holds\":[{}]}}\n",
+                    json_strings(&groups),
+                    holds.join(",")
                 )
             } else if human {
-                format!("This node is holding {status} resources.\n")
+                let mut text = format!("This node is holding {status} resources.\n");
+                for hold in &facts.holds {
+                    text.push_str(&format!("Held back: {}\n", crate::hold_text(hold)));
+                }
+                text
             } else {
                 format!("{status}\n")
             })
@@ -448,6 +458,7 @@ async fn gather(connection: &zbus::Connection) -> zbus::Result<Facts> {
     let local = comm.local_node().await?;
     let nodes = comm.list_nodes().await?;
     let mut held = Vec::new();
+    let mut holds = Vec::new();
     if crate::is_running(connection, names::crmd::BUS_NAME).await {
         let crmd = CrmdProxy::new(connection).await?;
         for group in crmd.groups().await? {
@@ -455,6 +466,7 @@ async fn gather(connection: &zbus::Connection) -> zbus::Result<Facts> {
                 held.push((group.group, group.preferred_node == local));
             }
         }
+        holds = crmd.holds().await?;
     }
     let master = hbapi::master::HeartbeatProxy::new(connection).await?;
     let clients = master
@@ -467,6 +479,7 @@ async fn gather(connection: &zbus::Connection) -> zbus::Result<Facts> {
         local,
         nodes,
         held,
+        holds,
         parameters: master.parameters().await?,
         clients,
     })
@@ -538,6 +551,7 @@ mod tests {
                 node("10.0.0.254", "ping", "ping", true),
             ],
             held: vec![("web".into(), true)],
+            holds: Vec::new(),
             parameters: vec![("deadtime".into(), "1".into())],
             clients: vec![("ipfail".into(), true)],
         }
@@ -609,5 +623,33 @@ mod tests {
         assert_eq!(resource_status(&[]), "none");
         assert_eq!(resource_status(&[("a".into(), false)]), "foreign");
         assert_eq!(resource_status(&[("a".into(), false), ("b".into(), true)]), "all");
+    }
+
+    #[test]
+    fn rscstatus_shows_what_is_held_back_in_sentences_and_json_only() {
+        let mut held = facts();
+        held.holds = vec![hbapi::crmd::HoldInfo {
+            node: "bravo".into(),
+            kind: "lost-node-stop".into(),
+            groups: vec!["db".into()],
+            remaining_ms: 12_500,
+        }];
+        let run = |text: &str| answer(&parse(&args(text)).unwrap(), Some(&held));
+        assert_eq!(
+            run("rscstatus").stdout,
+            "local\n",
+            "Heartbeat's word, for scripts"
+        );
+        let sentences = run("rscstatus -m").stdout;
+        assert!(
+            sentences
+                .starts_with("This node is holding local resources.\nHeld back: db held: bravo was lost"),
+            "{sentences}"
+        );
+        assert!(sentences.contains("free in 12.5 s"), "{sentences}");
+        assert_eq!(
+            run("rscstatus --json").stdout,
+            "{\"status\":\"local\",\"groups\":[\"web\"],\"holds\":[{\"node\":\"bravo\",\"kind\":\"lost-node-stop\",\"groups\":[\"db\"],\"remaining_ms\":12500}]}\n"
+        );
     }
 }

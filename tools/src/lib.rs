@@ -105,6 +105,35 @@ pub fn json_nodes(nodes: &[&hbapi::comm::NodeInfo]) -> String {
     format!("[{}]", items.join(","))
 }
 
+/// One hold in words.
+pub fn hold_text(hold: &hbapi::crmd::HoldInfo) -> String {
+    let seconds = hold.remaining_ms as f64 / 1000.0;
+    match hold.kind.as_str() {
+        "lost-node-stop" => format!(
+            "{} held: {} was lost while it ran them and, without fencing, stops them itself (it has no quorum); free in {seconds:.1} s (ha.cf lost_node_wait sets this wait)",
+            hold.groups.join(", "),
+            hold.node
+        ),
+        "oops-window" => format!(
+            "{} held: {}'s daemon was stopped; FreeHA's oops window ends in {seconds:.1} s",
+            hold.groups.join(", "),
+            hold.node
+        ),
+        other => format!("{} held by {} ({other}), {seconds:.1} s left", hold.groups.join(", "), hold.node),
+    }
+}
+
+/// One hold as a JSON object (hb_mon's and cl_status's `holds`).
+pub fn json_hold(hold: &hbapi::crmd::HoldInfo) -> String {
+    format!(
+        "{{\"node\":{},\"kind\":{},\"groups\":{},\"remaining_ms\":{}}}",
+        json_string(&hold.node),
+        json_string(&hold.kind),
+        json_strings(&hold.groups),
+        hold.remaining_ms
+    )
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -12,7 +12,7 @@ use hbapi::crmd::{CrmdProxy, DecisionInfo, GroupInfo, HoldInfo};
 use hbapi::names;
 use hbapi::stonith::{FenceRecord, StonithProxy};
 
-use crate::{json_string, json_strings};
+use crate::{hold_text, json_hold, json_string, json_strings};
 
 /// Decisions and fences shown.
 const RECENT: usize = 10;
@@ -36,24 +36,6 @@ pub struct Snapshot {
     pub fences: Vec<FenceRecord>,
     /// Groups held back while a node may still run them.
     pub holds: Vec<HoldInfo>,
-}
-
-/// One hold in words.
-fn hold_text(hold: &HoldInfo) -> String {
-    let seconds = hold.remaining_ms as f64 / 1000.0;
-    match hold.kind.as_str() {
-        "lost-node-stop" => format!(
-            "{} held: {} was lost while it ran them and, without fencing, stops them itself (it has no quorum); free in {seconds:.1} s (ha.cf lost_node_wait sets this wait)",
-            hold.groups.join(", "),
-            hold.node
-        ),
-        "oops-window" => format!(
-            "{} held: {}'s daemon was stopped; FreeHA's oops window ends in {seconds:.1} s",
-            hold.groups.join(", "),
-            hold.node
-        ),
-        other => format!("{} held by {} ({other}), {seconds:.1} s left", hold.groups.join(", "), hold.node),
-    }
 }
 
 /// `HH:MM:SS` (UTC) of a time in seconds since the epoch.
@@ -213,19 +195,7 @@ pub fn render_json(snapshot: &Snapshot) -> String {
             )
         })
         .collect();
-    let holds: Vec<String> = snapshot
-        .holds
-        .iter()
-        .map(|h| {
-            format!(
-                "{{\"node\":{},\"kind\":{},\"groups\":{},\"remaining_ms\":{}}}",
-                json_string(&h.node),
-                json_string(&h.kind),
-                json_strings(&h.groups),
-                h.remaining_ms
-            )
-        })
-        .collect();
+    let holds: Vec<String> = snapshot.holds.iter().map(json_hold).collect();
     format!(
         "{{\"node\":{},\"decision_maker\":{},\"nodes\":{},\"groups\":[{}],\"holds\":[{}],\"fail_counts\":[{}],\"decisions\":[{}],\"fences\":[{}]}}\n",
         json_string(&snapshot.local),
