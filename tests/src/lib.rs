@@ -253,8 +253,66 @@ impl NodeBuilder {
             .await
     }
 
+    /// Starts the master without waiting for it to be ready (it may never be): for tests of
+    /// the start-up itself.
+    pub async fn spawn_unready(self) -> Unready {
+        let launched = self.launch("auth 1\n1 sha256 hb-lab-test-key\n");
+        Unready {
+            master: launched.master,
+            _root: launched.root,
+        }
+    }
+
     /// As [`NodeBuilder::start`], with this authkeys text.
     pub async fn start_with_authkeys(self, authkeys_text: &str) -> Node {
+        let Launched {
+            node,
+            root,
+            config_dir,
+            run_dir,
+            state_dir,
+            mounted,
+            mut master,
+            notify,
+        } = self.launch(authkeys_text);
+        // Until the node is handed out, a failure here must not leave the master running.
+        let guard = TermOnDrop(master.id());
+        let mut buffer = vec![0u8; 4096];
+        let ready = tokio::select! {
+            received = tokio::time::timeout(PATIENCE, async {
+                loop {
+                    let length = notify.recv(&mut buffer).await.expect("notify recv");
+                    if String::from_utf8_lossy(&buffer[..length]).lines().any(|l| l == "READY=1") {
+                        break;
+                    }
+                }
+            }) => received.is_ok(),
+            status = master.wait() => panic!("heartbeat exited before READY=1: {status:?}"),
+        };
+        assert!(ready, "heartbeat did not send READY=1 within {PATIENCE:?}");
+        let address = std::fs::read_to_string(run_dir.join(hbapi::names::run_files::BUS_ADDRESS))
+            .expect("bus.address")
+            .trim()
+            .to_owned();
+        let connection = hbapi::bus::connect(&address)
+            .await
+            .expect("connect to the node's bus");
+        std::mem::forget(guard);
+        Node {
+            node,
+            mounted,
+            state_dir,
+            root,
+            config_dir,
+            run_dir,
+            address,
+            master,
+            connection,
+        }
+    }
+
+    /// Writes the node's directories and starts its master.
+    fn launch(self, authkeys_text: &str) -> Launched {
         let root = tempfile::Builder::new()
             .prefix(&format!("hb-lab-{}-", self.node))
             .tempdir()
@@ -389,40 +447,61 @@ impl NodeBuilder {
             .env("HB_BIND_ADDRESS", self.bind.clone().unwrap_or_default())
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
-        let mut master = command.spawn().expect("spawn heartbeat");
-        // Until the node is handed out, a failure here must not leave the master running.
-        let guard = TermOnDrop(master.id());
-        let mut buffer = vec![0u8; 4096];
-        let ready = tokio::select! {
-            received = tokio::time::timeout(PATIENCE, async {
-                loop {
-                    let length = notify.recv(&mut buffer).await.expect("notify recv");
-                    if String::from_utf8_lossy(&buffer[..length]).lines().any(|l| l == "READY=1") {
-                        break;
-                    }
-                }
-            }) => received.is_ok(),
-            status = master.wait() => panic!("heartbeat exited before READY=1: {status:?}"),
-        };
-        assert!(ready, "heartbeat did not send READY=1 within {PATIENCE:?}");
-        let address = std::fs::read_to_string(run_dir.join(hbapi::names::run_files::BUS_ADDRESS))
-            .expect("bus.address")
-            .trim()
-            .to_owned();
-        let connection = hbapi::bus::connect(&address)
-            .await
-            .expect("connect to the node's bus");
-        std::mem::forget(guard);
-        Node {
+        let master = command.spawn().expect("spawn heartbeat");
+        Launched {
             node: self.node,
-            mounted,
-            state_dir,
             root,
             config_dir,
             run_dir,
-            address,
+            state_dir,
+            mounted,
             master,
-            connection,
+            notify,
+        }
+    }
+}
+
+/// A node's master just started, and what it was given.
+struct Launched {
+    node: String,
+    root: tempfile::TempDir,
+    config_dir: PathBuf,
+    run_dir: PathBuf,
+    state_dir: PathBuf,
+    mounted: Option<PathBuf>,
+    master: Child,
+    notify: tokio::net::UnixDatagram,
+}
+
+/// A master started by [`NodeBuilder::spawn_unready`]; SIGTERMed if still running when dropped.
+pub struct Unready {
+    master: Child,
+    _root: tempfile::TempDir,
+}
+
+impl Unready {
+    /// SIGTERM, then its exit status (within the patience).
+    pub async fn terminate(&mut self) -> ExitStatus {
+        if let Some(pid) = self.master.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        tokio::time::timeout(PATIENCE, self.master.wait())
+            .await
+            .expect("heartbeat did not stop within the patience")
+            .expect("wait heartbeat")
+    }
+}
+
+impl Drop for Unready {
+    fn drop(&mut self) {
+        if let Some(pid) = self.master.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
         }
     }
 }

@@ -336,3 +336,119 @@ async fn sigusr1_raises_the_debug_level_of_every_daemon_and_sighup_restores_it()
     assert!(counted.is_ok(), "{:?}", comm.counters().await);
     assert_eq!(log().matches("packet dropped").count(), dropped, "{}", log());
 }
+
+/// Waits until `path`'s ledger has an `event` line.
+async fn wait_ledger(path: &std::path::Path, event: &str) {
+    let seen = tokio::time::timeout(hb_lab::PATIENCE, async {
+        while !ledger(path).iter().any(|(e, _)| e == event) {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        seen.is_ok(),
+        "never {event:?} in {}: {:?}",
+        path.display(),
+        ledger(path)
+    );
+}
+
+/// Supervisor issue, item 1: a crash-looping respawn line whose back-off ends while another
+/// child is being stopped. The stop used to start it again with no process to wait for, and
+/// hang for ever.
+#[tokio::test]
+async fn a_stop_returns_when_a_crash_looping_child_is_in_back_off() {
+    let looping = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    let stubborn = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    let mut node = NodeBuilder::new("alpha")
+        .master_arg("--respawn-base-delay=200ms")
+        .master_arg("--respawn-max-delay=200ms")
+        .master_arg("--stop-timeout=1s")
+        .test_child(&format!(
+            "--exit-after-ms 1 --code 1 --ledger {}",
+            looping.display()
+        ))
+        // Stopped first (last started), it ignores SIGTERM: the stop waits a second on it.
+        .test_child(&format!("--ledger {} --ignore-term", stubborn.display()))
+        .start()
+        .await;
+    node.wait_child("hb-testchild", |c| c.state == "backoff").await;
+    let stubborn_child = node.wait_child("hb-testchild-2", |c| c.state == "running").await;
+    let status = node.terminate().await;
+    assert!(status.success(), "{status:?}");
+    let starts_at_stop = hb_lab::starts(&looping);
+    assert!(ledger(&stubborn).iter().any(|(e, _)| e == "ignored-term"));
+    assert_eq!(processes_in_group(stubborn_child.pid), Vec::<u32>::new());
+    // Nothing of the crash-looping child runs or starts after the master is gone.
+    assert_eq!(hb_lab::starts(&looping), starts_at_stop);
+}
+
+/// Item 2: a child killed while another one is being stopped is not started again, and the
+/// stop does not wait for it.
+#[tokio::test]
+async fn a_child_that_dies_during_the_stop_is_not_waited_for() {
+    let victim = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    let stubborn = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    let mut node = NodeBuilder::new("alpha")
+        .master_arg("--stop-timeout=2s")
+        .test_child(&format!("--ledger {}", victim.display()))
+        .test_child(&format!("--ledger {} --ignore-term", stubborn.display()))
+        .start()
+        .await;
+    let first = node.wait_child("hb-testchild", |c| c.state == "running").await;
+    node.wait_child("hb-testchild-2", |c| c.state == "running").await;
+    kill(Pid::from_raw(node.master_pid() as i32), Signal::SIGTERM).unwrap();
+    // The stubborn child has the SIGTERM (and two seconds before its SIGKILL): now the other
+    // one dies behind the master's back.
+    wait_ledger(&stubborn, "ignored-term").await;
+    kill(Pid::from_raw(first.pid as i32), Signal::SIGKILL).unwrap();
+    let status = node.wait_exit().await;
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        hb_lab::starts(&victim),
+        1,
+        "restarted during the stop: {:?}",
+        ledger(&victim)
+    );
+}
+
+/// Item 3: start-up is not a blind spot. A core daemon that never takes its bus name keeps the
+/// node from being ready, yet a respawn child killed meanwhile comes back at once, and SIGTERM
+/// stops the node without waiting for the slow daemon.
+#[tokio::test]
+async fn during_start_up_deaths_are_respawned_and_sigterm_is_obeyed() {
+    let child = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    let daemons = tempfile::tempdir().unwrap();
+    // A "crmd" that never takes its name: the master waits for it (10 s) before READY=1.
+    let slow = daemons.path().join("crmd");
+    std::fs::write(&slow, "#!/bin/sh\nexec sleep 60\n").unwrap();
+    std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut builder = NodeBuilder::new("alpha")
+        .master_arg("--daemon-dir")
+        .master_arg(daemons.path().display().to_string())
+        .test_child(&format!("--ledger {}", child.display()));
+    builder = builder.core_daemons();
+    let mut master = builder.spawn_unready().await;
+    wait_ledger(&child, "start").await;
+    let first = hb_lab::ledger(&child)[0].1;
+    kill(Pid::from_raw(first as i32), Signal::SIGKILL).unwrap();
+    let restarted = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        while hb_lab::starts(&child) < 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        restarted.is_ok(),
+        "not respawned during start-up: {:?}",
+        ledger(&child)
+    );
+    let asked = std::time::Instant::now();
+    let status = master.terminate().await;
+    assert!(status.success(), "{status:?}");
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(5),
+        "SIGTERM waited for the start-up: {:?}",
+        asked.elapsed()
+    );
+}

@@ -341,9 +341,9 @@ async fn serve(
     for spec in specs {
         supervisor.add(spec).await;
     }
-    wait_for_core_daemons(&connection, &core).await;
-    let _ = hbapi::notify::notify(&format!("READY=1\nSTATUS=heartbeat running on {}", options.node));
-    tracing::info!(node = %options.node, children = ?supervisor.names(), "heartbeat started");
+    // Start-up is a phase of the loop, not a wait before it: a daemon that dies meanwhile is
+    // respawned, and a SIGTERM is acted on, while the others are still taking their names.
+    let mut startup = Some(Box::pin(wait_for_core_daemons(connection.clone(), core)));
     let watchdog_interval = hbapi::notify::watchdog_interval();
 
     let mut config = loaded.config;
@@ -358,6 +358,11 @@ async fn serve(
             }
         };
         tokio::select! {
+            () = async { startup.as_mut().expect("polled only while starting").await }, if startup.is_some() => {
+                startup = None;
+                let _ = hbapi::notify::notify(&format!("READY=1\nSTATUS=heartbeat running on {}", options.node));
+                tracing::info!(node = %options.node, children = ?supervisor.names(), "heartbeat started");
+            }
             () = supervisor.step() => {}
             command = commands.recv() => match command {
                 None | Some(Command::Shutdown) => break,
@@ -429,9 +434,9 @@ async fn serve(
 }
 
 /// Waits (up to 10 s each) until each core daemon owns its well-known name.
-async fn wait_for_core_daemons(connection: &zbus::Connection, core: &[String]) {
+async fn wait_for_core_daemons(connection: zbus::Connection, core: Vec<String>) {
     use futures_util::StreamExt;
-    let Ok(dbus) = zbus::fdo::DBusProxy::new(connection).await else {
+    let Ok(dbus) = zbus::fdo::DBusProxy::new(&connection).await else {
         return;
     };
     for (name, bus_name) in CORE_DAEMONS

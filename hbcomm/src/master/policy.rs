@@ -82,6 +82,10 @@ pub enum Event {
     Exited(Exit),
     /// The back-off delay is over.
     BackoffElapsed,
+    /// The node is stopping: whatever happens from now on, start nothing (the child is
+    /// stopped in its turn by [`Event::StopRequested`]; a death or an elapsing back-off
+    /// before that leaves it stopped).
+    Hold,
     /// Stop it and keep it stopped.
     StopRequested,
     /// Stop it if running, then start it afresh (clears a give-up).
@@ -113,6 +117,8 @@ pub struct ChildLife {
     started_at: Option<Instant>,
     restart_pending: bool,
     ever_started: bool,
+    /// Nothing may start any more (the node or this child is being stopped).
+    held: bool,
 }
 
 impl Default for ChildLife {
@@ -125,6 +131,7 @@ impl Default for ChildLife {
             started_at: None,
             restart_pending: false,
             ever_started: false,
+            held: false,
         }
     }
 }
@@ -139,6 +146,11 @@ impl ChildLife {
                 }
                 self.ever_started = true;
                 self.started_at = Some(now);
+                if self.held {
+                    // Stopped while it was being started: it goes at once.
+                    self.state = ChildState::Stopping;
+                    return Some(Action::Kill);
+                }
                 self.state = ChildState::Running;
                 None
             }
@@ -148,6 +160,11 @@ impl ChildLife {
             }
             Event::Exited(exit) => {
                 self.last_exit = Some(exit);
+                if self.held {
+                    self.restart_pending = false;
+                    self.state = ChildState::Stopped;
+                    return None;
+                }
                 if self.state == ChildState::Stopping {
                     if std::mem::take(&mut self.restart_pending) {
                         self.quick_deaths = 0;
@@ -164,15 +181,28 @@ impl ChildLife {
                 self.death(now, policy)
             }
             Event::BackoffElapsed => {
-                if self.state == ChildState::Backoff {
+                if self.state == ChildState::Backoff && !self.held {
                     self.state = ChildState::Starting;
                     Some(Action::Spawn)
                 } else {
                     None
                 }
             }
-            Event::StopRequested => {
+            Event::Hold => {
+                self.held = true;
                 self.restart_pending = false;
+                if self.state == ChildState::Backoff {
+                    self.state = ChildState::Stopped;
+                }
+                None
+            }
+            Event::StopRequested => {
+                self.held = true;
+                self.restart_pending = false;
+                if self.state == ChildState::Starting {
+                    // No process yet: its Spawned (then killed) or SpawnFailed comes next.
+                    return None;
+                }
                 if self.state.is_alive() {
                     self.state = ChildState::Stopping;
                     Some(Action::Kill)
@@ -182,6 +212,7 @@ impl ChildLife {
                 }
             }
             Event::RestartRequested => {
+                self.held = false;
                 if self.state.is_alive() {
                     self.restart_pending = true;
                     self.state = ChildState::Stopping;
@@ -196,6 +227,10 @@ impl ChildLife {
     }
 
     fn death(&mut self, now: Instant, policy: &RespawnPolicy) -> Option<Action> {
+        if self.held {
+            self.state = ChildState::Stopped;
+            return None;
+        }
         let lived = self
             .started_at
             .map_or(Duration::ZERO, |start| now.saturating_duration_since(start));
@@ -373,6 +408,133 @@ mod tests {
             life.next(Event::Exited(Exit::Signal(15)), t0, &policy),
             Some(Action::Spawn)
         );
+    }
+
+    /// The supervisor's orderings that hung `heartbeat -k`: a back-off elapsing, or a child
+    /// dying, after the node began to stop but before that child's turn came.
+    #[test]
+    fn once_the_node_stops_a_death_or_an_elapsed_backoff_starts_nothing() {
+        let policy = RespawnPolicy::default();
+        let t0 = Instant::now();
+        // Crash-looping child in back-off when the stop begins; its timer fires later.
+        let mut looping = started(t0);
+        looping.next(Event::Exited(Exit::Code(1)), t0, &policy);
+        looping.next(Event::Spawned, t0, &policy);
+        assert!(matches!(
+            looping.next(Event::Exited(Exit::Code(1)), t0, &policy),
+            Some(Action::SpawnAfter(_))
+        ));
+        assert_eq!(looping.next(Event::Hold, t0, &policy), None);
+        assert_eq!(looping.state, ChildState::Stopped);
+        assert_eq!(looping.next(Event::BackoffElapsed, t0, &policy), None);
+        assert_eq!(
+            looping.next(Event::StopRequested, t0, &policy),
+            None,
+            "no process to kill"
+        );
+        assert_eq!(looping.state, ChildState::Stopped);
+        // A running child killed behind the master's back while another one stops.
+        let mut killed = started(t0);
+        killed.next(Event::Hold, t0, &policy);
+        assert_eq!(killed.next(Event::Exited(Exit::Signal(9)), t0, &policy), None);
+        assert_eq!(killed.state, ChildState::Stopped);
+        assert_eq!(killed.next(Event::StopRequested, t0, &policy), None);
+        // A restart (RestartChild, a reload) lifts the hold.
+        assert_eq!(
+            killed.next(Event::RestartRequested, t0, &policy),
+            Some(Action::Spawn)
+        );
+    }
+
+    /// Every sequence of events the supervisor can feed (up to seven), from a running child:
+    /// a kill is asked only of a process that exists, and nothing starts after a hold or a
+    /// stop until a restart is asked for.
+    #[test]
+    fn every_ordering_keeps_kills_to_live_processes_and_holds_held() {
+        #[derive(Clone)]
+        struct World {
+            life: ChildLife,
+            process: bool,
+            spawn_due: bool,
+            backoff_due: bool,
+            held: bool,
+        }
+        let policy = RespawnPolicy::default();
+        let t0 = Instant::now();
+        let events = [
+            Event::Exited(Exit::Code(1)),
+            Event::Exited(Exit::Code(NO_RESPAWN_EXIT)),
+            Event::Spawned,
+            Event::SpawnFailed,
+            Event::BackoffElapsed,
+            Event::Hold,
+            Event::StopRequested,
+        ];
+        let mut frontier = vec![World {
+            life: started(t0),
+            process: true,
+            spawn_due: false,
+            backoff_due: false,
+            held: false,
+        }];
+        let mut explored = 0;
+        for depth in 0..7 {
+            let mut next_frontier = Vec::new();
+            for world in &frontier {
+                for event in &events {
+                    // Only what the shell can really feed in this world.
+                    let possible = match event {
+                        Event::Exited(_) => world.process,
+                        Event::Spawned | Event::SpawnFailed => world.spawn_due,
+                        Event::BackoffElapsed => world.backoff_due,
+                        _ => true,
+                    };
+                    if !possible {
+                        continue;
+                    }
+                    let mut after = world.clone();
+                    let now = t0 + Duration::from_secs(depth);
+                    match event {
+                        Event::Exited(_) => after.process = false,
+                        Event::Spawned => {
+                            after.process = true;
+                            after.spawn_due = false
+                        }
+                        Event::SpawnFailed => after.spawn_due = false,
+                        Event::BackoffElapsed => after.backoff_due = false,
+                        Event::Hold | Event::StopRequested => after.held = true,
+                        Event::RestartRequested => {}
+                    }
+                    let action = after.life.next(event.clone(), now, &policy);
+                    match action {
+                        Some(Action::Kill) => {
+                            assert!(after.process, "kill without a process after {event:?}")
+                        }
+                        Some(Action::Spawn) | Some(Action::SpawnAfter(_)) => {
+                            assert!(!after.held, "a start after the hold, on {event:?}");
+                            assert!(!after.process, "a second process on {event:?}");
+                            if matches!(action, Some(Action::Spawn)) {
+                                after.spawn_due = true;
+                            } else {
+                                after.backoff_due = true;
+                            }
+                        }
+                        None => {}
+                    }
+                    if after.held && !after.process && !after.spawn_due {
+                        assert!(
+                            !after.life.state.is_alive(),
+                            "held with no process but {:?} (the stop would wait forever)",
+                            after.life.state
+                        );
+                    }
+                    explored += 1;
+                    next_frontier.push(after);
+                }
+            }
+            frontier = next_frontier;
+        }
+        assert!(explored > 1000, "{explored}");
     }
 
     #[test]

@@ -70,7 +70,6 @@ pub struct Supervisor {
     internal_rx: mpsc::UnboundedReceiver<Internal>,
     published: watch::Sender<Vec<ChildInfo>>,
     emitter: Option<SignalEmitter<'static>>,
-    shutting_down: bool,
 }
 
 impl Supervisor {
@@ -87,7 +86,6 @@ impl Supervisor {
             internal_rx,
             published,
             emitter: None,
-            shutting_down: false,
         }
     }
 
@@ -243,16 +241,13 @@ impl Supervisor {
         while let Some(action) = next.take() {
             let child = &mut self.children[index];
             match action {
-                Action::Spawn if self.shutting_down => {
-                    child.life.next(Event::StopRequested, now, &self.policy);
-                }
                 Action::Spawn => {
                     child.generation += 1;
                     match child::spawn(&child.spec, &self.env) {
                         Ok(mut process) => {
                             let pid = process.id();
                             child.pid = pid;
-                            child.life.next(Event::Spawned, Instant::now(), &self.policy);
+                            next = child.life.next(Event::Spawned, Instant::now(), &self.policy);
                             tracing::info!(child = %child.spec.name, pid = pid.unwrap_or(0), restarts = child.life.restarts, "started");
                             let tx = self.internal_tx.clone();
                             let name = child.spec.name.clone();
@@ -284,6 +279,12 @@ impl Supervisor {
                         tokio::time::sleep(delay).await;
                         let _ = tx.send(Internal::BackoffElapsed { name, generation });
                     });
+                }
+                Action::Kill if child.pid.is_none() => {
+                    // The policy asks to kill only a process it was told exists; should the two
+                    // ever disagree, waiting for an exit that cannot come would hang the stop.
+                    tracing::error!(child = %child.spec.name, "asked to stop a child with no process; taking it as stopped");
+                    next = child.life.next(Event::Exited(Exit::Code(0)), now, &self.policy);
                 }
                 Action::Kill => {
                     if let Some(pid) = child.pid {
@@ -328,7 +329,10 @@ impl Supervisor {
 
     /// Stops every child, last started first, each before the next; none is restarted.
     pub async fn stop_all(&mut self) {
-        self.shutting_down = true;
+        // From now on nothing starts, whatever dies or whichever back-off ends meanwhile.
+        for index in 0..self.children.len() {
+            self.feed(index, Event::Hold).await;
+        }
         for index in (0..self.children.len()).rev() {
             if self.children[index].life.state == ChildState::Backoff
                 || !self.children[index].life.state.is_alive()
