@@ -213,6 +213,14 @@ pub async fn follow_level_signals(config_dir: std::path::PathBuf, mut debug: u8)
     }
 }
 
+/// Whether [`init_with`] sent the log to stderr (no journal): a message for the operator
+/// then needs no second copy there.
+pub fn logs_to_stderr() -> bool {
+    LOGS_TO_STDERR.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+static LOGS_TO_STDERR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Installs the global subscriber at `default_level` (`RUST_LOG` overrides it): journald or
 /// stderr, plus ha.cf's `logfile`, `debugfile` and `logfacility`. Safe to call twice (the
 /// second call does nothing).
@@ -231,6 +239,7 @@ pub fn init_with(identifier: &str, default_level: &str, logging: &Logging) {
     let journald = (Path::new(JOURNALD_SOCKET).exists() && std::env::var_os("HB_LOG_STDERR").is_none())
         .then(tracing_journald::layer)
         .and_then(Result::ok);
+    LOGS_TO_STDERR.store(journald.is_none(), std::sync::atomic::Ordering::Relaxed);
     match journald {
         Some(layer) => layers.push(
             layer

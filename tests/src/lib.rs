@@ -480,6 +480,14 @@ pub struct Unready {
 }
 
 impl Unready {
+    /// Its exit status, once it exits on its own (within the patience).
+    pub async fn wait_exit(&mut self) -> ExitStatus {
+        tokio::time::timeout(PATIENCE, self.master.wait())
+            .await
+            .expect("heartbeat did not exit")
+            .expect("wait heartbeat")
+    }
+
     /// SIGTERM, then its exit status (within the patience).
     pub async fn terminate(&mut self) -> ExitStatus {
         if let Some(pid) = self.master.id() {

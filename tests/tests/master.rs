@@ -452,3 +452,76 @@ async fn during_start_up_deaths_are_respawned_and_sigterm_is_obeyed() {
         asked.elapsed()
     );
 }
+
+/// A configuration directory for node alpha whose only link is a ucast line naming the
+/// address alpha binds: every other check passes.
+fn only_own_address(dir: &std::path::Path) {
+    let builder = NodeBuilder::new("alpha").links(vec!["ucast lo 127.0.0.9".into()]);
+    std::fs::write(dir.join("ha.cf"), builder.ha_cf_text()).unwrap();
+    std::fs::write(dir.join("haresources"), "").unwrap();
+    std::fs::write(dir.join("authkeys"), "auth 1\n1 sha256 key\n").unwrap();
+    std::fs::set_permissions(
+        dir.join("authkeys"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+}
+
+/// Item 4: what hbcomm would refuse, `--check` refuses, and a start stops at once with the
+/// reason on stderr and status 6 — it never crash-loops hbcomm.
+#[tokio::test]
+async fn a_configuration_hbcomm_refuses_is_refused_by_check_and_at_start() {
+    let root = tempfile::tempdir().unwrap();
+    let config_dir = root.path().join("ha.d");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    only_own_address(&config_dir);
+    let run = |args: &[&str]| {
+        std::process::Command::new(hb_lab::bin("heartbeat"))
+            .arg("--config-dir")
+            .arg(&config_dir)
+            .args(["--node", "alpha", "--bus", "private"])
+            .arg("--run-dir")
+            .arg(root.path().join("run"))
+            .arg("--state-dir")
+            .arg(root.path().join("state"))
+            .args(args)
+            .env("HB_BIND_ADDRESS", "127.0.0.9")
+            .env("HB_LOG_STDERR", "1")
+            .output()
+            .unwrap()
+    };
+    let checked = run(&["--check"]);
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert_eq!(checked.status.code(), Some(6), "{stderr}");
+    assert!(stderr.contains("no heartbeat link is left"), "{stderr}");
+    assert!(stderr.contains("127.0.0.9"), "{stderr}");
+
+    let started = run(&[]);
+    let stderr = String::from_utf8_lossy(&started.stderr);
+    assert_eq!(started.status.code(), Some(6), "{stderr}");
+    assert!(stderr.contains("no heartbeat link is left"), "{stderr}");
+    assert!(!stderr.contains("started"), "nothing may start: {stderr}");
+}
+
+/// Item 4, for what only a daemon can find at run time: a core daemon that exits 100 (it
+/// refused its configuration or environment) stops the node with a failure status instead of
+/// leaving it half up.
+#[tokio::test]
+async fn a_core_daemon_that_refuses_to_run_stops_the_node() {
+    let daemons = tempfile::tempdir().unwrap();
+    let refusing = daemons.path().join("lrmd");
+    std::fs::write(
+        &refusing,
+        "#!/bin/sh\necho 'lrmd: state directory unusable' >&2\nexit 100\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&refusing, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut master = NodeBuilder::new("alpha")
+        .master_arg("--daemon-dir")
+        .master_arg(daemons.path().display().to_string())
+        .core_daemons()
+        .spawn_unready()
+        .await;
+    let status = master.wait_exit().await;
+    assert_eq!(status.code(), Some(1), "{status:?}");
+}

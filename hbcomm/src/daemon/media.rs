@@ -175,8 +175,43 @@ fn register(socket: Socket, medium: &str) -> Result<DatagramSocket, MediaError> 
     })
 }
 
-/// Opens every link of `config`.
+/// What the links of `config` need before any socket is opened, as `heartbeat --check` and
+/// the master's start see it too: every ucast peer resolves, and some link is left once the
+/// lines naming this node's own addresses are skipped (one ha.cf serves every node).
+pub fn check(config: &ClusterConfig, bind: Option<IpAddr>) -> Result<(), MediaError> {
+    let own = local_addresses(bind);
+    let mut usable = 0;
+    for medium in &config.media {
+        match medium {
+            Medium::Ucast { peer, ipv6, .. } => {
+                let Some(address) = resolve(peer, *ipv6) else {
+                    return Err(MediaError {
+                        medium: medium.to_string(),
+                        message: format!("cannot resolve {peer}"),
+                    });
+                };
+                if !own.contains(&address) {
+                    usable += 1;
+                }
+            }
+            Medium::Bcast { .. } | Medium::Mcast { .. } => usable += 1,
+        }
+    }
+    if usable == 0 {
+        return Err(MediaError {
+            medium: "ha.cf".into(),
+            message: format!(
+                "no heartbeat link is left once the lines naming this node's own addresses ({}) are skipped",
+                own.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Opens every link of `config` (checked first with [`check`]).
 pub fn open(config: &ClusterConfig, bind: Option<IpAddr>) -> Result<Vec<Link>, MediaError> {
+    check(config, bind)?;
     let own = local_addresses(bind);
     let port = config.udp_port;
     let mut links: Vec<Link> = Vec::new();
@@ -304,13 +339,6 @@ pub fn open(config: &ClusterConfig, bind: Option<IpAddr>) -> Result<Vec<Link>, M
                 });
             }
         }
-    }
-    if links.is_empty() {
-        return Err(MediaError {
-            medium: "ha.cf".into(),
-            message: "no heartbeat link is left once the lines naming this node's own addresses are skipped"
-                .into(),
-        });
     }
     Ok(links)
 }

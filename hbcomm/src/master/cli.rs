@@ -180,6 +180,10 @@ pub fn main() -> ExitCode {
             print_errors(&error);
             ok = false;
         }
+        if let Err(error) = super::check_links(&loaded.config) {
+            eprintln!("error: {error}");
+            ok = false;
+        }
         if let Err(error) = super::preflight(&super::child_specs(
             &loaded.config,
             &daemon_dir,
@@ -209,6 +213,23 @@ pub fn main() -> ExitCode {
     if let Err(error) = config::check_local_node(&loaded.config, &node, &loaded.source) {
         for diagnostic in &error.errors {
             tracing::error!("{diagnostic}");
+        }
+        return ExitCode::from(6);
+    }
+    let starts_hbcomm = super::child_specs(&loaded.config, &daemon_dir, !args.no_core_daemons)
+        .iter()
+        .any(|spec| spec.core && spec.name == "hbcomm");
+    // hbcomm's own check (when this master starts it): refused here with its reason, not
+    // left to a crash loop.
+    let links_checked = if starts_hbcomm {
+        super::check_links(&loaded.config)
+    } else {
+        Ok(())
+    };
+    if let Err(error) = links_checked {
+        tracing::error!("{error}");
+        if !hbapi::logging::logs_to_stderr() {
+            eprintln!("heartbeat: {error}");
         }
         return ExitCode::from(6);
     }

@@ -204,6 +204,20 @@ pub fn child_env(
     env
 }
 
+/// hbcomm's own check of the links, run by `--check` and before anything starts, so that a
+/// configuration hbcomm would refuse stops the start with its reason instead of a crash loop.
+/// `HB_BIND_ADDRESS` is the address hbcomm will bind (several nodes on one host).
+pub fn check_links(config: &ClusterConfig) -> Result<(), String> {
+    let bind = match std::env::var("HB_BIND_ADDRESS").ok().filter(|b| !b.is_empty()) {
+        Some(text) => Some(
+            text.parse::<std::net::IpAddr>()
+                .map_err(|e| format!("HB_BIND_ADDRESS {text:?}: {e}"))?,
+        ),
+        None => None,
+    };
+    crate::daemon::media::check(config, bind).map_err(|e| e.to_string())
+}
+
 /// Checks the respawn lines can run: every program executable, every user known.
 pub fn preflight(specs: &[ChildSpec]) -> Result<(), MasterError> {
     let problems: Vec<String> = specs
@@ -348,6 +362,7 @@ async fn serve(
 
     let mut config = loaded.config;
     let mut bus_died = None;
+    let mut refused = None;
     // Heartbeat's debug number for this node, moved by SIGUSR1/SIGUSR2 and reset by a reload.
     let mut debug = config.logging.debug;
     loop {
@@ -363,7 +378,14 @@ async fn serve(
                 let _ = hbapi::notify::notify(&format!("READY=1\nSTATUS=heartbeat running on {}", options.node));
                 tracing::info!(node = %options.node, children = ?supervisor.names(), "heartbeat started");
             }
-            () = supervisor.step() => {}
+            () = supervisor.step() => {
+                if let Some(daemon) = supervisor.core_refused() {
+                    let reason = format!("{daemon} refused to run (exit 100; its reason is in the log above): stopping the node");
+                    tracing::error!("{reason}");
+                    refused = Some(reason);
+                    break;
+                }
+            }
             command = commands.recv() => match command {
                 None | Some(Command::Shutdown) => break,
                 Some(Command::Reload(reply)) => {
@@ -427,7 +449,7 @@ async fn serve(
     }
     provided.stop().await;
     tracing::info!("heartbeat stopped");
-    match bus_died {
+    match bus_died.or(refused) {
         Some(reason) => Err(MasterError::Config(reason)),
         None => Ok(()),
     }

@@ -113,6 +113,15 @@ impl Supervisor {
         }
     }
 
+    /// A core daemon that exited with status 100 (it refused the configuration or its
+    /// environment, and asked not to be respawned): the node cannot run without it.
+    pub fn core_refused(&self) -> Option<String> {
+        self.children
+            .iter()
+            .find(|c| c.spec.core && !c.retired && c.life.state == ChildState::Exited)
+            .map(|c| c.spec.name.clone())
+    }
+
     /// Names of the children, in start order.
     pub fn names(&self) -> Vec<String> {
         self.children
