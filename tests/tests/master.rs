@@ -523,5 +523,5 @@ async fn a_core_daemon_that_refuses_to_run_stops_the_node() {
         .spawn_unready()
         .await;
     let status = master.wait_exit().await;
-    assert_eq!(status.code(), Some(1), "{status:?}");
+    assert_eq!(status.code(), Some(6), "{status:?}");
 }

@@ -274,7 +274,7 @@ pub fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 tracing::error!("heartbeat not started or stopped on error: {error}");
-                ExitCode::FAILURE
+                ExitCode::from(error.exit_status())
             }
         }
     })

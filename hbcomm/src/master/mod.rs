@@ -91,6 +91,23 @@ pub enum MasterError {
     /// Another master runs with this run directory.
     #[error("heartbeat is already running with pid {0} (see {1})")]
     AlreadyRunning(i32, PathBuf),
+    /// A core daemon refused to run (exit 100): restarting the node would not help.
+    #[error("{0}")]
+    Refused(String),
+    /// The bus the master provided went away.
+    #[error("{0}")]
+    BusDied(String),
+}
+
+impl MasterError {
+    /// The master's exit status: 6 (LSB's "not configured", which systemd's unit does not
+    /// restart) where the configuration or a daemon refused, 1 otherwise.
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            MasterError::Config(_) | MasterError::Refused(_) => 6,
+            _ => 1,
+        }
+    }
 }
 
 /// Heartbeat's plugins that heartbeat-rs provides itself: a respawn line naming one in a
@@ -449,9 +466,10 @@ async fn serve(
     }
     provided.stop().await;
     tracing::info!("heartbeat stopped");
-    match bus_died.or(refused) {
-        Some(reason) => Err(MasterError::Config(reason)),
-        None => Ok(()),
+    match (bus_died, refused) {
+        (Some(reason), _) => Err(MasterError::BusDied(reason)),
+        (None, Some(reason)) => Err(MasterError::Refused(reason)),
+        (None, None) => Ok(()),
     }
 }
 
