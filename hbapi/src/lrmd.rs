@@ -161,6 +161,10 @@ pub trait Lrmd {
     /// Every resource lrmd knows.
     fn resources(&self) -> zbus::Result<Vec<ResourceInfo>>;
 
+    /// Stops every resource that runs here, newest start first; returns those whose stop
+    /// failed. Operators only (the master, when crmd could not stop them at shutdown).
+    fn stop_all(&self) -> zbus::Result<Vec<String>>;
+
     /// An operation finished (recurring monitors: the first result and each change).
     #[zbus(signal)]
     fn operation_completed(&self, result: OpResult) -> zbus::Result<()>;

@@ -111,6 +111,8 @@ pub mod run_files {
     pub const PID: &str = "heartbeat.pid";
     /// Every node's state, written by crmd (FreeHA's status file).
     pub const STATUS: &str = "status";
+    /// How the master's last run ended: its exit status, a space, the reason (for `-k`).
+    pub const LAST_STOP: &str = "last-stop";
 }
 
 #[cfg(test)]

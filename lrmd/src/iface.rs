@@ -17,6 +17,8 @@ use crate::executor::{Executor, Request, RequestError};
 /// The served object.
 pub struct LrmdInterface {
     pub(crate) executor: Arc<Executor>,
+    /// The configured resources' stop timeouts (others get [`crate::DEFAULT_STOP_TIMEOUT`]).
+    pub(crate) stop_timeouts: Arc<std::collections::BTreeMap<String, Duration>>,
 }
 
 impl From<RequestError> for HbError {
@@ -134,6 +136,28 @@ impl LrmdInterface {
     /// Every resource lrmd knows.
     fn resources(&self) -> Vec<ResourceInfo> {
         self.executor.all()
+    }
+
+    /// Stops every resource the history says runs here, newest start first, each within its
+    /// stop timeout; returns those whose stop failed. For the master, when crmd could not
+    /// stop the node's groups itself at shutdown (it failed or hung). Operators only.
+    async fn stop_all(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<Vec<String>, HbError> {
+        hbapi::bus::authorise_operator(connection, &header).await?;
+        let timeouts = self.stop_timeouts.clone();
+        tracing::warn!("asked to stop every resource that runs here");
+        Ok(self
+            .executor
+            .stop_everything(|resource| {
+                timeouts
+                    .get(resource)
+                    .copied()
+                    .unwrap_or(crate::DEFAULT_STOP_TIMEOUT)
+            })
+            .await)
     }
 
     /// An operation finished (recurring monitors: the first result and each change).

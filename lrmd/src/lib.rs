@@ -30,7 +30,7 @@ pub struct LrmdOptions {
     /// Agents and their directories.
     pub executor: ExecutorOptions,
     /// Stop timeouts of the configured resources (others get [`DEFAULT_STOP_TIMEOUT`]), for
-    /// stopping everything when the master dies.
+    /// stopping everything when the master dies or asks (`StopAll`).
     pub stop_timeouts: std::collections::BTreeMap<String, Duration>,
 }
 
@@ -73,6 +73,7 @@ pub async fn run(
             names::lrmd::OBJECT_PATH,
             LrmdInterface {
                 executor: executor.clone(),
+                stop_timeouts: std::sync::Arc::new(options.stop_timeouts.clone()),
             },
         )
         .name(names::lrmd::BUS_NAME)

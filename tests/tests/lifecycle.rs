@@ -273,3 +273,81 @@ async fn a_lost_nodes_held_groups_are_shown_by_cl_status_until_they_start() {
     // alpha's stack was killed with the resource still running: only its crash clears it.
     lab.assert_never_twice(&["alpha"]);
 }
+
+/// StopTest with a stop that fails (supervisor issue, item 6): `heartbeat -k` says what may
+/// still run and exits non-zero; the node never announces a clean departure, so its peer keeps
+/// the group where it is blocked instead of starting a second copy.
+#[tokio::test]
+async fn a_stop_that_fails_at_heartbeat_k_is_reported_and_nothing_starts_twice() {
+    let lab = Lab::new();
+    let stuck = format!(
+        "state={state}/{{node}}.$1.on\ncase \"$2\" in\nstart) touch \"$state\"; echo \"{{node}} start $1\" >> {ledger};;\nstop) exit 1;;\nstatus) if [ -e \"$state\" ]; then echo running; else echo stopped; fi;;\nesac\nexit 0\n",
+        state = lab.state.display(),
+        ledger = lab.ledger.display()
+    );
+    let nodes = start_cluster(&["alpha", "bravo"], |b| {
+        b.haresources("alpha Stuck::web\n")
+            .resource_script("Stuck", &stuck)
+    })
+    .await;
+    lab.wait_for("alpha", "start").await;
+    let (code, _, stderr) = nodes[0].heartbeat_cli(&["-k"]).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("may still run here") && stderr.contains("Stuck::web"),
+        "{stderr}"
+    );
+    // alpha is gone without a shutdown notice: bravo declares it dead after deadtime and takes
+    // the decision role — and keeps the group blocked on alpha rather than start it.
+    wait_peer_status(&nodes[1], "alpha", "dead").await;
+    let crmd = CrmdProxy::new(&nodes[1].connection).await.unwrap();
+    let decides = tokio::time::timeout(hb_lab::PATIENCE, async {
+        while crmd.decision_maker().await.unwrap() != "bravo" {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(decides.is_ok(), "bravo never took the decision role");
+    let states = crmd.node_states().await.unwrap();
+    assert_eq!(
+        (states[0].state.as_str(), states[0].groups.as_slice()),
+        ("BLOCKED", &["Stuck::web".to_owned()][..]),
+        "{states:?}"
+    );
+    let history = crmd.history().await.unwrap();
+    assert!(
+        !history.iter().any(|d| d.decision == "start Stuck::web bravo"),
+        "{history:?}"
+    );
+    assert_eq!(lab.events(), ["alpha start"]);
+}
+
+/// Item 6 with crmd hung (SIGSTOP) at `heartbeat -k`: the master kills it after its stop
+/// budget and has lrmd stop the group itself before hbcomm goes; only then may the peer —
+/// which got no shutdown notice — start it.
+#[tokio::test]
+async fn a_hung_crmd_at_heartbeat_k_still_leaves_nothing_running() {
+    let lab = Lab::new();
+    let quick_stop = hbapi::config::OpSettings {
+        stop_timeout: std::time::Duration::from_secs(1),
+        ..Default::default()
+    };
+    let nodes = start_cluster(&["alpha", "bravo"], |b| {
+        lab.configure(b, "alpha Ledger::web\n")
+            .resource_ops("Ledger::web", quick_stop)
+    })
+    .await;
+    lab.wait_for("alpha", "start").await;
+    let crmd = nodes[0].child_pid("crmd").await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(crmd as i32),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+    let mut at_bravo = changes(&nodes[1]).await;
+    let (code, _, stderr) = nodes[0].heartbeat_cli(&["-k"]).await;
+    assert_eq!(code, 0, "everything was stopped in the end: {stderr}");
+    wait_group(&mut at_bravo, "Ledger::web", "started").await;
+    lab.assert_never_twice(&[]);
+    assert_eq!(lab.events(), ["alpha start", "alpha stop", "bravo start"]);
+}

@@ -25,6 +25,8 @@ pub mod lsb_status {
     pub const STOPPED: u8 = 3;
     /// Status unknown.
     pub const UNKNOWN: u8 = 4;
+    /// An action (reload) on a service that is not running.
+    pub const NOT_RUNNING: u8 = 7;
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
@@ -140,10 +142,10 @@ pub fn main() -> ExitCode {
         return status(&args.run_dir, &node);
     }
     if args.kill {
-        return signal_running(&args.run_dir, nix::sys::signal::Signal::SIGTERM, true);
+        return stop_running(&args.run_dir, &args.config_dir);
     }
     if args.reload {
-        return signal_running(&args.run_dir, nix::sys::signal::Signal::SIGHUP, false);
+        return reload_running(&args.run_dir);
     }
 
     let loaded = match config::load_dir(&args.config_dir) {
@@ -373,31 +375,95 @@ async fn print_children(run_dir: &Path) {
     }
 }
 
-fn signal_running(run_dir: &Path, signal: nix::sys::signal::Signal, wait: bool) -> ExitCode {
-    let pid = match running_pid(run_dir) {
-        Ok(Some(pid)) => pid,
-        _ => {
-            eprintln!(
-                "heartbeat is not running (no live pid in {})",
-                run_dir.join(hbapi::names::run_files::PID).display()
-            );
-            return ExitCode::from(lsb_status::STOPPED);
+/// The live master's pid, or why there is none (said on stderr).
+fn live_master(run_dir: &Path) -> Option<i32> {
+    let path = run_dir.join(hbapi::names::run_files::PID);
+    match running_pid(run_dir) {
+        Ok(Some(pid)) => Some(pid),
+        Ok(None) => {
+            eprintln!("heartbeat is not running (no {})", path.display());
+            None
         }
+        Err(Some(pid)) => {
+            eprintln!(
+                "heartbeat is not running ({} names pid {pid}, which holds no lock on it: left by a master that died)",
+                path.display()
+            );
+            None
+        }
+        Err(None) => {
+            eprintln!("heartbeat is not running ({} is unreadable)", path.display());
+            None
+        }
+    }
+}
+
+/// `-r`: SIGHUP to the running master (LSB: 7 when it is not running).
+fn reload_running(run_dir: &Path) -> ExitCode {
+    let Some(pid) = live_master(run_dir) else {
+        return ExitCode::from(lsb_status::NOT_RUNNING);
     };
-    if let Err(error) = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal) {
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGHUP) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("heartbeat: cannot signal pid {pid}: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `-k`: SIGTERM to the running master, then its own verdict on the stop (LSB: stopping a
+/// stopped service succeeds). Waits for as long as the master may take: every resource's stop
+/// timeout, plus a margin for the daemons.
+fn stop_running(run_dir: &Path, config_dir: &Path) -> ExitCode {
+    let Some(pid) = live_master(run_dir) else {
+        return ExitCode::SUCCESS;
+    };
+    let stops: Duration = config::load_dir(config_dir)
+        .map(|loaded| {
+            loaded
+                .config
+                .groups
+                .iter()
+                .flat_map(|g| g.resources.iter().map(|r| r.ops.stop_timeout))
+                .sum()
+        })
+        .unwrap_or(Duration::ZERO);
+    let patience = (stops + Duration::from_secs(60)).max(Duration::from_secs(120));
+    let last_stop = run_dir.join(hbapi::names::run_files::LAST_STOP);
+    let _ = std::fs::remove_file(&last_stop);
+    if let Err(error) =
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM)
+    {
         eprintln!("heartbeat: cannot signal pid {pid}: {error}");
         return ExitCode::FAILURE;
     }
-    if !wait {
-        return ExitCode::SUCCESS;
-    }
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let deadline = std::time::Instant::now() + patience;
     while super::process_alive(pid) {
         if std::time::Instant::now() > deadline {
-            eprintln!("heartbeat: pid {pid} still running after 120 s");
+            eprintln!("heartbeat: pid {pid} still running after {patience:?}");
             return ExitCode::FAILURE;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    ExitCode::SUCCESS
+    match std::fs::read_to_string(&last_stop) {
+        Ok(text) => {
+            let (status, reason) = text.trim().split_once(' ').unwrap_or((text.trim(), ""));
+            match status.parse::<u8>() {
+                Ok(0) => ExitCode::SUCCESS,
+                Ok(status) => {
+                    eprintln!("heartbeat: {reason}");
+                    ExitCode::from(status)
+                }
+                Err(_) => {
+                    eprintln!("heartbeat: unreadable {}: {text:?}", last_stop.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(_) => {
+            eprintln!("heartbeat: pid {pid} ended without saying how its stop went (killed?)");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -97,6 +97,9 @@ pub enum MasterError {
     /// The bus the master provided went away.
     #[error("{0}")]
     BusDied(String),
+    /// The stop ended with resources that may still run here.
+    #[error("{0}")]
+    LeftRunning(String),
 }
 
 impl MasterError {
@@ -259,20 +262,59 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> MasterError + '_ {
     }
 }
 
-/// The pid in RUN_DIR/heartbeat.pid if that process is alive.
+/// The pid in RUN_DIR/heartbeat.pid if a master holds that file's lock: `Ok(None)` with no
+/// pid file, `Err(Some(pid))` for a pid file no master holds (the master died; the pid may
+/// since name an unrelated process, which must never be signalled), `Err(None)` for a pid
+/// file that cannot be read.
 pub fn running_pid(run_dir: &Path) -> Result<Option<i32>, Option<i32>> {
+    use nix::fcntl::{Flock, FlockArg};
     let path = run_dir.join(names::run_files::PID);
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return Ok(None);
+    let file = match std::fs::File::open(&path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(_) => return Err(None),
     };
-    let Ok(pid) = text.trim().parse::<i32>() else {
-        return Err(None);
-    };
-    if pid > 0 && process_alive(pid) {
-        Ok(Some(pid))
-    } else {
-        Err(Some(pid))
+    let pid = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|text| text.trim().parse::<i32>().ok())
+        .filter(|pid| *pid > 0);
+    match Flock::lock(file, FlockArg::LockSharedNonblock) {
+        // Nobody holds it: whatever the pid names, it is not a master.
+        Ok(_unlocked_on_drop) => Err(pid),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => pid.map(Some).ok_or(None),
+        Err(_) => Err(None),
     }
+}
+
+/// Takes RUN_DIR/heartbeat.pid for this process: locked for as long as the returned handle
+/// lives (so that a live unrelated process named by a stale file never counts as a master),
+/// then this pid written in it.
+fn take_pid_file(path: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, MasterError> {
+    use nix::fcntl::{Flock, FlockArg};
+    use std::io::Write;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io_error(path))?;
+    let mut locked = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(locked) => locked,
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            let pid = std::fs::read_to_string(path)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+                .unwrap_or(0);
+            return Err(MasterError::AlreadyRunning(pid, path.to_path_buf()));
+        }
+        Err((_, errno)) => return Err(io_error(path)(std::io::Error::from(errno))),
+    };
+    locked.set_len(0).map_err(io_error(path))?;
+    locked
+        .write_all(format!("{}\n", std::process::id()).as_bytes())
+        .map_err(io_error(path))?;
+    Ok(locked)
 }
 
 /// Whether `pid` is a live process (a zombie has finished: only its parent has not reaped it).
@@ -317,16 +359,19 @@ pub async fn run(
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
     }
     let pid_path = options.run_dir.join(names::run_files::PID);
-    if let Ok(Some(pid)) = running_pid(&options.run_dir) {
-        if pid != std::process::id() as i32 {
-            return Err(MasterError::AlreadyRunning(pid, pid_path));
-        }
-    }
-    std::fs::write(&pid_path, format!("{}\n", std::process::id())).map_err(io_error(&pid_path))?;
+    let pid_file = take_pid_file(&pid_path)?;
+    let _ = std::fs::remove_file(options.run_dir.join(names::run_files::LAST_STOP));
 
     let result = serve(&options, loaded, specs, commands_tx, &mut commands).await;
 
+    // How this run ended, for `heartbeat -k` (which cannot wait for a process it did not start).
+    let outcome = match &result {
+        Ok(()) => "0 stopped cleanly\n".to_owned(),
+        Err(error) => format!("{} {error}\n", error.exit_status()),
+    };
+    let _ = std::fs::write(options.run_dir.join(names::run_files::LAST_STOP), outcome);
     let _ = std::fs::remove_file(&pid_path);
+    drop(pid_file);
     let _ = std::fs::remove_file(options.run_dir.join(names::run_files::BUS_ADDRESS));
     result
 }
@@ -447,8 +492,18 @@ async fn serve(
         }
     }
     let _ = hbapi::notify::notify("STOPPING=1");
+    let mut left_running = None;
     if bus_died.is_none() {
         tracing::info!("shutting down: stopping children in reverse start order");
+        match supervisor.stop_through("crmd").await {
+            None | Some(policy::Exit::Code(0)) => {}
+            Some(exit) => {
+                // crmd could not stop the node's groups (a stop failed, or it hung and was
+                // killed): lrmd stops what runs before anything else goes.
+                tracing::error!("crmd ended with {exit} while stopping the node's groups: asking lrmd to stop every resource");
+                left_running = stop_resources_without_crmd(&provided.address, &config).await;
+            }
+        }
         supervisor.stop_all().await;
     } else {
         // Without a bus crmd cannot hand its groups over, nor tell lrmd to stop them: the
@@ -466,10 +521,43 @@ async fn serve(
     }
     provided.stop().await;
     tracing::info!("heartbeat stopped");
-    match (bus_died, refused) {
-        (Some(reason), _) => Err(MasterError::BusDied(reason)),
-        (None, Some(reason)) => Err(MasterError::Refused(reason)),
-        (None, None) => Ok(()),
+    match (bus_died, refused, left_running) {
+        (Some(reason), _, _) => Err(MasterError::BusDied(reason)),
+        (None, Some(reason), _) => Err(MasterError::Refused(reason)),
+        (None, None, Some(reason)) => Err(MasterError::LeftRunning(reason)),
+        (None, None, None) => Ok(()),
+    }
+}
+
+/// Has lrmd stop every resource that runs here (crmd could not); returns what may still run,
+/// as a sentence, or `None` when everything stopped.
+async fn stop_resources_without_crmd(bus_address: &str, config: &ClusterConfig) -> Option<String> {
+    let budget: Duration = config
+        .groups
+        .iter()
+        .flat_map(|g| g.resources.iter().map(|r| r.ops.stop_timeout))
+        .sum::<Duration>()
+        + Duration::from_secs(10);
+    let outcome = async {
+        let connection = zbus::connection::Builder::address(bus_address)
+            .method_timeout(budget)
+            .build()
+            .await?;
+        hbapi::lrmd::LrmdProxy::new(&connection).await?.stop_all().await
+    }
+    .await;
+    match outcome {
+        Ok(failed) if failed.is_empty() => {
+            tracing::warn!("lrmd stopped every resource that ran here");
+            None
+        }
+        Ok(failed) => Some(format!(
+            "these resources may still run here (their stop failed): {}",
+            failed.join(", ")
+        )),
+        Err(error) => Some(format!(
+            "the node's resources may still run here: lrmd could not be asked to stop them ({error})"
+        )),
     }
 }
 

@@ -338,27 +338,49 @@ impl Supervisor {
 
     /// Stops every child, last started first, each before the next; none is restarted.
     pub async fn stop_all(&mut self) {
+        self.stop_down_to(None).await;
+    }
+
+    /// Stops children, last started first, each before the next, down to and including
+    /// `name`; returns how that one ended (`None`: it was not running). Nothing is restarted
+    /// from now on.
+    pub async fn stop_through(&mut self, name: &str) -> Option<Exit> {
+        self.stop_down_to(Some(name)).await
+    }
+
+    async fn stop_down_to(&mut self, last: Option<&str>) -> Option<Exit> {
         // From now on nothing starts, whatever dies or whichever back-off ends meanwhile.
         for index in 0..self.children.len() {
             self.feed(index, Event::Hold).await;
         }
-        for index in (0..self.children.len()).rev() {
-            if self.children[index].life.state == ChildState::Backoff
-                || !self.children[index].life.state.is_alive()
-            {
-                self.feed(index, Event::StopRequested).await;
+        let mut index = self.children.len();
+        while index > 0 {
+            index -= 1;
+            let Some(child) = self.children.get(index) else {
                 continue;
+            };
+            let name = child.spec.name.clone();
+            let alive = child.life.state.is_alive();
+            if alive {
+                tracing::info!(child = %name, "stopping");
             }
-            let name = self.children[index].spec.name.clone();
-            tracing::info!(child = %name, "stopping");
             self.feed(index, Event::StopRequested).await;
-            while self.children.get(index).is_some_and(|c| c.life.state.is_alive()) {
+            while self
+                .children
+                .iter()
+                .any(|c| c.spec.name == name && c.life.state.is_alive())
+            {
                 let Some(event) = self.internal_rx.recv().await else {
                     break;
                 };
                 self.handle(event).await;
             }
+            if last == Some(name.as_str()) {
+                let child = self.children.iter().find(|c| c.spec.name == name);
+                return child.filter(|_| alive).and_then(|c| c.life.last_exit);
+            }
         }
+        None
     }
 }
 
