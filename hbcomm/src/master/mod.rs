@@ -497,6 +497,8 @@ async fn serve(
         tracing::info!("shutting down: stopping children in reverse start order");
         match supervisor.stop_through("crmd").await {
             None | Some(policy::Exit::Code(0)) => {}
+            // Without lrmd nothing can run here.
+            Some(_) if !supervisor.is_running("lrmd") => {}
             Some(exit) => {
                 // crmd could not stop the node's groups (a stop failed, or it hung and was
                 // killed): lrmd stops what runs before anything else goes.

@@ -122,6 +122,13 @@ impl Supervisor {
             .map(|c| c.spec.name.clone())
     }
 
+    /// Whether the child `name` has a live process.
+    pub fn is_running(&self, name: &str) -> bool {
+        self.children
+            .iter()
+            .any(|c| c.spec.name == name && c.pid.is_some() && c.life.state.is_alive())
+    }
+
     /// Names of the children, in start order.
     pub fn names(&self) -> Vec<String> {
         self.children
