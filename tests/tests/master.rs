@@ -525,3 +525,43 @@ async fn a_core_daemon_that_refuses_to_run_stops_the_node() {
     let status = master.wait_exit().await;
     assert_eq!(status.code(), Some(6), "{status:?}");
 }
+
+/// Item 8: a pid file left by a master that died, naming a live unrelated process. `-s` says
+/// dead-with-pid-file, `-k` succeeds (stopping a stopped service) without signalling that
+/// process, and `-r` says 7 (not running). (A master holding the lock is `-s`'s running case,
+/// in every other test.)
+#[tokio::test]
+async fn a_stale_pid_file_naming_a_live_process_is_never_trusted() {
+    let mut bystander = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    let node = NodeBuilder::new("alpha").start().await;
+    let (run_dir, config_dir) = (node.run_dir.clone(), node.config_dir.clone());
+    drop(node);
+    std::fs::create_dir_all(&run_dir).unwrap();
+    std::fs::write(run_dir.join("heartbeat.pid"), format!("{}\n", bystander.id())).unwrap();
+    let cli = |args: &[&str]| {
+        std::process::Command::new(hb_lab::bin("heartbeat"))
+            .arg("--run-dir")
+            .arg(&run_dir)
+            .arg("--config-dir")
+            .arg(&config_dir)
+            .args(["--node", "alpha"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let status = cli(&["-s"]);
+    assert_eq!(status.status.code(), Some(1), "{status:?}");
+    let stop = cli(&["-k"]);
+    assert_eq!(stop.status.code(), Some(0), "{stop:?}");
+    assert!(
+        String::from_utf8_lossy(&stop.stderr).contains("holds no lock"),
+        "{stop:?}"
+    );
+    assert_eq!(cli(&["-r"]).status.code(), Some(7));
+    assert!(
+        bystander.try_wait().unwrap().is_none(),
+        "the bystander was signalled"
+    );
+    bystander.kill().unwrap();
+    let _ = bystander.wait();
+}
