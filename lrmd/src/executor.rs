@@ -83,6 +83,17 @@ pub struct Executor {
     completed: mpsc::UnboundedSender<OpResult>,
 }
 
+/// The first operation id of this lrmd: the start time in microseconds (ids then grow by
+/// one per operation, far slower than the clock).
+fn first_op_id() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |since| {
+            u64::try_from(since.as_micros()).unwrap_or(u64::MAX / 2)
+        })
+        .max(1)
+}
+
 fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -154,7 +165,9 @@ impl Executor {
             permits: Arc::new(Semaphore::new(options.max_parallel.max(1))),
             options,
             store,
-            next_op: AtomicU64::new(1),
+            // Unique across restarts: a result of the previous lrmd still on its way (or in
+            // a record) is never taken for the answer to a new request.
+            next_op: AtomicU64::new(first_op_id()),
             slots: Mutex::new(BTreeMap::new()),
             completed,
         });

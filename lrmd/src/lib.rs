@@ -60,6 +60,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), LrmdError> {
     let parent = nix::unistd::getppid();
+    let _only_lrmd_here = leftovers_gone(&options.state_dir).await?;
     let store = store::Store::open(&options.state_dir)?;
     std::fs::create_dir_all(&options.executor.dirs.rsc_tmp).map_err(|e| store::StoreError {
         path: options.executor.dirs.rsc_tmp.clone(),
@@ -110,6 +111,46 @@ pub async fn run(
     }
     tracing::info!("lrmd stopping");
     Ok(())
+}
+
+/// Waits until no other lrmd runs on this state directory — the one of a master that was
+/// killed may still be stopping the resources it ran — and keeps it so: the returned lock
+/// lives as long as this lrmd. Without the wait, a new lrmd would probe a resource still
+/// being stopped as running, and report it so long after it stopped.
+async fn leftovers_gone(state_dir: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::File>, LrmdError> {
+    use nix::fcntl::{Flock, FlockArg};
+    let path = state_dir.join("lrmd.lock");
+    let fail = |message: String| {
+        LrmdError::Store(store::StoreError {
+            path: path.clone(),
+            message,
+        })
+    };
+    std::fs::create_dir_all(state_dir).map_err(|e| fail(e.to_string()))?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| fail(e.to_string()))?;
+    let mut told = false;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(locked) => return Ok(locked),
+            Err((returned, nix::errno::Errno::EWOULDBLOCK)) => {
+                if !told {
+                    tracing::warn!(
+                        "another lrmd still runs on {}: waiting for it to finish stopping what it ran",
+                        state_dir.display()
+                    );
+                    told = true;
+                }
+                file = returned;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err((_, errno)) => return Err(fail(errno.to_string())),
+        }
+    }
 }
 
 /// Whether the master that started lrmd (`parent`) is gone or going: lrmd was handed to

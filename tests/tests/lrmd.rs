@@ -537,3 +537,64 @@ async fn a_respawned_lrmd_keeps_its_history_and_restarts_nothing() {
     lrmd.run("inflight", &ocf("Delay"), "stop", delay_params, 20_000)
         .await;
 }
+
+/// Supervisor issue, item 7: a master restarted right after a kill -9 starts an lrmd while the
+/// old one may still be stopping resources. The new one waits for the old one to go (it
+/// would otherwise probe a resource in mid-stop as running), and no operation id of the old
+/// one is ever handed out again (an old result would answer a new request).
+#[tokio::test]
+async fn a_second_lrmd_waits_for_the_first_and_operation_ids_never_repeat() {
+    use tokio::io::AsyncBufReadExt;
+    let nodes = node().await;
+    let node = &nodes[0];
+    let mut lrmd = Lrmd::new(node).await;
+    let first = lrmd
+        .run("one", &ocf("Dummy"), "start", HashMap::new(), 20_000)
+        .await;
+    assert_eq!(first.rc, rc::OK);
+
+    let mut second = tokio::process::Command::new(hb_lab::bin("lrmd"))
+        .env(hbapi::names::env::STATE_DIR, &node.state_dir)
+        .env(hbapi::names::env::RUN_DIR, &node.run_dir)
+        .env(hbapi::names::env::CONFIG_DIR, &node.config_dir)
+        .env("HB_LOG_STDERR", "1")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(second.stderr.take().unwrap()).lines();
+    let waiting = tokio::time::timeout(PATIENCE, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("another lrmd still runs") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(matches!(waiting, Ok(true)), "the second lrmd did not wait");
+    let owner = hb_lab::name_owner_pid(&node.connection, hbapi::names::lrmd::BUS_NAME).await;
+    assert_eq!(
+        owner,
+        Some(node.child_pid("lrmd").await),
+        "the waiting lrmd took the name"
+    );
+    second.kill().await.unwrap();
+
+    // A respawned lrmd numbers its operations after every id of the one before.
+    let old = node.wait_child("lrmd", |c| c.state == "running").await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old.pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let new = node
+        .wait_child("lrmd", |c| c.state == "running" && c.pid != old.pid)
+        .await;
+    hb_lab::wait_name_owner(&node.connection, hbapi::names::lrmd::BUS_NAME, new.pid).await;
+    let mut lrmd = Lrmd::new(node).await;
+    let later = lrmd
+        .run("two", &ocf("Dummy"), "start", HashMap::new(), 20_000)
+        .await;
+    assert!(later.op_id > first.op_id, "{} after {}", later.op_id, first.op_id);
+}
