@@ -351,3 +351,44 @@ async fn a_hung_crmd_at_heartbeat_k_still_leaves_nothing_running() {
     lab.assert_never_twice(&[]);
     assert_eq!(lab.events(), ["alpha start", "alpha stop", "bravo start"]);
 }
+
+/// ComponentFail with a hang instead of a death (supervisor issue, item 5): hbcomm, then crmd,
+/// stopped with SIGSTOP on the node that runs the group. The master finds each hung (no answer
+/// on the bus), kills it and a fresh one takes over — hbcomm fast enough that the peer never
+/// declares the node dead, so the group never runs twice; crmd so that the node decides again.
+#[tokio::test]
+async fn hung_hbcomm_and_crmd_are_killed_and_replaced() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let lab = Lab::new();
+    let nodes = start_cluster(&["alpha", "bravo"], |b| lab.configure(b, "alpha Ledger::web\n")).await;
+    lab.wait_for("alpha", "start").await;
+    for daemon in ["hbcomm", "crmd"] {
+        let hung = nodes[0].wait_child(daemon, |c| c.state == "running").await;
+        kill(Pid::from_raw(hung.pid as i32), Signal::SIGSTOP).unwrap();
+        let fresh = nodes[0]
+            .wait_child(daemon, |c| c.state == "running" && c.pid != hung.pid)
+            .await;
+        assert_eq!(fresh.last_exit, "signal SIGKILL", "{daemon}: {fresh:?}");
+        hb_lab::wait_name_owner(
+            &nodes[0].connection,
+            &format!(
+                "org.heartbeatrs.{}",
+                if daemon == "hbcomm" { "Comm" } else { "Crmd" }
+            ),
+            fresh.pid,
+        )
+        .await;
+    }
+    // The node decides again: a standby moves the group to bravo.
+    let mut at_bravo = changes(&nodes[1]).await;
+    CrmdProxy::new(&nodes[0].connection)
+        .await
+        .unwrap()
+        .standby("all")
+        .await
+        .unwrap();
+    wait_group(&mut at_bravo, "Ledger::web", "started").await;
+    lab.assert_never_twice(&[]);
+    assert_eq!(lab.events(), ["alpha start", "alpha stop", "bravo start"]);
+}

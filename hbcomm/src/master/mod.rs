@@ -16,11 +16,13 @@ pub mod bus;
 pub mod child;
 pub mod cli;
 pub mod iface;
+pub mod liveness;
 pub mod policy;
 pub mod supervisor;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use zbus::object_server::SignalEmitter;
@@ -422,6 +424,14 @@ async fn serve(
     let mut startup = Some(Box::pin(wait_for_core_daemons(connection.clone(), core)));
     let watchdog_interval = hbapi::notify::watchdog_interval();
 
+    // Pings go out on a connection of their own: the master's is busy serving and signalling.
+    let pinger = hbapi::bus::connect(&provided.address).await?;
+    let mut liveness = liveness::Liveness::new(loaded.config.timing.deadtime);
+    let mut pinged: BTreeMap<String, u32> = BTreeMap::new();
+    let (answers_tx, mut answers) = mpsc::unbounded_channel::<(String, Instant)>();
+    let mut ping_tick = tokio::time::interval(liveness.interval());
+    ping_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
     let mut config = loaded.config;
     let mut bus_died = None;
     let mut refused = None;
@@ -437,6 +447,13 @@ async fn serve(
         tokio::select! {
             () = async { startup.as_mut().expect("polled only while starting").await }, if startup.is_some() => {
                 startup = None;
+                // Each core daemon owns its bus name: alive now, whether or not a ping got
+                // through yet (one hung from here on is then found hung).
+                let now = Instant::now();
+                follow_core_processes(&supervisor, &mut liveness, &mut pinged, now);
+                for daemon in pinged.keys() {
+                    liveness.answered(daemon, now);
+                }
                 let _ = hbapi::notify::notify(&format!("READY=1\nSTATUS=heartbeat running on {}", options.node));
                 tracing::info!(node = %options.node, children = ?supervisor.names(), "heartbeat started");
             }
@@ -486,8 +503,36 @@ async fn serve(
                 bus_died = Some(reason);
                 break;
             }
+            Some((daemon, asked)) = answers.recv() => liveness.answered(&daemon, asked),
+            _ = ping_tick.tick() => {
+                let now = Instant::now();
+                follow_core_processes(&supervisor, &mut liveness, &mut pinged, now);
+                for daemon in liveness.hung(now) {
+                    tracing::error!(
+                        daemon = %daemon,
+                        "{daemon} is hung: no answer on the bus for {:?} (more than {:?}); killing it so that a fresh one takes over",
+                        liveness.silent_for(&daemon, now).unwrap_or_default(),
+                        liveness.deadline()
+                    );
+                    supervisor.kill_hung(&daemon);
+                    liveness.gone(&daemon);
+                    pinged.remove(&daemon);
+                }
+                for daemon in pinged.keys() {
+                    if let Some((_, bus_name)) = CORE_DAEMONS.iter().find(|(name, _)| name == daemon) {
+                        tokio::spawn(ping(pinger.clone(), daemon.clone(), bus_name, liveness.deadline(), answers_tx.clone()));
+                    }
+                }
+            }
             () = watchdog => {
-                let _ = hbapi::notify::notify("WATCHDOG=1");
+                // systemd's watchdog (and so a hardware one) acts on a hung stack, not only on
+                // a hung master.
+                let hung = liveness.hung(Instant::now());
+                if hung.is_empty() {
+                    let _ = hbapi::notify::notify("WATCHDOG=1");
+                } else {
+                    tracing::error!(?hung, "not feeding systemd's watchdog: core daemons hung");
+                }
             }
         }
     }
@@ -528,6 +573,51 @@ async fn serve(
         (None, Some(reason), _) => Err(MasterError::Refused(reason)),
         (None, None, Some(reason)) => Err(MasterError::LeftRunning(reason)),
         (None, None, None) => Ok(()),
+    }
+}
+
+/// Brings `liveness` in line with the core daemons' processes: a new pid is a new start, a
+/// missing one is gone. `known` holds the pids it was last told about.
+fn follow_core_processes(
+    supervisor: &Supervisor,
+    liveness: &mut liveness::Liveness,
+    known: &mut BTreeMap<String, u32>,
+    now: Instant,
+) {
+    let running: BTreeMap<String, u32> = supervisor.core_pids().into_iter().collect();
+    for (daemon, pid) in &running {
+        if known.get(daemon) != Some(pid) {
+            liveness.started(daemon, now);
+        }
+    }
+    for daemon in known.keys().filter(|d| !running.contains_key(*d)) {
+        liveness.gone(daemon);
+    }
+    *known = running;
+}
+
+/// Pings `daemon` on the bus; reports when it answers (within `deadline`).
+async fn ping(
+    connection: zbus::Connection,
+    daemon: String,
+    bus_name: &'static str,
+    deadline: Duration,
+    answers: mpsc::UnboundedSender<(String, Instant)>,
+) {
+    let asked = Instant::now();
+    let answer = connection.call_method(
+        Some(bus_name),
+        "/",
+        Some("org.freedesktop.DBus.Peer"),
+        "Ping",
+        &(),
+    );
+    match tokio::time::timeout(deadline, answer).await {
+        Ok(Ok(_)) => {
+            let _ = answers.send((daemon, asked));
+        }
+        Ok(Err(error)) => tracing::debug!(daemon = %daemon, "no answer to a ping: {error}"),
+        Err(_) => tracing::debug!(daemon = %daemon, "no answer to a ping within {deadline:?}"),
     }
 }
 

@@ -122,6 +122,28 @@ impl Supervisor {
             .map(|c| c.spec.name.clone())
     }
 
+    /// The core daemons with a live process: (name, pid).
+    pub fn core_pids(&self) -> Vec<(String, u32)> {
+        self.children
+            .iter()
+            .filter(|c| c.spec.core && !c.retired && c.life.state.is_alive())
+            .filter_map(|c| c.pid.map(|pid| (c.spec.name.clone(), pid)))
+            .collect()
+    }
+
+    /// Kills the child `name` (its whole process group) as a hung one; its exit is then handled
+    /// as any death (respawned).
+    pub fn kill_hung(&self, name: &str) {
+        if let Some(pid) = self
+            .children
+            .iter()
+            .find(|c| c.spec.name == name && c.life.state == ChildState::Running)
+            .and_then(|c| c.pid)
+        {
+            child::signal_group(pid, Signal::SIGKILL);
+        }
+    }
+
     /// Whether the child `name` has a live process.
     pub fn is_running(&self, name: &str) -> bool {
         self.children
