@@ -127,12 +127,17 @@ async fn leftovers_gone(state_dir: &std::path::Path) -> Result<nix::fcntl::Flock
         })
     };
     std::fs::create_dir_all(state_dir).map_err(|e| fail(e.to_string()))?;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| fail(e.to_string()))?;
+    // Created once, then held open read-only: a file open for writing would keep the state
+    // directory's file system from being remounted read-only (a failing disk).
+    if !path.exists() {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    let mut file = std::fs::File::open(&path).map_err(|e| fail(e.to_string()))?;
     let mut told = false;
     loop {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {

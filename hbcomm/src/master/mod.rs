@@ -430,6 +430,7 @@ async fn serve(
     let mut pinged: BTreeMap<String, u32> = BTreeMap::new();
     let (answers_tx, mut answers) = mpsc::unbounded_channel::<(String, Instant)>();
     let mut ping_tick = tokio::time::interval(liveness.interval());
+    let mut last_tick = Instant::now();
     ping_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let mut config = loaded.config;
@@ -507,6 +508,14 @@ async fn serve(
             _ = ping_tick.tick() => {
                 let now = Instant::now();
                 follow_core_processes(&supervisor, &mut liveness, &mut pinged, now);
+                if now.saturating_duration_since(last_tick) > liveness.interval() * 2 {
+                    // The master itself did not run (the whole node was frozen, or starved):
+                    // the daemons' silence says nothing about them. They start afresh.
+                    for daemon in pinged.keys() {
+                        liveness.answered(daemon, now);
+                    }
+                }
+                last_tick = now;
                 for daemon in liveness.hung(now) {
                     tracing::error!(
                         daemon = %daemon,
