@@ -332,6 +332,8 @@ pub fn process_alive(pid: i32) -> bool {
 
 /// Passes FreeHA's signals (and `-m`) to crmd, which owns the node's services.
 async fn tell_crmd(connection: zbus::Connection, command: Command) {
+    // `-m` (and a signal during start-up) may come before crmd is on the bus.
+    hbapi::bus::wait_for_name(&connection, names::crmd::BUS_NAME).await;
     let outcome = async {
         let crmd = hbapi::crmd::CrmdProxy::new(&connection).await?;
         match command {
