@@ -1,89 +1,142 @@
 //! Whether the core daemons are alive, not merely running.
 //!
-//! A process can exist and do nothing: stopped (SIGSTOP), deadlocked, stuck in the kernel.
-//! hbcomm in that state stops sending heartbeats and its peers take the node's groups while
-//! they still run here; crmd in that state answers nothing and decides nothing. So the master
-//! pings each core daemon on the bus (`org.freedesktop.DBus.Peer.Ping` to its well-known name,
-//! which zbus answers from the daemon's own runtime) every quarter deadtime, and a daemon that
-//! answered once since its start and then stays silent for [`Liveness::deadline`] is hung: the
-//! master kills it, and the respawn policy brings a fresh one (the daemons find their state
-//! again). A daemon that never answered is still starting (lrmd may be waiting for the one of a
-//! killed master to finish its stops), not hung. systemd's watchdog is fed only while no core
-//! daemon is hung, so a hung stack is acted on by systemd (and a hardware watchdog) too.
+//! A process can exist and do nothing: stopped (SIGSTOP), deadlocked, stuck. hbcomm in that
+//! state sends no heartbeats and its peers take the node's groups while they still run here;
+//! crmd in that state decides nothing. Two kinds of evidence, priced by what they cost an idle
+//! node:
 //!
-//! This is the pure part: answers and the time in, verdicts out.
+//! - **Stopped**: the master reads each core daemon's state in /proc every
+//!   [`Liveness::interval`] (no daemon wakes up for it). Stopped (`T`, `t`) for longer than
+//!   [`Liveness::deadline`] — half a deadtime, at least [`MIN_DEADLINE`] — is hung: a
+//!   stopped hbcomm is replaced before its peers declare the node dead.
+//! - **Silent**: every [`Liveness::ping_interval`] the master pings each daemon on the bus
+//!   (`org.freedesktop.DBus.Peer.Ping`, answered from the daemon's own runtime). One that
+//!   answered since its start and then stays silent for [`Liveness::ping_deadline`] is hung
+//!   (a deadlock, a runtime that no longer runs). A daemon that never answered is still
+//!   starting (lrmd may be waiting for the one of a killed master to finish its stops).
+//!
+//! A hung daemon is killed and respawned; systemd's watchdog is fed only while none is hung.
+//! This is the pure part: observations and the time in, verdicts out.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// The shortest deadline: a busy machine can stall a daemon for a moment without it being
-/// hung (the load benchmark saturates both cores at a deadtime of 100 ms).
+/// The shortest deadline for a stopped daemon: a busy machine can hold a process for a moment.
 pub const MIN_DEADLINE: Duration = Duration::from_millis(500);
 
-/// The longest interval between pings.
-pub const MAX_INTERVAL: Duration = Duration::from_secs(5);
+/// The shortest deadline for a silent one (pings are the costly evidence: few of them).
+pub const MIN_PING_DEADLINE: Duration = Duration::from_secs(10);
 
-/// Answers of the core daemons, judged against a deadline.
+#[derive(Debug, Clone, Default)]
+struct Daemon {
+    started: Option<Instant>,
+    last_answer: Option<Instant>,
+    stopped_since: Option<Instant>,
+}
+
+/// Observations of the core daemons, judged against the deadlines.
 #[derive(Debug, Clone)]
 pub struct Liveness {
     deadline: Duration,
-    /// Per daemon: when its current process started, and when it last answered.
-    daemons: BTreeMap<String, (Instant, Option<Instant>)>,
+    ping_deadline: Duration,
+    daemons: BTreeMap<String, Daemon>,
 }
 
 impl Liveness {
-    /// Judged against half the deadtime (at least [`MIN_DEADLINE`]): a hung hbcomm is replaced
-    /// before its peers declare the node dead.
+    /// Deadlines from the deadtime: half of it for a stopped daemon (at least
+    /// [`MIN_DEADLINE`]), twice it for a silent one (at least [`MIN_PING_DEADLINE`]).
     pub fn new(deadtime: Duration) -> Self {
         Liveness {
             deadline: (deadtime / 2).max(MIN_DEADLINE),
+            ping_deadline: (deadtime * 2).max(MIN_PING_DEADLINE),
             daemons: BTreeMap::new(),
         }
     }
 
-    /// How long a daemon may stay silent.
+    /// How long a daemon may stay stopped.
     pub fn deadline(&self) -> Duration {
         self.deadline
     }
 
-    /// How often to ask.
-    pub fn interval(&self) -> Duration {
-        (self.deadline / 2).min(MAX_INTERVAL)
+    /// How long a daemon that answered may stay silent.
+    pub fn ping_deadline(&self) -> Duration {
+        self.ping_deadline
     }
 
-    /// A new process of `daemon` started at `now`: it has not answered yet.
+    /// How often to look at the daemons' states.
+    pub fn interval(&self) -> Duration {
+        self.deadline / 2
+    }
+
+    /// How often to ping them.
+    pub fn ping_interval(&self) -> Duration {
+        self.ping_deadline / 4
+    }
+
+    /// A new process of `daemon` started at `now`: nothing is known of it yet.
     pub fn started(&mut self, daemon: &str, now: Instant) {
-        self.daemons.insert(daemon.to_owned(), (now, None));
+        self.daemons.insert(
+            daemon.to_owned(),
+            Daemon {
+                started: Some(now),
+                ..Daemon::default()
+            },
+        );
+    }
+
+    /// `daemon` is not running (stopped by the master, or between a death and a respawn).
+    pub fn gone(&mut self, daemon: &str) {
+        self.daemons.remove(daemon);
     }
 
     /// `daemon` answered a ping sent at `asked` (an answer to a ping sent before its current
     /// process started says nothing about that process).
     pub fn answered(&mut self, daemon: &str, asked: Instant) {
-        if let Some((started, last)) = self.daemons.get_mut(daemon) {
-            if asked >= *started && last.is_none_or(|l| asked > l) {
-                *last = Some(asked);
+        if let Some(state) = self.daemons.get_mut(daemon) {
+            if state.started.is_some_and(|s| asked >= s) && state.last_answer.is_none_or(|l| asked > l) {
+                state.last_answer = Some(asked);
             }
         }
     }
 
-    /// `daemon` is not running (stopped, or between its death and its respawn).
-    pub fn gone(&mut self, daemon: &str) {
-        self.daemons.remove(daemon);
+    /// What /proc said of `daemon` at `now`: whether it is stopped.
+    pub fn observed(&mut self, daemon: &str, stopped: bool, now: Instant) {
+        if let Some(state) = self.daemons.get_mut(daemon) {
+            state.stopped_since = match (stopped, state.stopped_since) {
+                (false, _) => None,
+                (true, Some(since)) => Some(since),
+                (true, None) => Some(now),
+            };
+        }
     }
 
-    /// The daemons hung at `now`: they answered since their start, then not for the deadline.
-    pub fn hung(&self, now: Instant) -> Vec<String> {
+    /// The master itself did not run until `now` (the node was frozen, or starved): nothing
+    /// seen or not seen meanwhile counts against the daemons.
+    pub fn master_resumed(&mut self, now: Instant) {
+        for state in self.daemons.values_mut() {
+            if state.last_answer.is_some() {
+                state.last_answer = Some(now);
+            }
+            state.stopped_since = None;
+        }
+    }
+
+    /// The daemons hung at `now`, with why.
+    pub fn hung(&self, now: Instant) -> Vec<(String, String)> {
         self.daemons
             .iter()
-            .filter(|(_, (_, last))| last.is_some_and(|l| now.saturating_duration_since(l) > self.deadline))
-            .map(|(name, _)| name.clone())
+            .filter_map(|(name, state)| {
+                if let Some(since) = state.stopped_since {
+                    let stopped = now.saturating_duration_since(since);
+                    if stopped > self.deadline {
+                        return Some((name.clone(), format!("stopped for {stopped:?}")));
+                    }
+                }
+                let silent = now.saturating_duration_since(state.last_answer?);
+                (silent > self.ping_deadline)
+                    .then(|| (name.clone(), format!("no answer on the bus for {silent:?}")))
+            })
             .collect()
-    }
-
-    /// How long `daemon` has been silent, for the log.
-    pub fn silent_for(&self, daemon: &str, now: Instant) -> Option<Duration> {
-        let (_, last) = self.daemons.get(daemon)?;
-        last.map(|l| now.saturating_duration_since(l))
     }
 }
 
@@ -91,45 +144,64 @@ impl Liveness {
 mod tests {
     use super::*;
 
+    fn names(hung: Vec<(String, String)>) -> Vec<String> {
+        hung.into_iter().map(|(name, _)| name).collect()
+    }
+
     #[test]
-    fn a_daemon_is_hung_only_after_it_answered_and_then_stayed_silent_past_the_deadline() {
+    fn a_stopped_daemon_is_hung_after_half_a_deadtime() {
         let t0 = Instant::now();
         let mut liveness = Liveness::new(Duration::from_secs(2));
         assert_eq!(liveness.deadline(), Duration::from_secs(1));
         assert_eq!(liveness.interval(), Duration::from_millis(500));
         liveness.started("hbcomm", t0);
-        // Still starting (no answer yet): never hung, however long.
-        assert!(liveness.hung(t0 + Duration::from_secs(60)).is_empty());
-        liveness.answered("hbcomm", t0 + Duration::from_millis(100));
+        liveness.observed("hbcomm", true, t0 + Duration::from_millis(100));
+        liveness.observed("hbcomm", true, t0 + Duration::from_millis(600));
         assert!(
             liveness.hung(t0 + Duration::from_millis(1100)).is_empty(),
             "exactly the deadline"
         );
-        assert_eq!(liveness.hung(t0 + Duration::from_millis(1101)), ["hbcomm"]);
-        // Killed and respawned: the new process starts afresh; a late answer to a ping sent to
-        // the old one does not count for it.
-        liveness.gone("hbcomm");
+        let hung = liveness.hung(t0 + Duration::from_millis(1101));
+        assert_eq!(hung[0].0, "hbcomm");
+        assert!(hung[0].1.starts_with("stopped for"), "{hung:?}");
+        // Continued (SIGCONT) in time: nothing.
+        liveness.observed("hbcomm", false, t0 + Duration::from_millis(1200));
         assert!(liveness.hung(t0 + Duration::from_secs(5)).is_empty());
-        liveness.started("hbcomm", t0 + Duration::from_secs(5));
-        liveness.answered("hbcomm", t0 + Duration::from_secs(4));
-        assert!(liveness.hung(t0 + Duration::from_secs(60)).is_empty());
-        liveness.answered("hbcomm", t0 + Duration::from_secs(6));
-        assert_eq!(
-            liveness.silent_for("hbcomm", t0 + Duration::from_secs(7)),
-            Some(Duration::from_secs(1))
-        );
     }
 
     #[test]
-    fn answers_out_of_order_keep_the_latest_and_short_deadtimes_get_the_floor() {
+    fn a_silent_daemon_is_hung_only_after_it_answered_and_the_ping_deadline_passed() {
         let t0 = Instant::now();
-        let mut liveness = Liveness::new(Duration::from_millis(100));
-        assert_eq!(liveness.deadline(), MIN_DEADLINE);
+        let mut liveness = Liveness::new(Duration::from_secs(1));
+        assert_eq!(liveness.ping_deadline(), MIN_PING_DEADLINE);
+        assert_eq!(liveness.ping_interval(), MIN_PING_DEADLINE / 4);
         liveness.started("crmd", t0);
-        liveness.answered("crmd", t0 + Duration::from_millis(400));
-        liveness.answered("crmd", t0 + Duration::from_millis(100));
-        assert!(liveness.hung(t0 + Duration::from_millis(900)).is_empty());
-        assert_eq!(liveness.hung(t0 + Duration::from_millis(901)), ["crmd"]);
-        assert!(Liveness::new(Duration::from_secs(600)).interval() <= MAX_INTERVAL);
+        // Still starting (no answer yet): never hung, however long.
+        assert!(liveness.hung(t0 + Duration::from_secs(600)).is_empty());
+        liveness.answered("crmd", t0 + Duration::from_secs(1));
+        liveness.answered("crmd", t0 + Duration::from_millis(500));
+        assert!(liveness.hung(t0 + Duration::from_secs(11)).is_empty());
+        assert_eq!(names(liveness.hung(t0 + Duration::from_millis(11_001))), ["crmd"]);
+        // Respawned: the new process starts afresh; a late answer to a ping sent to the old
+        // one does not count for it.
+        liveness.gone("crmd");
+        liveness.started("crmd", t0 + Duration::from_secs(20));
+        liveness.answered("crmd", t0 + Duration::from_secs(19));
+        assert!(liveness.hung(t0 + Duration::from_secs(600)).is_empty());
+        assert!(Liveness::new(Duration::from_secs(60)).ping_deadline() == Duration::from_secs(120));
+    }
+
+    #[test]
+    fn nothing_counts_from_a_time_the_master_did_not_run() {
+        let t0 = Instant::now();
+        let mut liveness = Liveness::new(Duration::from_secs(1));
+        liveness.started("lrmd", t0);
+        liveness.started("hbcomm", t0);
+        liveness.answered("lrmd", t0);
+        liveness.observed("hbcomm", true, t0);
+        let thawed = t0 + Duration::from_secs(30);
+        assert_eq!(names(liveness.hung(thawed)), ["hbcomm", "lrmd"]);
+        liveness.master_resumed(thawed);
+        assert!(liveness.hung(thawed + Duration::from_millis(400)).is_empty());
     }
 }

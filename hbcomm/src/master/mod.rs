@@ -433,6 +433,7 @@ async fn serve(
     let (answers_tx, mut answers) = mpsc::unbounded_channel::<(String, Instant)>();
     let mut ping_tick = tokio::time::interval(liveness.interval());
     let mut last_tick = Instant::now();
+    let mut last_ping = last_tick;
     ping_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let mut config = loaded.config;
@@ -512,26 +513,25 @@ async fn serve(
                 follow_core_processes(&supervisor, &mut liveness, &mut pinged, now);
                 if now.saturating_duration_since(last_tick) > liveness.interval() * 2 {
                     // The master itself did not run (the whole node was frozen, or starved):
-                    // the daemons' silence says nothing about them. They start afresh.
-                    for daemon in pinged.keys() {
-                        liveness.answered(daemon, now);
-                    }
+                    // nothing seen meanwhile counts against the daemons.
+                    liveness.master_resumed(now);
                 }
                 last_tick = now;
-                for daemon in liveness.hung(now) {
-                    tracing::error!(
-                        daemon = %daemon,
-                        "{daemon} is hung: no answer on the bus for {:?} (more than {:?}); killing it so that a fresh one takes over",
-                        liveness.silent_for(&daemon, now).unwrap_or_default(),
-                        liveness.deadline()
-                    );
+                for (daemon, pid) in &pinged {
+                    liveness.observed(daemon, process_stopped(*pid), now);
+                }
+                for (daemon, why) in liveness.hung(now) {
+                    tracing::error!(daemon = %daemon, "{daemon} is hung ({why}); killing it so that a fresh one takes over");
                     supervisor.kill_hung(&daemon);
                     liveness.gone(&daemon);
                     pinged.remove(&daemon);
                 }
-                for daemon in pinged.keys() {
-                    if let Some((_, bus_name)) = CORE_DAEMONS.iter().find(|(name, _)| name == daemon) {
-                        tokio::spawn(ping(pinger.clone(), daemon.clone(), bus_name, liveness.deadline(), answers_tx.clone()));
+                if now.saturating_duration_since(last_ping) >= liveness.ping_interval() {
+                    last_ping = now;
+                    for daemon in pinged.keys() {
+                        if let Some((_, bus_name)) = CORE_DAEMONS.iter().find(|(name, _)| name == daemon) {
+                            tokio::spawn(ping(pinger.clone(), daemon.clone(), bus_name, liveness.ping_interval(), answers_tx.clone()));
+                        }
                     }
                 }
             }
@@ -605,6 +605,15 @@ fn follow_core_processes(
         liveness.gone(daemon);
     }
     *known = running;
+}
+
+/// Whether process `pid` is stopped (SIGSTOP) or stopped by a tracer, from /proc.
+fn process_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state == "T" || state == "t")
+    })
 }
 
 /// Pings `daemon` on the bus; reports when it answers (within `deadline`).
