@@ -5,10 +5,10 @@
 //! crmd in that state decides nothing. Two kinds of evidence, priced by what they cost an idle
 //! node:
 //!
-//! - **Stopped**: the master reads each core daemon's state in /proc every
-//!   [`Liveness::interval`] (no daemon wakes up for it). Stopped (`T`, `t`) for longer than
-//!   [`Liveness::deadline`] — half a deadtime, at least [`MIN_DEADLINE`] — is hung: a
-//!   stopped hbcomm is replaced before its peers declare the node dead.
+//! - **Stopped**: a child that stops or continues sends its parent SIGCHLD; the master then
+//!   reads the core daemons' states in /proc (no timer, no daemon woken). Stopped (`T`, `t`)
+//!   for longer than [`Liveness::deadline`] — half a deadtime, at least [`MIN_DEADLINE`] — is
+//!   hung: a stopped hbcomm is replaced before its peers declare the node dead.
 //! - **Silent**: every [`Liveness::ping_interval`] the master pings each daemon on the bus
 //!   (`org.freedesktop.DBus.Peer.Ping`, answered from the daemon's own runtime). One that
 //!   answered since its start and then stays silent for [`Liveness::ping_deadline`] is hung
@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 pub const MIN_DEADLINE: Duration = Duration::from_millis(500);
 
 /// The shortest deadline for a silent one (pings are the costly evidence: few of them).
-pub const MIN_PING_DEADLINE: Duration = Duration::from_secs(10);
+pub const MIN_PING_DEADLINE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Default)]
 struct Daemon {
@@ -63,9 +63,13 @@ impl Liveness {
         self.ping_deadline
     }
 
-    /// How often to look at the daemons' states.
-    pub fn interval(&self) -> Duration {
-        self.deadline / 2
+    /// When the next verdict on a stopped daemon falls due, if one is stopped.
+    pub fn next_verdict(&self) -> Option<Instant> {
+        self.daemons
+            .values()
+            .filter_map(|state| state.stopped_since)
+            .min()
+            .map(|since| since + self.deadline)
     }
 
     /// How often to ping them.
@@ -153,9 +157,10 @@ mod tests {
         let t0 = Instant::now();
         let mut liveness = Liveness::new(Duration::from_secs(2));
         assert_eq!(liveness.deadline(), Duration::from_secs(1));
-        assert_eq!(liveness.interval(), Duration::from_millis(500));
         liveness.started("hbcomm", t0);
+        assert_eq!(liveness.next_verdict(), None);
         liveness.observed("hbcomm", true, t0 + Duration::from_millis(100));
+        assert_eq!(liveness.next_verdict(), Some(t0 + Duration::from_millis(1100)));
         liveness.observed("hbcomm", true, t0 + Duration::from_millis(600));
         assert!(
             liveness.hung(t0 + Duration::from_millis(1100)).is_empty(),
@@ -180,15 +185,18 @@ mod tests {
         assert!(liveness.hung(t0 + Duration::from_secs(600)).is_empty());
         liveness.answered("crmd", t0 + Duration::from_secs(1));
         liveness.answered("crmd", t0 + Duration::from_millis(500));
-        assert!(liveness.hung(t0 + Duration::from_secs(11)).is_empty());
-        assert_eq!(names(liveness.hung(t0 + Duration::from_millis(11_001))), ["crmd"]);
+        assert!(liveness.hung(t0 + Duration::from_secs(31)).is_empty());
+        assert_eq!(names(liveness.hung(t0 + Duration::from_millis(31_001))), ["crmd"]);
         // Respawned: the new process starts afresh; a late answer to a ping sent to the old
         // one does not count for it.
         liveness.gone("crmd");
         liveness.started("crmd", t0 + Duration::from_secs(20));
         liveness.answered("crmd", t0 + Duration::from_secs(19));
         assert!(liveness.hung(t0 + Duration::from_secs(600)).is_empty());
-        assert!(Liveness::new(Duration::from_secs(60)).ping_deadline() == Duration::from_secs(120));
+        assert_eq!(
+            Liveness::new(Duration::from_secs(60)).ping_deadline(),
+            Duration::from_secs(120)
+        );
     }
 
     #[test]
@@ -199,7 +207,7 @@ mod tests {
         liveness.started("hbcomm", t0);
         liveness.answered("lrmd", t0);
         liveness.observed("hbcomm", true, t0);
-        let thawed = t0 + Duration::from_secs(30);
+        let thawed = t0 + Duration::from_secs(60);
         assert_eq!(names(liveness.hung(thawed)), ["hbcomm", "lrmd"]);
         liveness.master_resumed(thawed);
         assert!(liveness.hung(thawed + Duration::from_millis(400)).is_empty());

@@ -431,10 +431,19 @@ async fn serve(
     let mut liveness = liveness::Liveness::new(loaded.config.timing.deadtime);
     let mut pinged: BTreeMap<String, u32> = BTreeMap::new();
     let (answers_tx, mut answers) = mpsc::unbounded_channel::<(String, Instant)>();
-    let mut ping_tick = tokio::time::interval(liveness.interval());
-    let mut last_tick = Instant::now();
-    let mut last_ping = last_tick;
+    let mut ping_tick = tokio::time::interval(liveness.ping_interval());
     ping_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_tick = Instant::now();
+    // A child that stops (SIGSTOP) or continues sends its parent SIGCHLD: the master looks at
+    // the daemons' states then, and not on a timer, so an idle node wakes nobody.
+    let mut child_signals =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()).map_err(|source| {
+            MasterError::Io {
+                path: PathBuf::from("SIGCHLD"),
+                source,
+            }
+        })?;
+    let mut verdict_at: Option<tokio::time::Instant> = None;
 
     let mut config = loaded.config;
     let mut bus_died = None;
@@ -508,30 +517,39 @@ async fn serve(
                 break;
             }
             Some((daemon, asked)) = answers.recv() => liveness.answered(&daemon, asked),
+            _ = child_signals.recv() => {
+                let now = Instant::now();
+                follow_core_processes(&supervisor, &mut liveness, &mut pinged, now);
+                for (daemon, pid) in &pinged {
+                    liveness.observed(daemon, process_stopped(*pid), now);
+                }
+                verdict_at = liveness
+                    .next_verdict()
+                    .map(|at| tokio::time::Instant::from_std(at + Duration::from_millis(1)));
+            }
+            () = async { tokio::time::sleep_until(verdict_at.expect("guarded")).await }, if verdict_at.is_some() => {
+                let now = Instant::now();
+                for (daemon, pid) in &pinged {
+                    liveness.observed(daemon, process_stopped(*pid), now);
+                }
+                kill_hung(&mut liveness, &supervisor, &mut pinged, now);
+                verdict_at = liveness
+                    .next_verdict()
+                    .map(|at| tokio::time::Instant::from_std(at + Duration::from_millis(1)));
+            }
             _ = ping_tick.tick() => {
                 let now = Instant::now();
                 follow_core_processes(&supervisor, &mut liveness, &mut pinged, now);
-                if now.saturating_duration_since(last_tick) > liveness.interval() * 2 {
+                if now.saturating_duration_since(last_tick) > liveness.ping_interval() * 2 {
                     // The master itself did not run (the whole node was frozen, or starved):
                     // nothing seen meanwhile counts against the daemons.
                     liveness.master_resumed(now);
                 }
                 last_tick = now;
-                for (daemon, pid) in &pinged {
-                    liveness.observed(daemon, process_stopped(*pid), now);
-                }
-                for (daemon, why) in liveness.hung(now) {
-                    tracing::error!(daemon = %daemon, "{daemon} is hung ({why}); killing it so that a fresh one takes over");
-                    supervisor.kill_hung(&daemon);
-                    liveness.gone(&daemon);
-                    pinged.remove(&daemon);
-                }
-                if now.saturating_duration_since(last_ping) >= liveness.ping_interval() {
-                    last_ping = now;
-                    for daemon in pinged.keys() {
-                        if let Some((_, bus_name)) = CORE_DAEMONS.iter().find(|(name, _)| name == daemon) {
-                            tokio::spawn(ping(pinger.clone(), daemon.clone(), bus_name, liveness.ping_interval(), answers_tx.clone()));
-                        }
+                kill_hung(&mut liveness, &supervisor, &mut pinged, now);
+                for daemon in pinged.keys() {
+                    if let Some((_, bus_name)) = CORE_DAEMONS.iter().find(|(name, _)| name == daemon) {
+                        tokio::spawn(ping(pinger.clone(), daemon.clone(), bus_name, liveness.ping_interval(), answers_tx.clone()));
                     }
                 }
             }
@@ -605,6 +623,21 @@ fn follow_core_processes(
         liveness.gone(daemon);
     }
     *known = running;
+}
+
+/// Kills every core daemon `liveness` finds hung at `now` (it is then respawned).
+fn kill_hung(
+    liveness: &mut liveness::Liveness,
+    supervisor: &Supervisor,
+    known: &mut BTreeMap<String, u32>,
+    now: Instant,
+) {
+    for (daemon, why) in liveness.hung(now) {
+        tracing::error!(daemon = %daemon, "{daemon} is hung ({why}); killing it so that a fresh one takes over");
+        supervisor.kill_hung(&daemon);
+        liveness.gone(&daemon);
+        known.remove(&daemon);
+    }
 }
 
 /// Whether process `pid` is stopped (SIGSTOP) or stopped by a tracer, from /proc.
