@@ -490,16 +490,7 @@ impl Unready {
 
     /// SIGTERM, then its exit status (within the patience).
     pub async fn terminate(&mut self) -> ExitStatus {
-        if let Some(pid) = self.master.id() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-        tokio::time::timeout(PATIENCE, self.master.wait())
-            .await
-            .expect("heartbeat did not stop within the patience")
-            .expect("wait heartbeat")
+        terminate_master(&mut self.master).await
     }
 }
 
@@ -512,6 +503,20 @@ impl Drop for Unready {
             );
         }
     }
+}
+
+/// SIGTERM to a master, then its exit status (within the patience).
+async fn terminate_master(master: &mut Child) -> ExitStatus {
+    if let Some(pid) = master.id() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    tokio::time::timeout(PATIENCE, master.wait())
+        .await
+        .expect("heartbeat did not stop within the patience")
+        .expect("wait heartbeat")
 }
 
 struct TermOnDrop(Option<u32>);
@@ -687,16 +692,7 @@ impl Node {
 
     /// Sends SIGTERM to the master and waits for it to exit.
     pub async fn terminate(&mut self) -> ExitStatus {
-        if let Some(pid) = self.master.id() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-        tokio::time::timeout(PATIENCE, self.master.wait())
-            .await
-            .expect("heartbeat did not stop within the patience")
-            .expect("wait heartbeat")
+        terminate_master(&mut self.master).await
     }
 
     /// Waits for the master to exit on its own.
