@@ -21,9 +21,56 @@ use crate::local::Executor;
 use crate::message::PeerMessage;
 use crate::outbox::Outbox;
 use crate::partition::{Effect, Event, GroupOutcome, Partition, Work};
+use crate::v1::{Mixed, V1Message};
 
 /// Message type of crmd's cluster messages.
 pub const MESSAGE_TYPE: &str = "crmd";
+
+/// The core in charge: crmd's own protocol, or Heartbeat's v1 protocol while the other node
+/// of a two-node cluster is a Heartbeat 3.0.6 node.
+enum Core {
+    Native(Box<Partition>),
+    Mixed(Box<Mixed>),
+}
+
+impl Core {
+    fn handle(&mut self, now: Instant, event: Event) -> Vec<Effect> {
+        match self {
+            Core::Native(core) => core.handle(now, event),
+            Core::Mixed(core) => core.handle(now, event),
+        }
+    }
+
+    fn settle(&mut self, now: Instant) -> Vec<Effect> {
+        match self {
+            Core::Native(core) => core.settle(now),
+            Core::Mixed(_) => Vec::new(),
+        }
+    }
+
+    fn unsettled(&self) -> bool {
+        match self {
+            Core::Native(core) => core.unsettled(),
+            Core::Mixed(_) => false,
+        }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        match self {
+            Core::Native(core) => core.next_deadline(),
+            Core::Mixed(core) => core.next_deadline(),
+        }
+    }
+}
+
+/// A v1 message that says the sender is a Heartbeat node (not one of ours: ours carry the
+/// marker), in a cluster of two where the v1 protocol applies.
+fn heartbeat_peer(config: &ClusterConfig, local: &str, from: &str, body: &std::collections::HashMap<String, String>) -> bool {
+    from != local
+        && !body.contains_key(crate::v1::MARKER)
+        && config.nodes.len() == 2
+        && config.nodes.iter().any(|n| n == from)
+}
 
 /// What a local group operation came to.
 #[derive(Debug)]
@@ -104,12 +151,16 @@ struct Edges {
 impl Edges {
     /// Carries out `effects`; a fence request's answer goes back into the core. Returns how
     /// leaving ended, once it has.
-    async fn execute(&self, core: &mut Partition, effects: Vec<Effect>) -> Option<Ending> {
+    async fn execute(&self, core: &mut Core, effects: Vec<Effect>) -> Option<Ending> {
         let mut ending = None;
         let mut queue: std::collections::VecDeque<Effect> = effects.into();
         while let Some(effect) = queue.pop_front() {
             match effect {
                 Effect::Broadcast(message) => self.outbox.send("", message.encode()),
+                Effect::SendV1(message) => {
+                    let (msg_type, to, body) = message.encode();
+                    self.outbox.send_typed(&to, msg_type, body);
+                }
                 Effect::Carry { group, work } => {
                     if let Some(group) = self.config.groups.iter().find(|g| g.id == group) {
                         carry_out(&self.executor, &self.done, group.clone(), work);
@@ -148,12 +199,25 @@ impl Edges {
 }
 
 /// Keeps the bus interface's copy and the status file current.
-fn publish(
-    core: &Partition,
-    shared: &Mutex<Shared>,
-    options: &CrmdOptions,
-    last_states: &mut Vec<NodeState>,
-) {
+fn publish(core: &Core, shared: &Mutex<Shared>, options: &CrmdOptions, last_states: &mut Vec<NodeState>) {
+    let core = match core {
+        Core::Native(core) => core,
+        Core::Mixed(mixed) => {
+            let node_states = mixed.node_states();
+            if node_states != *last_states {
+                write_status_file(&options.status_file, &options.node, &node_states);
+                *last_states = node_states.clone();
+            }
+            if let Ok(mut shared) = shared.lock() {
+                shared.view = Some(mixed.view());
+                shared.node_states = node_states;
+                shared.fail_counts = Vec::new();
+                shared.decision_maker = String::new();
+                shared.holds = Vec::new();
+            }
+            return;
+        }
+    };
     let node_states = core.node_states();
     if node_states != *last_states {
         write_status_file(&options.status_file, &options.node, &node_states);
@@ -219,7 +283,7 @@ pub async fn run(
             "auto_failback legacy is deprecated (Heartbeat says so too); it behaves as auto_failback on here, and hb_standby is refused"
         );
     }
-    let mut core = Partition::new(&options.node, config.clone(), now());
+    let mut core = Core::Native(Box::new(Partition::new(&options.node, config.clone(), now())));
     hbapi::bus::wait_for_name(&connection, names::lrmd::BUS_NAME).await;
     hbapi::bus::wait_for_name(&connection, names::comm::BUS_NAME).await;
     // A node that left the cluster (a clean stop of crmd alone) joins it again.
@@ -246,7 +310,7 @@ pub async fn run(
     let mut node_changes = comm.receive_node_status_changed().await?;
     let mut messages = comm.receive_message_received().await?;
     let mut fences = stonith.receive_fence_finished().await?;
-    let members = comm
+    let members: Vec<(String, String)> = comm
         .list_nodes()
         .await
         .map(|nodes| {
@@ -271,6 +335,7 @@ pub async fn run(
         shared: shared.clone(),
         done: done_tx,
     };
+    let mut members_now: std::collections::BTreeMap<String, String> = members.iter().cloned().collect();
     let effects = core.handle(
         now(),
         Event::Started {
@@ -279,6 +344,18 @@ pub async fn run(
         },
     );
     edges.execute(&mut core, effects).await;
+    // A Heartbeat peer that is already running answers this with what it holds (ours ignore
+    // it: it carries the marker).
+    let probe = |edges: &Edges| {
+        if config.nodes.len() == 2 {
+            let (msg_type, to, body) = V1Message::Starting.encode();
+            edges.outbox.send_typed(&to, msg_type, body);
+        }
+    };
+    probe(&edges);
+    // Set when the Heartbeat peer turned out to be ours (upgraded): the partition core takes
+    // over again once the v1 core is idle.
+    let mut back_to_native = false;
     let mut last_states: Vec<NodeState> = Vec::new();
     let mut stopping = false;
     tokio::pin!(shutdown);
@@ -295,15 +372,71 @@ pub async fn run(
             () = tokio::time::sleep_until(wake_at) => Some(Event::Tick),
             Some(signal) = node_changes.next() => {
                 let Ok(args) = signal.args() else { continue };
+                if config.nodes.iter().any(|n| n == args.node) {
+                    members_now.insert(args.node.to_owned(), args.new.to_owned());
+                    if args.new == "active" && args.node != options.node && matches!(core, Core::Native(_)) {
+                        probe(&edges);
+                    }
+                }
                 Some(Event::NodeStatus { node: args.node.to_owned(), status: args.new.to_owned() })
             }
             Some(signal) = messages.next() => {
                 let Ok(args) = signal.args() else { continue };
                 if args.msg_type != MESSAGE_TYPE {
+                    let message = match V1Message::decode(args.msg_type, &args.body) {
+                        Ok(Some(message)) => message,
+                        Ok(None) => continue,
+                        Err(error) => {
+                            tracing::warn!(from = %args.from, "{} message from {} not understood: {error}", args.msg_type, args.from);
+                            continue;
+                        }
+                    };
+                    if !heartbeat_peer(&config, &options.node, args.from, &args.body) {
+                        continue;
+                    }
+                    if let Core::Native(partition) = &core {
+                        // Every node sends shutdone (hbcomm does): it tells nothing of the sender.
+                        if message == V1Message::Shutdone {
+                            continue;
+                        }
+                        if partition.is_leaving() {
+                            continue;
+                        }
+                        let peer_status = members_now.get(args.from).cloned().unwrap_or_else(|| "active".into());
+                        let (mixed, effects) = Mixed::new(
+                            &options.node,
+                            args.from,
+                            config.clone(),
+                            partition.running_here(),
+                            partition.busy_here(),
+                            &peer_status,
+                            now(),
+                        );
+                        core = Core::Mixed(Box::new(mixed));
+                        back_to_native = false;
+                        if let Some(ending) = edges.execute(&mut core, effects).await {
+                            break ending;
+                        }
+                    }
+                    let Core::Mixed(mixed) = &mut core else { continue };
+                    let effects = mixed.message(now(), args.from, message);
+                    if let Some(ending) = edges.execute(&mut core, effects).await {
+                        break ending;
+                    }
+                    publish(&core, &shared, &options, &mut last_states);
                     continue;
                 }
                 match PeerMessage::decode(&args.body) {
-                    Ok(message) => Some(Event::Message { from: args.from.to_owned(), message }),
+                    Ok(message) => {
+                        if let Core::Mixed(mixed) = &core {
+                            if args.from == mixed.peer() {
+                                tracing::info!(peer = %args.from, "{} now speaks crmd's protocol (upgraded): leaving Heartbeat's v1 protocol", args.from);
+                                back_to_native = true;
+                            }
+                            continue;
+                        }
+                        Some(Event::Message { from: args.from.to_owned(), message })
+                    }
                     Err(error) => {
                         tracing::warn!(from = %args.from, "crmd message from {} not understood: {error}", args.from);
                         continue;
@@ -336,7 +469,22 @@ pub async fn run(
         if let Some(ending) = edges.execute(&mut core, effects).await {
             break ending;
         }
-        if settled {
+        if back_to_native {
+            if let Core::Mixed(mixed) = &core {
+                if mixed.idle() && !stopping {
+                    let running: Vec<String> = mixed.running_here().into_iter().collect();
+                    let mut partition = Box::new(Partition::new(&options.node, config.clone(), now()));
+                    let members = members_now.iter().map(|(n, s)| (n.clone(), s.clone())).collect();
+                    let effects = partition.handle(now(), Event::Started { running, members });
+                    core = Core::Native(partition);
+                    back_to_native = false;
+                    if let Some(ending) = edges.execute(&mut core, effects).await {
+                        break ending;
+                    }
+                }
+            }
+        }
+        if settled || matches!(core, Core::Mixed(_)) {
             publish(&core, &shared, &options, &mut last_states);
         }
     };

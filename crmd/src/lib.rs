@@ -11,6 +11,7 @@ pub mod message;
 pub mod outbox;
 pub mod partition;
 pub mod policy;
+pub mod v1;
 
 use std::path::PathBuf;
 

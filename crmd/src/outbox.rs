@@ -18,6 +18,8 @@ const RETRY: Duration = Duration::from_secs(1);
 enum Outgoing {
     Message {
         to: String,
+        /// `None`: the outbox's own type.
+        msg_type: Option<&'static str>,
         body: HashMap<String, String>,
     },
     Flush(oneshot::Sender<()>),
@@ -25,7 +27,7 @@ enum Outgoing {
 
 impl Outgoing {
     fn is_report(&self) -> bool {
-        matches!(self, Outgoing::Message { body, .. } if body.get("op").is_some_and(|op| op == "report"))
+        matches!(self, Outgoing::Message { body, msg_type: None, .. } if body.get("op").is_some_and(|op| op == "report"))
     }
 }
 
@@ -72,15 +74,22 @@ impl Outbox {
                             let _ = done.send(());
                         }
                         message if message.is_report() && Some(index) != newest_report => {}
-                        Outgoing::Message { to, body } => {
-                            let retry = (to.is_empty() && body.get("op").is_some_and(|op| op == "report"))
-                                .then(|| body.clone());
+                        Outgoing::Message { to, msg_type: other_type, body } => {
+                            let retry = (other_type.is_none()
+                                && to.is_empty()
+                                && body.get("op").is_some_and(|op| op == "report"))
+                            .then(|| body.clone());
                             // Unanswered orders are decided and sent again by the decision
                             // maker; only reports are kept here for another try.
-                            if let Err(error) = comm.send_message(&to, msg_type, body).await {
-                                tracing::warn!(to = %to, "message not sent: {error}");
+                            let sent_type = other_type.unwrap_or(msg_type);
+                            if let Err(error) = comm.send_message(&to, sent_type, body).await {
+                                tracing::warn!(to = %to, "{sent_type} message not sent: {error}");
                                 if let Some(body) = retry {
-                                    unsent_report = Some(Outgoing::Message { to, body });
+                                    unsent_report = Some(Outgoing::Message {
+                                        to,
+                                        msg_type: None,
+                                        body,
+                                    });
                                 }
                             }
                         }
@@ -95,6 +104,16 @@ impl Outbox {
     pub fn send(&self, to: &str, body: HashMap<String, String>) {
         let _ = self.queue.send(Outgoing::Message {
             to: to.to_owned(),
+            msg_type: None,
+            body,
+        });
+    }
+
+    /// Queues a message of another type (Heartbeat's v1 protocol), in order with the rest.
+    pub fn send_typed(&self, to: &str, msg_type: &'static str, body: HashMap<String, String>) {
+        let _ = self.queue.send(Outgoing::Message {
+            to: to.to_owned(),
+            msg_type: Some(msg_type),
             body,
         });
     }

@@ -212,6 +212,9 @@ pub enum Effect {
         /// Whether nothing may run here any more.
         clean: bool,
     },
+    /// A message of Heartbeat 3.0.6's v1 resource protocol, to every node (a mixed cluster:
+    /// [`crate::v1`]).
+    SendV1(crate::v1::V1Message),
 }
 
 /// Why a node's groups are held back.
@@ -393,6 +396,21 @@ impl Partition {
     /// The cluster as the last settle saw it.
     pub fn view(&self) -> Arc<ClusterView> {
         self.view.clone()
+    }
+
+    /// Groups running here (or being started or stopped), for a handover to [`crate::v1`].
+    pub fn running_here(&self) -> BTreeSet<String> {
+        self.running.union(&self.busy).cloned().collect()
+    }
+
+    /// Groups with work under way here.
+    pub fn busy_here(&self) -> BTreeSet<String> {
+        self.busy.clone()
+    }
+
+    /// Whether this node is stopping.
+    pub fn is_leaving(&self) -> bool {
+        self.leaving.is_some()
     }
 
     /// The partition's decision maker, as this node sees it.

@@ -101,6 +101,18 @@ impl Outbox {
         self.history.record(self.seq, packet.clone());
         (self.seq, packet)
     }
+
+    /// Signs one of the messaging layer's unsequenced messages (`NS_*`) with the sender's
+    /// fields Heartbeat requires of every message (`process_clustermsg` refuses one without
+    /// `src`, `ts` and `t`), and no sequence number.
+    fn stamp(&self, message: &mut Message, authenticator: &Authenticator) -> Vec<u8> {
+        message.set("src", self.node.as_str());
+        message.set_binary("srcuuid", &self.uuid);
+        message.set("hg", self.generation_hex.as_str());
+        message.set("ts", format!("{:x}", unix_time()));
+        message.set("ttl", "3");
+        wire::encode(message, Format::Netstring, authenticator)
+    }
 }
 
 /// A cluster message as clients get it.
@@ -209,7 +221,7 @@ impl LoadAverage {
 fn protocol_message(
     message: &Message,
     local: &str,
-    history: &mut SendHistory,
+    outbox: &mut Outbox,
     inbound: &mut Inbound<Delivery>,
     links: &[media::Link],
     authenticator: &Authenticator,
@@ -232,7 +244,7 @@ fn protocol_message(
             };
             let last = last.min(first.saturating_add(MAX_RESEND_PER_REQUEST - 1));
             for seq in first..=last {
-                match history.resend(seq, now) {
+                match outbox.history.resend(seq, now) {
                     Resend::Packet(packet) => {
                         let packet = packet.to_vec();
                         bump(snapshot, "rexmit_answered");
@@ -240,17 +252,11 @@ fn protocol_message(
                     }
                     Resend::Recently => {}
                     Resend::Unknown => {
-                        // Not signed by seal(): NS_ messages carry no number, as in Heartbeat.
-                        let nak = Message::new()
+                        let mut nak = Message::new()
                             .with("t", "NS_nak_rexmit")
                             .with("firstseq", format!("{seq:x}"))
-                            .with("dest", src)
-                            .with("src", local);
-                        broadcast(
-                            links,
-                            &wire::encode(&nak, Format::Netstring, authenticator),
-                            snapshot,
-                        );
+                            .with("dest", src);
+                        broadcast(links, &outbox.stamp(&mut nak, authenticator), snapshot);
                     }
                 }
             }
@@ -339,6 +345,7 @@ pub async fn run(
     let mut guard = ReplayGuard::new(config.timing.keepalive);
     let limits = Limits::default();
     let digest = config_digest(&config);
+    let node_names = config.nodes.clone();
     let mut mismatches_reported: Vec<String> = Vec::new();
 
     let snapshot = Arc::new(Mutex::new(Snapshot::default()));
@@ -565,7 +572,7 @@ pub async fn run(
                             hex_field(&message, "seq"),
                         ) else {
                             // Heartbeat's protocol messages (NS_*) carry no sequence number.
-                            protocol_message(&message, &options.node, &mut outbox.history, &mut inbound, &links, &authenticator, &snapshot, &mut ordered, now);
+                            protocol_message(&message, &options.node, &mut outbox, &mut inbound, &links, &authenticator, &snapshot, &mut ordered, now);
                             continue;
                         };
                         match guard.check(src, hg, packet_seq, now) {
@@ -645,6 +652,22 @@ pub async fn run(
             match event {
                 InboundOutput::Deliver { sender, item, .. } => {
                     bump(&snapshot, "messages_delivered");
+                    if item.msg_type == "reqnodes" && !left {
+                        // Heartbeat 3.0.6 asks one peer for the node list when its links come
+                        // up, and reports itself active only once answered.
+                        let mut nodelist: String = node_names.iter().map(|node| format!("{node} ")).collect();
+                        if nodelist.is_empty() {
+                            nodelist.push(' ');
+                        }
+                        let mut reply = Message::new()
+                            .with("t", "repnodes")
+                            .with("dest", sender.as_str())
+                            .with("nodelist", nodelist)
+                            .with("delnodelist", " ");
+                        let (_, packet) = outbox.seal(&mut reply, &authenticator);
+                        broadcast(&links, &packet, &snapshot);
+                        bump(&snapshot, "messages_sent");
+                    }
                     if item.msg_type == "shutdone" {
                         tracing::info!(node = %sender, "Received shutdown notice from '{sender}'");
                         if let Some(gone) = guard.generation(&sender) {
@@ -658,33 +681,23 @@ pub async fn run(
                 }
                 InboundOutput::Request { sender, first, last } => {
                     bump(&snapshot, "rexmit_requested");
-                    let request = Message::new()
+                    let mut request = Message::new()
                         .with("t", "NS_rexmit")
                         .with("dest", sender.as_str())
                         .with("firstseq", format!("{first:x}"))
-                        .with("lastseq", format!("{last:x}"))
-                        .with("src", options.node.as_str());
-                    broadcast(
-                        &links,
-                        &wire::encode(&request, Format::Netstring, &authenticator),
-                        &snapshot,
-                    );
+                        .with("lastseq", format!("{last:x}"));
+                    broadcast(&links, &outbox.stamp(&mut request, &authenticator), &snapshot);
                 }
                 InboundOutput::Lost { sender, first, last } => {
                     bump(&snapshot, "messages_lost");
                     tracing::warn!(node = %sender, "messages {first}..={last} from {sender} were lost and could not be retransmitted");
                 }
                 InboundOutput::Acknowledge { sender, seq } => {
-                    let ack = Message::new()
+                    let mut ack = Message::new()
                         .with("t", "NS_ackmsg")
                         .with("dest", sender.as_str())
-                        .with("ackseq", format!("{seq:x}"))
-                        .with("src", options.node.as_str());
-                    broadcast(
-                        &links,
-                        &wire::encode(&ack, Format::Netstring, &authenticator),
-                        &snapshot,
-                    );
+                        .with("ackseq", format!("{seq:x}"));
+                    broadcast(&links, &outbox.stamp(&mut ack, &authenticator), &snapshot);
                 }
             }
         }
