@@ -78,6 +78,26 @@ impl Lab {
         builder.freeha(oops_timeout).freeha_service(&scripts, ops)
     }
 
+    /// `node` lost its power: everything it ran is gone (its running markers too, so that a
+    /// node started again does not find its resources running), and the ledger says so
+    /// ("NODE off all").
+    pub fn power_off(&self, node: &str) {
+        use std::io::Write;
+        if let Ok(entries) = std::fs::read_dir(&self.state) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(&format!("{node}.")) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.ledger)
+            .expect("ledger");
+        writeln!(file, "{node} off all").expect("ledger");
+    }
+
     /// Waits until the ledger has a `node` `event` line ("alpha start"); panics with the
     /// ledger after [`crate::PATIENCE`].
     pub async fn wait_for(&self, node: &str, event: &str) {

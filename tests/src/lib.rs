@@ -7,6 +7,7 @@
 pub mod faults;
 pub mod groups;
 pub mod ledger;
+pub mod mixed;
 pub mod netns;
 pub mod report;
 
