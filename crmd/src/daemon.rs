@@ -214,6 +214,7 @@ fn publish(core: &Core, shared: &Mutex<Shared>, options: &CrmdOptions, last_stat
                 shared.fail_counts = Vec::new();
                 shared.decision_maker = String::new();
                 shared.holds = Vec::new();
+                shared.in_transition = !mixed.is_settled();
             }
             return;
         }
@@ -228,6 +229,7 @@ fn publish(core: &Core, shared: &Mutex<Shared>, options: &CrmdOptions, last_stat
         shared.node_states = node_states;
         shared.fail_counts = core.fail_counts();
         shared.decision_maker = core.decision_maker().unwrap_or_default();
+        shared.in_transition = core.unsettled() || !core.busy_here().is_empty() || core.awaiting_reports();
         shared.holds = core
             .holds()
             .into_iter()
@@ -344,15 +346,19 @@ pub async fn run(
         },
     );
     edges.execute(&mut core, effects).await;
-    // A Heartbeat peer that is already running answers this with what it holds (ours ignore
-    // it: it carries the marker).
-    let probe = |edges: &Edges| {
-        if config.nodes.len() == 2 {
+    // A Heartbeat peer answers this with what it holds (ours ignore it: it carries the
+    // marker). Once per life of the peer: Heartbeat logs an error for a second `starting`
+    // while it negotiates. One that is not active yet ignores it, and gets another.
+    let mut probed: std::collections::BTreeSet<String> = Default::default();
+    let probe = |edges: &Edges, peer: &str, status: &str, probed: &mut std::collections::BTreeSet<String>| {
+        if config.nodes.len() == 2 && peer != options.node && status == "active" && probed.insert(peer.to_owned()) {
             let (msg_type, to, body) = V1Message::Starting.encode();
             edges.outbox.send_typed(&to, msg_type, body);
         }
     };
-    probe(&edges);
+    for (peer, status) in &members_now {
+        probe(&edges, peer, status, &mut probed);
+    }
     // Set when the Heartbeat peer turned out to be ours (upgraded): the partition core takes
     // over again once the v1 core is idle.
     let mut back_to_native = false;
@@ -374,8 +380,10 @@ pub async fn run(
                 let Ok(args) = signal.args() else { continue };
                 if config.nodes.iter().any(|n| n == args.node) {
                     members_now.insert(args.node.to_owned(), args.new.to_owned());
-                    if args.new == "active" && args.node != options.node && matches!(core, Core::Native(_)) {
-                        probe(&edges);
+                    if args.new == "dead" {
+                        probed.remove(args.node);
+                    } else if matches!(core, Core::Native(_)) {
+                        probe(&edges, args.node, args.new, &mut probed);
                     }
                 }
                 Some(Event::NodeStatus { node: args.node.to_owned(), status: args.new.to_owned() })

@@ -28,6 +28,8 @@ pub struct Shared {
     pub fail_counts: Vec<(String, u32)>,
     /// The partition's decision maker.
     pub decision_maker: String,
+    /// Whether this node is in transition (work under way, or not settled).
+    pub in_transition: bool,
     /// Groups held back, as of the last event.
     pub holds: Vec<HoldInfo>,
     /// This node's decisions, oldest first.
@@ -95,6 +97,12 @@ impl CrmdInterface {
             .lock()
             .map(|s| s.decision_maker.clone())
             .unwrap_or_default()
+    }
+
+    /// Whether this node's resources are in transition (Heartbeat's rscstatus `transition`).
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn in_transition(&self) -> bool {
+        self.shared.lock().map(|s| s.in_transition).unwrap_or(true)
     }
 
     /// The decisions this node made as decision maker, with what set each off, oldest first.

@@ -408,6 +408,16 @@ impl Partition {
         self.busy.clone()
     }
 
+    /// Whether a node hbcomm hears has not reported yet (nothing is decided meanwhile: the
+    /// resources are in transition, as Heartbeat's rscstatus says).
+    pub fn awaiting_reports(&self) -> bool {
+        self.config.nodes.iter().any(|n| {
+            n != &self.local
+                && matches!(self.members.get(n).map(String::as_str), Some("active" | "up"))
+                && self.report_of(n).is_none()
+        })
+    }
+
     /// Whether this node is stopping.
     pub fn is_leaving(&self) -> bool {
         self.leaving.is_some()

@@ -417,7 +417,8 @@ pub struct Mixed {
 
 impl Mixed {
     /// Takes over from [`crate::partition::Partition`] when `peer` turned out to be a
-    /// Heartbeat node: `running` runs here (`busy` of them with work under way).
+    /// Heartbeat node (it answered, or sent, a `starting`): `running` runs here (`busy` of
+    /// them with work under way).
     pub fn new(
         local: &str,
         peer: &str,
@@ -480,9 +481,9 @@ impl Mixed {
                 mixed.held = Hold::ALL;
                 mixed.needs_failback = true;
             }
-        } else if mixed.nice_failback {
-            mixed.send(V1Message::Starting);
         }
+        // This node's `starting` went out already: crmd says it to a peer as it starts and
+        // whenever a peer becomes active (Heartbeat logs an error for a second one).
         let effects = std::mem::take(&mut mixed.effects);
         (mixed, effects)
     }
@@ -567,6 +568,11 @@ impl Mixed {
             && self.current.is_none()
             && self.jobs.is_empty()
             && matches!(self.phase, Phase::Stable | Phase::Shutdown)
+    }
+
+    /// Whether nothing is in transition: Heartbeat's rscstatus says `transition` otherwise.
+    pub fn is_settled(&self) -> bool {
+        self.is_stable() || (self.leaving && self.current.is_none())
     }
 
     fn peer_alive(&self) -> bool {

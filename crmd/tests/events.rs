@@ -248,6 +248,9 @@ impl World {
                         );
                     }
                 }
+                Effect::SendV1(message) => {
+                    panic!("{node}: the partition core never speaks the v1 protocol: {message:?}")
+                }
                 Effect::Carry { group, work } => {
                     let incarnation = self.nodes[node].incarnation;
                     if matches!(work, Work::Start | Work::Restart) {

@@ -108,7 +108,7 @@ impl Bravo {
     /// Both nodes cold-started, as in the capture; bravo ends holding db.
     fn cold_started(auto_failback: &str) -> Bravo {
         let (mut bravo, effects) = Bravo::new(auto_failback, false, &[]);
-        assert_eq!(sent(&effects), vec![V1Message::Starting]);
+        assert!(sent(&effects).is_empty(), "crmd said starting already: {effects:?}");
         // alpha's `starting`: bravo holds nothing and does nothing, so it answers stable.
         let effects = bravo.from_alpha(V1Message::Starting);
         assert_eq!(sent(&effects), vec![resources(Hold::NONE, Some(true), None)]);

@@ -66,6 +66,11 @@ pub trait Crmd {
     #[zbus(property)]
     fn decision_maker(&self) -> zbus::Result<String>;
 
+    /// Whether this node's resources are in transition (Heartbeat's rscstatus
+    /// `transition`): work under way here, or a decision or negotiation not yet settled.
+    #[zbus(property)]
+    fn in_transition(&self) -> zbus::Result<bool>;
+
     /// Every group with where it runs.
     fn groups(&self) -> zbus::Result<Vec<GroupInfo>>;
 

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use crate::NodeBuilder;
 
-/// A resource script: start/stop append "NODE start|stop" to the ledger, status reads a
-/// per-node state file.
+/// A resource script: start/stop append "NODE start|stop RESOURCE TIME" to the ledger (TIME:
+/// seconds since the epoch), status reads a per-node state file.
 pub fn ledger_script(ledger: &Path, state_dir: &Path) -> String {
     format!(
-        "state={state}/{{node}}.$1.on\ncase \"$2\" in\nstart) touch \"$state\"; echo \"{{node}} start $1\" >> {ledger};;\nstop) [ -e \"$state\" ] && echo \"{{node}} stop $1\" >> {ledger}; rm -f \"$state\";;\nstatus) if [ -e \"$state\" ]; then echo running; else echo stopped; fi;;\nesac\nexit 0\n",
+        "state={state}/{{node}}.$1.on\ncase \"$2\" in\nstart) touch \"$state\"; echo \"{{node}} start $1 $(date +%s.%N)\" >> {ledger};;\nstop) [ -e \"$state\" ] && echo \"{{node}} stop $1 $(date +%s.%N)\" >> {ledger}; rm -f \"$state\";;\nstatus) if [ -e \"$state\" ]; then echo running; else echo stopped; fi;;\nesac\nexit 0\n",
         state = state_dir.display(),
         ledger = ledger.display()
     )
@@ -78,6 +78,41 @@ impl Lab {
         builder.freeha(oops_timeout).freeha_service(&scripts, ops)
     }
 
+    /// The longest time `resource` ran nowhere between its first start and the end of the
+    /// ledger (a stop, or its node's power off, until the next start), from the times the
+    /// Ledger script writes; with the ledger line that ended that outage.
+    pub fn longest_outage(&self, resource: &str) -> (std::time::Duration, String) {
+        let text = std::fs::read_to_string(&self.ledger).unwrap_or_default();
+        let mut holders: Vec<String> = Vec::new();
+        let mut down_since: Option<f64> = None;
+        let mut last_time = 0.0_f64;
+        let mut longest = (0.0_f64, String::new());
+        for line in text.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let time = words.get(3).and_then(|t| t.parse::<f64>().ok()).unwrap_or(last_time);
+            last_time = time;
+            match (words.first(), words.get(1), words.get(2)) {
+                (Some(node), Some(&"start"), Some(r)) if *r == resource => {
+                    if let Some(since) = down_since.take() {
+                        if time - since > longest.0 {
+                            longest = (time - since, line.to_owned());
+                        }
+                    }
+                    holders.push(node.to_string());
+                }
+                (Some(node), Some(event), Some(r)) if *r == resource || *event == "off" => {
+                    let before = holders.len();
+                    holders.retain(|holder| holder != node);
+                    if before > 0 && holders.is_empty() {
+                        down_since = Some(time);
+                    }
+                }
+                _ => {}
+            }
+        }
+        (std::time::Duration::from_secs_f64(longest.0.max(0.0)), longest.1)
+    }
+
     /// `node` lost its power: everything it ran is gone (its running markers too, so that a
     /// node started again does not find its resources running), and the ledger says so
     /// ("NODE off all").
@@ -95,7 +130,11 @@ impl Lab {
             .append(true)
             .open(&self.ledger)
             .expect("ledger");
-        writeln!(file, "{node} off all").expect("ledger");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        writeln!(file, "{node} off all {now:.6}").expect("ledger");
     }
 
     /// Waits until the ledger has a `node` `event` line ("alpha start"); panics with the
@@ -108,6 +147,44 @@ impl Lab {
         })
         .await;
         assert!(seen.is_ok(), "never \"{node} {event}\": {:?}", self.entries());
+    }
+
+    /// The nodes `resource` runs on now, by the ledger ("off" ends everything on a node).
+    pub fn holders(&self, resource: &str) -> std::collections::BTreeSet<String> {
+        let mut holders = std::collections::BTreeSet::new();
+        for (node, event, name) in self.entries() {
+            match event.as_str() {
+                "start" if name == resource => {
+                    holders.insert(node);
+                }
+                "off" => {
+                    holders.remove(&node);
+                }
+                _ if name == resource => {
+                    holders.remove(&node);
+                }
+                _ => {}
+            }
+        }
+        holders
+    }
+
+    /// Waits until `resource` runs on `node` and nowhere else; panics with the ledger after
+    /// [`crate::PATIENCE`].
+    pub async fn wait_for_running(&self, resource: &str, node: &str) {
+        let wanted = std::collections::BTreeSet::from([node.to_owned()]);
+        let seen = tokio::time::timeout(crate::PATIENCE, async {
+            // The ledger file gives no notice to wait on.
+            while self.holders(resource) != wanted {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(
+            seen.is_ok(),
+            "{resource} never ran on {node} alone: {:?}",
+            self.events()
+        );
     }
 
     /// Every ledger line as "node event" ("alpha start"), for comparing whole histories.

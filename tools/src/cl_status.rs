@@ -157,6 +157,8 @@ pub struct Facts {
     pub nodes: Vec<NodeInfo>,
     /// Groups running here, with whether each prefers this node.
     pub held: Vec<(String, bool)>,
+    /// Whether crmd says this node's resources are in transition.
+    pub in_transition: bool,
     /// Groups the decision maker holds back (a lost node's own stop, FreeHA's oops window).
     pub holds: Vec<hbapi::crmd::HoldInfo>,
     /// The configuration's parameters, by Heartbeat's names.
@@ -404,7 +406,11 @@ pub fn answer(invocation: &Invocation, facts: Option<&Facts>) -> Answer {
             }
         }
         "rscstatus" => {
-            let status = resource_status(&facts.held);
+            let status = if facts.in_transition {
+                "transition"
+            } else {
+                resource_status(&facts.held)
+            };
             let groups: Vec<String> = facts.held.iter().map(|(g, _)| g.clone()).collect();
             // Heartbeat's one word stays as it was for scripts; the sentences and JSON also
             // say what is held back from starting anywhere, and until when.
@@ -459,6 +465,7 @@ async fn gather(connection: &zbus::Connection) -> zbus::Result<Facts> {
     let nodes = comm.list_nodes().await?;
     let mut held = Vec::new();
     let mut holds = Vec::new();
+    let mut in_transition = false;
     if crate::is_running(connection, names::crmd::BUS_NAME).await {
         let crmd = CrmdProxy::new(connection).await?;
         for group in crmd.groups().await? {
@@ -467,6 +474,7 @@ async fn gather(connection: &zbus::Connection) -> zbus::Result<Facts> {
             }
         }
         holds = crmd.holds().await?;
+        in_transition = crmd.in_transition().await.unwrap_or(false);
     }
     let master = hbapi::master::HeartbeatProxy::new(connection).await?;
     let clients = master
@@ -479,6 +487,7 @@ async fn gather(connection: &zbus::Connection) -> zbus::Result<Facts> {
         local,
         nodes,
         held,
+        in_transition,
         holds,
         parameters: master.parameters().await?,
         clients,
@@ -551,6 +560,7 @@ mod tests {
                 node("10.0.0.254", "ping", "ping", true),
             ],
             held: vec![("web".into(), true)],
+            in_transition: false,
             holds: Vec::new(),
             parameters: vec![("deadtime".into(), "1".into())],
             clients: vec![("ipfail".into(), true)],

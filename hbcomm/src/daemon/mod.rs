@@ -237,7 +237,10 @@ fn protocol_message(
     let Some(src) = message.get("src") else { return };
     match kind {
         "NS_rexmit" => {
-            let (Some(first), Some(last)) = (hex_field(message, "firstseq"), hex_field(message, "lastseq"))
+            // Heartbeat writes a retransmission request's numbers in decimal (ha_msg_add_int),
+            // unlike every other sequence number.
+            let decimal = |name: &str| message.get(name).and_then(|v| v.parse::<u64>().ok());
+            let (Some(first), Some(last)) = (decimal("firstseq"), decimal("lastseq"))
             else {
                 bump(snapshot, "dropped_malformed");
                 return;
@@ -684,8 +687,8 @@ pub async fn run(
                     let mut request = Message::new()
                         .with("t", "NS_rexmit")
                         .with("dest", sender.as_str())
-                        .with("firstseq", format!("{first:x}"))
-                        .with("lastseq", format!("{last:x}"));
+                        .with("firstseq", first.to_string())
+                        .with("lastseq", last.to_string());
                     broadcast(&links, &outbox.stamp(&mut request, &authenticator), &snapshot);
                 }
                 InboundOutput::Lost { sender, first, last } => {
