@@ -132,6 +132,25 @@ impl Pair {
         );
     }
 
+    /// Waits until web runs on `count` nodes at once.
+    async fn wait_holders(&self, count: usize) {
+        let deadline = tokio::time::Instant::now() + hb_lab::PATIENCE;
+        loop {
+            let holders = self.lab.holders("web");
+            if holders.len() == count {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{:?}: web never ran on {count} node(s), runs on {holders:?}; ledger {:?}",
+                self.layout,
+                self.lab.events()
+            );
+            // The ledger file gives no notice to wait on.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     async fn standby(&self, node: &str) {
         if node == self.layout.heartbeat() {
             self.heartbeat.hb_standby("all").await;
@@ -231,24 +250,19 @@ async fn failback_and_partition(layout: Layout) {
     pair.settled_on("alpha").await;
 
     pair.wire.cut("alpha", true);
-    // Both run it during the cut: the ledger shows bravo's start while alpha holds it.
-    pair.lab.wait_for("bravo", "start").await;
+    // Both run it during the cut (no fencing, as with two Heartbeat nodes).
+    pair.wait_holders(2).await;
     pair.wire.cut("alpha", false);
-    let deadline = tokio::time::Instant::now() + hb_lab::PATIENCE;
-    loop {
-        let holders = pair.lab.holders("web");
-        if holders.len() == 1 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{layout:?}: after the heal web still runs on {holders:?}; ledger {:?}",
-            pair.lab.events()
-        );
-        // The ledger file gives no notice to wait on.
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let complaints = pair.heartbeat.complaints();
+    pair.wait_holders(1).await;
+    println!("{layout:?} partition and heal: {:?}", pair.lab.events());
+    // What Heartbeat logs of a healed split brain (two Heartbeat nodes log the same): the
+    // partition, and the double ownership it then resolves by restarting.
+    let complaints: Vec<String> = pair
+        .heartbeat
+        .complaints()
+        .into_iter()
+        .filter(|line| !line.contains("Deadtime value may be too small") && !line.contains("Both machines own"))
+        .collect();
     assert!(complaints.is_empty(), "{layout:?}: {}", complaints.join("\n"));
 }
 
