@@ -65,7 +65,12 @@ impl Core {
 
 /// A v1 message that says the sender is a Heartbeat node (not one of ours: ours carry the
 /// marker), in a cluster of two where the v1 protocol applies.
-fn heartbeat_peer(config: &ClusterConfig, local: &str, from: &str, body: &std::collections::HashMap<String, String>) -> bool {
+fn heartbeat_peer(
+    config: &ClusterConfig,
+    local: &str,
+    from: &str,
+    body: &std::collections::HashMap<String, String>,
+) -> bool {
     from != local
         && !body.contains_key(crate::v1::MARKER)
         && config.nodes.len() == 2
@@ -351,7 +356,11 @@ pub async fn run(
     // while it negotiates. One that is not active yet ignores it, and gets another.
     let mut probed: std::collections::BTreeSet<String> = Default::default();
     let probe = |edges: &Edges, peer: &str, status: &str, probed: &mut std::collections::BTreeSet<String>| {
-        if config.nodes.len() == 2 && peer != options.node && status == "active" && probed.insert(peer.to_owned()) {
+        if config.nodes.len() == 2
+            && peer != options.node
+            && status == "active"
+            && probed.insert(peer.to_owned())
+        {
             let (msg_type, to, body) = V1Message::Starting.encode();
             edges.outbox.send_typed(&to, msg_type, body);
         }
@@ -366,6 +375,21 @@ pub async fn run(
     let mut stopping = false;
     tokio::pin!(shutdown);
     let ending = loop {
+        if back_to_native {
+            if let Core::Mixed(mixed) = &core {
+                if mixed.idle() && !stopping {
+                    let running: Vec<String> = mixed.running_here().into_iter().collect();
+                    let mut partition = Box::new(Partition::new(&options.node, config.clone(), now()));
+                    let members = members_now.iter().map(|(n, s)| (n.clone(), s.clone())).collect();
+                    let effects = partition.handle(now(), Event::Started { running, members });
+                    core = Core::Native(partition);
+                    back_to_native = false;
+                    if let Some(ending) = edges.execute(&mut core, effects).await {
+                        break ending;
+                    }
+                }
+            }
+        }
         let wake_at = tokio::time::Instant::from_std(core.next_deadline());
         // Events first, every one that is ready; the core settles when none is left (the
         // last arm), so that a burst of results makes one report and one decision.
@@ -476,21 +500,6 @@ pub async fn run(
         };
         if let Some(ending) = edges.execute(&mut core, effects).await {
             break ending;
-        }
-        if back_to_native {
-            if let Core::Mixed(mixed) = &core {
-                if mixed.idle() && !stopping {
-                    let running: Vec<String> = mixed.running_here().into_iter().collect();
-                    let mut partition = Box::new(Partition::new(&options.node, config.clone(), now()));
-                    let members = members_now.iter().map(|(n, s)| (n.clone(), s.clone())).collect();
-                    let effects = partition.handle(now(), Event::Started { running, members });
-                    core = Core::Native(partition);
-                    back_to_native = false;
-                    if let Some(ending) = edges.execute(&mut core, effects).await {
-                        break ending;
-                    }
-                }
-            }
         }
         if settled || matches!(core, Core::Mixed(_)) {
             publish(&core, &shared, &options, &mut last_states);

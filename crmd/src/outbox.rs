@@ -74,7 +74,11 @@ impl Outbox {
                             let _ = done.send(());
                         }
                         message if message.is_report() && Some(index) != newest_report => {}
-                        Outgoing::Message { to, msg_type: other_type, body } => {
+                        Outgoing::Message {
+                            to,
+                            msg_type: other_type,
+                            body,
+                        } => {
                             let retry = (other_type.is_none()
                                 && to.is_empty()
                                 && body.get("op").is_some_and(|op| op == "report"))

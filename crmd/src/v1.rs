@@ -458,7 +458,10 @@ impl Mixed {
             blocked: BTreeSet::new(),
             effects: Vec::new(),
         };
-        tracing::info!(peer, "{peer} is a Heartbeat node: speaking Heartbeat's v1 resource protocol with it");
+        tracing::info!(
+            peer,
+            "{peer} is a Heartbeat node: speaking Heartbeat's v1 resource protocol with it"
+        );
         if !busy.is_empty() {
             let work = busy.iter().map(|g| (g.clone(), Work::Start)).collect();
             mixed.current = Some((
@@ -736,8 +739,7 @@ impl Mixed {
             return;
         }
         if self.nice_failback {
-            let someone_has =
-                self.peer_holds.has(Hold::FOREIGN) || self.held.has(Hold::LOCAL);
+            let someone_has = self.peer_holds.has(Hold::FOREIGN) || self.held.has(Hold::LOCAL);
             if someone_has && !anyway && self.standby == Standby::Not {
                 tracing::info!("local groups: already held (none to take)");
                 return;
@@ -834,7 +836,12 @@ impl Mixed {
         if self.leaving {
             return;
         }
-        if self.held != Hold::ALL || self.groups_of(Hold::ALL).iter().any(|g| !self.running.contains(g)) {
+        if self.held != Hold::ALL
+            || self
+                .groups_of(Hold::ALL)
+                .iter()
+                .any(|g| !self.running.contains(g))
+        {
             self.needs_failback = true;
             self.take_over_peer("the Heartbeat node stopped");
         }
@@ -882,7 +889,11 @@ impl Mixed {
         if !self.nice_failback || self.phase == Phase::Shutdown || self.leaving {
             return;
         }
-        let from = if from_me { self.local.clone() } else { self.peer.clone() };
+        let from = if from_me {
+            self.local.clone()
+        } else {
+            self.peer.clone()
+        };
         if word == StandbyWord::Me && self.standby_until.is_some_and(|until| self.now < until) {
             tracing::warn!("standby in progress: new request from {from} ignored");
             return;
@@ -962,7 +973,11 @@ impl Mixed {
             }
         }
         if ignored {
-            tracing::warn!("standby message '{}' from {from} ignored in state {:?}", word.as_str(), self.standby);
+            tracing::warn!(
+                "standby message '{}' from {from} ignored in state {:?}",
+                word.as_str(),
+                self.standby
+            );
         }
     }
 
@@ -974,10 +989,18 @@ impl Mixed {
             self.held = self.held.without(set);
             self.say_held(false, Some("standby"));
         }
-        let ours = if give_up || set == Hold::ALL { set } else { set.mirrored() };
+        let ours = if give_up || set == Hold::ALL {
+            set
+        } else {
+            set.mirrored()
+        };
         let groups = self.groups_of(ours);
         let work = if give_up { Work::Stop } else { Work::Start };
-        let trigger = if give_up { "hb_standby (handover to the Heartbeat node)" } else { "hb_standby of the Heartbeat node" };
+        let trigger = if give_up {
+            "hb_standby (handover to the Heartbeat node)"
+        } else {
+            "hb_standby of the Heartbeat node"
+        };
         for group in &groups {
             let verb = if give_up { "stop" } else { "start" };
             self.decided(format!("{verb} {group} {}", self.local), trigger);
@@ -987,8 +1010,14 @@ impl Mixed {
 
     fn ip_request(&mut self, group: String) {
         if self.running.contains(&group) {
-            self.decided(format!("stop {group} {}", self.local), "ip-request from the Heartbeat node");
-            self.queue(vec![(group.clone(), Work::Stop)], Then::Released { group, held: true });
+            self.decided(
+                format!("stop {group} {}", self.local),
+                "ip-request from the Heartbeat node",
+            );
+            self.queue(
+                vec![(group.clone(), Work::Stop)],
+                Then::Released { group, held: true },
+            );
         } else {
             let requester = self.peer.clone();
             self.send(V1Message::IpRequestResp {
@@ -1006,11 +1035,19 @@ impl Mixed {
             Command::Takeover(scope, _) => {
                 let hold = Hold::from_scope(scope);
                 if hold != Hold::NONE {
-                    tracing::info!("hb_takeover [{}]: asking {} to go standby", hold.as_str(), self.peer);
+                    tracing::info!(
+                        "hb_takeover [{}]: asking {} to go standby",
+                        hold.as_str(),
+                        self.peer
+                    );
                     self.send(V1Message::Takeover { hold });
                 }
             }
-            Command::Connectivity { give_up: true, reason, .. } => {
+            Command::Connectivity {
+                give_up: true,
+                reason,
+                ..
+            } => {
                 self.standby_request(Hold::ALL, &format!("ipfail: {reason}"));
             }
             Command::Connectivity { give_up: false, .. } => {}
@@ -1092,7 +1129,10 @@ impl Mixed {
         for group in &groups {
             self.decided(format!("stop {group} {}", self.local), "this node stops");
         }
-        self.queue(groups.into_iter().map(|g| (g, Work::Stop)).collect(), Then::GaveUp);
+        self.queue(
+            groups.into_iter().map(|g| (g, Work::Stop)).collect(),
+            Then::GaveUp,
+        );
     }
 
     fn queue(&mut self, work: Vec<(String, Work)>, then: Then) {
@@ -1225,7 +1265,9 @@ impl Mixed {
             Phase::Received(at) => Some(at),
             _ => None,
         };
-        let standby = (self.standby == Standby::Me).then_some(self.standby_until).flatten();
+        let standby = (self.standby == Standby::Me)
+            .then_some(self.standby_until)
+            .flatten();
         let shutdown = self.shutdown_wanted.then_some(self.now + RETRY);
         [received, self.failback_at, self.fence_retry_at, standby, shutdown]
             .into_iter()
@@ -1279,18 +1321,21 @@ impl Mixed {
                 moved_to: None,
             })
             .collect();
-        let node = |name: &str, active: bool, running: Vec<String>, failed: Vec<String>, blocked: Vec<String>| NodeView {
-            name: name.to_owned(),
-            active,
-            standby: Scope::None,
-            takeover: Scope::None,
-            running: Arc::new(running.into_iter().collect()),
-            failed: Arc::new(failed.into_iter().collect()),
-            unclean: false,
-            blocked: Arc::new(blocked.into_iter().collect()),
-            held: Arc::default(),
-            declined: Arc::default(),
-        };
+        let node =
+            |name: &str, active: bool, running: Vec<String>, failed: Vec<String>, blocked: Vec<String>| {
+                NodeView {
+                    name: name.to_owned(),
+                    active,
+                    standby: Scope::None,
+                    takeover: Scope::None,
+                    running: Arc::new(running.into_iter().collect()),
+                    failed: Arc::new(failed.into_iter().collect()),
+                    unclean: false,
+                    blocked: Arc::new(blocked.into_iter().collect()),
+                    held: Arc::default(),
+                    declined: Arc::default(),
+                }
+            };
         let peer_running = if self.peer_alive() {
             self.groups_of(self.peer_holds.mirrored())
         } else {
@@ -1304,7 +1349,13 @@ impl Mixed {
                 self.failed.iter().cloned().collect(),
                 self.blocked.iter().cloned().collect(),
             ),
-            node(&self.peer, self.peer_alive(), peer_running, Vec::new(), Vec::new()),
+            node(
+                &self.peer,
+                self.peer_alive(),
+                peer_running,
+                Vec::new(),
+                Vec::new(),
+            ),
         ];
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
         Arc::new(ClusterView {

@@ -88,7 +88,7 @@ impl Bravo {
         (Bravo { core, now }, effects)
     }
 
-    fn from_alpha(&mut self, message: V1Message) -> Vec<Effect> {
+    fn hear_alpha(&mut self, message: V1Message) -> Vec<Effect> {
         self.now += Duration::from_millis(50);
         self.core.message(self.now, "alpha", message)
     }
@@ -108,18 +108,24 @@ impl Bravo {
     /// Both nodes cold-started, as in the capture; bravo ends holding db.
     fn cold_started(auto_failback: &str) -> Bravo {
         let (mut bravo, effects) = Bravo::new(auto_failback, false, &[]);
-        assert!(sent(&effects).is_empty(), "crmd said starting already: {effects:?}");
+        assert!(
+            sent(&effects).is_empty(),
+            "crmd said starting already: {effects:?}"
+        );
         // alpha's `starting`: bravo holds nothing and does nothing, so it answers stable.
-        let effects = bravo.from_alpha(V1Message::Starting);
+        let effects = bravo.hear_alpha(V1Message::Starting);
         assert_eq!(sent(&effects), vec![resources(Hold::NONE, Some(true), None)]);
         // alpha's answer to bravo's `starting`, then alpha takes its local groups.
-        let effects = bravo.from_alpha(resources(Hold::NONE, Some(false), None));
+        let effects = bravo.hear_alpha(resources(Hold::NONE, Some(false), None));
         assert!(work(&effects).is_empty(), "{effects:?}");
-        let effects = bravo.from_alpha(resources(Hold::LOCAL, Some(true), None));
+        let effects = bravo.hear_alpha(resources(Hold::LOCAL, Some(true), None));
         assert_eq!(work(&effects), vec![("db".into(), Work::Start)]);
         assert_eq!(
             sent(&effects),
-            vec![resources(Hold::NONE, Some(false), None), resources(Hold::LOCAL, Some(true), None)]
+            vec![
+                resources(Hold::NONE, Some(false), None),
+                resources(Hold::LOCAL, Some(true), None)
+            ]
         );
         let effects = bravo.done("db", GroupOutcome::Started);
         assert_eq!(
@@ -139,7 +145,7 @@ fn cold_start_takes_only_the_local_groups_once_heartbeat_is_stable() {
 #[test]
 fn without_a_stable_answer_local_groups_are_taken_after_heartbeats_request_delay() {
     let (mut bravo, _) = Bravo::new("off", false, &[]);
-    let effects = bravo.from_alpha(resources(Hold::NONE, Some(false), None));
+    let effects = bravo.hear_alpha(resources(Hold::NONE, Some(false), None));
     assert!(work(&effects).is_empty());
     bravo.now += crmd::v1::REQUEST_DELAY - Duration::from_millis(100);
     assert!(work(&bravo.event(Event::Tick)).is_empty());
@@ -152,17 +158,20 @@ fn without_a_stable_answer_local_groups_are_taken_after_heartbeats_request_delay
 fn heartbeats_hb_standby_hands_everything_to_us() {
     let mut bravo = Bravo::cold_started("off");
     // alpha holds web; it wants to go standby (capture: alpha's side of 15073..15487).
-    bravo.from_alpha(resources(Hold::LOCAL, Some(true), None));
-    let effects = bravo.from_alpha(ask(Hold::ALL, StandbyWord::Me));
+    bravo.hear_alpha(resources(Hold::LOCAL, Some(true), None));
+    let effects = bravo.hear_alpha(ask(Hold::ALL, StandbyWord::Me));
     assert_eq!(sent(&effects), vec![ask(Hold::ALL, StandbyWord::Other)]);
     assert!(work(&effects).is_empty());
-    bravo.from_alpha(resources(Hold::NONE, Some(false), Some("standby")));
-    let effects = bravo.from_alpha(ask(Hold::ALL, StandbyWord::Done));
+    bravo.hear_alpha(resources(Hold::NONE, Some(false), Some("standby")));
+    let effects = bravo.hear_alpha(ask(Hold::ALL, StandbyWord::Done));
     assert_eq!(work(&effects), vec![("web".into(), Work::Start)]);
     let effects = bravo.done("web", GroupOutcome::Started);
     assert_eq!(
         sent(&effects),
-        vec![ask(Hold::ALL, StandbyWord::Done), resources(Hold::ALL, Some(true), None)]
+        vec![
+            ask(Hold::ALL, StandbyWord::Done),
+            resources(Hold::ALL, Some(true), None)
+        ]
     );
     assert_eq!(bravo.core.running_here().len(), 2);
 }
@@ -170,17 +179,20 @@ fn heartbeats_hb_standby_hands_everything_to_us() {
 #[test]
 fn our_hb_standby_is_heartbeats_three_phase_handover() {
     let mut bravo = Bravo::cold_started("off");
-    bravo.from_alpha(resources(Hold::LOCAL, Some(true), None));
+    bravo.hear_alpha(resources(Hold::LOCAL, Some(true), None));
     let effects = bravo.event(Event::Command(Command::Standby(Scope::All, 0)));
     assert_eq!(sent(&effects), vec![ask(Hold::ALL, StandbyWord::Me)]);
     assert!(work(&effects).is_empty(), "nothing stops before alpha agrees");
-    let effects = bravo.from_alpha(ask(Hold::ALL, StandbyWord::Other));
-    assert_eq!(sent(&effects), vec![resources(Hold::NONE, Some(false), Some("standby"))]);
+    let effects = bravo.hear_alpha(ask(Hold::ALL, StandbyWord::Other));
+    assert_eq!(
+        sent(&effects),
+        vec![resources(Hold::NONE, Some(false), Some("standby"))]
+    );
     assert_eq!(work(&effects), vec![("db".into(), Work::Stop)]);
     let effects = bravo.done("db", GroupOutcome::Stopped);
     assert_eq!(sent(&effects), vec![ask(Hold::ALL, StandbyWord::Done)]);
-    bravo.from_alpha(resources(Hold::ALL, Some(true), None));
-    let effects = bravo.from_alpha(ask(Hold::ALL, StandbyWord::Done));
+    bravo.hear_alpha(resources(Hold::ALL, Some(true), None));
+    let effects = bravo.hear_alpha(ask(Hold::ALL, StandbyWord::Done));
     assert_eq!(sent(&effects), vec![resources(Hold::NONE, Some(true), None)]);
     assert!(bravo.core.running_here().is_empty());
 }
@@ -188,21 +200,29 @@ fn our_hb_standby_is_heartbeats_three_phase_handover() {
 #[test]
 fn standby_requests_are_refused_while_the_peer_is_in_flux() {
     let (mut bravo, _) = Bravo::new("off", false, &[]);
-    let effects = bravo.from_alpha(ask(Hold::ALL, StandbyWord::Me));
-    assert!(sent(&effects).is_empty() && work(&effects).is_empty(), "{effects:?}");
+    let effects = bravo.hear_alpha(ask(Hold::ALL, StandbyWord::Me));
+    assert!(
+        sent(&effects).is_empty() && work(&effects).is_empty(),
+        "{effects:?}"
+    );
 }
 
 #[test]
 fn a_crashed_heartbeat_node_holding_groups_is_fenced_before_takeover() {
     let (mut bravo, _) = Bravo::new("off", true, &[]);
-    bravo.from_alpha(resources(Hold::LOCAL, Some(true), None));
+    bravo.hear_alpha(resources(Hold::LOCAL, Some(true), None));
     bravo.done("db", GroupOutcome::Started);
     let effects = bravo.event(Event::NodeStatus {
         node: "alpha".into(),
         status: "dead".into(),
     });
-    assert!(work(&effects).is_empty(), "nothing starts before the fence: {effects:?}");
-    assert!(effects.iter().any(|e| matches!(e, Effect::Fence { node, .. } if node == "alpha")));
+    assert!(
+        work(&effects).is_empty(),
+        "nothing starts before the fence: {effects:?}"
+    );
+    assert!(effects
+        .iter()
+        .any(|e| matches!(e, Effect::Fence { node, .. } if node == "alpha")));
     bravo.event(Event::FenceRequested {
         node: "alpha".into(),
         result: Ok(7),
@@ -215,7 +235,10 @@ fn a_crashed_heartbeat_node_holding_groups_is_fenced_before_takeover() {
     assert!(work(&effects).is_empty(), "a failed fence starts nothing");
     bravo.now += Duration::from_secs(6);
     let effects = bravo.event(Event::Tick);
-    assert!(effects.iter().any(|e| matches!(e, Effect::Fence { .. })), "retried: {effects:?}");
+    assert!(
+        effects.iter().any(|e| matches!(e, Effect::Fence { .. })),
+        "retried: {effects:?}"
+    );
     bravo.event(Event::FenceRequested {
         node: "alpha".into(),
         result: Ok(8),
@@ -245,15 +268,18 @@ fn a_crashed_heartbeat_node_holding_groups_is_fenced_before_takeover() {
 #[test]
 fn a_clean_stop_of_heartbeat_is_taken_over_without_fencing() {
     let mut bravo = Bravo::cold_started("off");
-    bravo.from_alpha(resources(Hold::LOCAL, Some(true), None));
-    bravo.from_alpha(resources(Hold::NONE, Some(false), Some("shutdown")));
-    let effects = bravo.from_alpha(V1Message::Shutdone);
+    bravo.hear_alpha(resources(Hold::LOCAL, Some(true), None));
+    bravo.hear_alpha(resources(Hold::NONE, Some(false), Some("shutdown")));
+    let effects = bravo.hear_alpha(V1Message::Shutdone);
     assert_eq!(work(&effects), vec![("web".into(), Work::Start)]);
     let effects = bravo.event(Event::NodeStatus {
         node: "alpha".into(),
         status: "dead".into(),
     });
-    assert!(!effects.iter().any(|e| matches!(e, Effect::Fence { .. })), "{effects:?}");
+    assert!(
+        !effects.iter().any(|e| matches!(e, Effect::Fence { .. })),
+        "{effects:?}"
+    );
 }
 
 #[test]
@@ -261,13 +287,16 @@ fn auto_failback_hands_the_returning_nodes_groups_back_once_it_is_stable() {
     // bravo ran alone and holds everything; alpha (Heartbeat) starts.
     let (mut bravo, effects) = Bravo::new("on", false, &["web", "db"]);
     assert!(sent(&effects).is_empty());
-    let effects = bravo.from_alpha(V1Message::Starting);
+    let effects = bravo.hear_alpha(V1Message::Starting);
     assert_eq!(sent(&effects), vec![resources(Hold::ALL, Some(true), None)]);
-    bravo.from_alpha(resources(Hold::NONE, Some(false), None));
+    bravo.hear_alpha(resources(Hold::NONE, Some(false), None));
     // alpha sees bravo holds its groups, becomes stable holding nothing: failback starts.
-    let effects = bravo.from_alpha(resources(Hold::NONE, Some(true), None));
-    assert!(sent(&effects).contains(&ask(Hold::FOREIGN, StandbyWord::Me)), "{effects:?}");
-    let effects = bravo.from_alpha(ask(Hold::FOREIGN, StandbyWord::Other));
+    let effects = bravo.hear_alpha(resources(Hold::NONE, Some(true), None));
+    assert!(
+        sent(&effects).contains(&ask(Hold::FOREIGN, StandbyWord::Me)),
+        "{effects:?}"
+    );
+    let effects = bravo.hear_alpha(ask(Hold::FOREIGN, StandbyWord::Other));
     assert_eq!(work(&effects), vec![("web".into(), Work::Stop)]);
     let effects = bravo.done("web", GroupOutcome::Stopped);
     assert_eq!(sent(&effects), vec![ask(Hold::FOREIGN, StandbyWord::Done)]);
@@ -277,21 +306,26 @@ fn auto_failback_hands_the_returning_nodes_groups_back_once_it_is_stable() {
 #[test]
 fn with_auto_failback_off_the_groups_stay() {
     let (mut bravo, _) = Bravo::new("off", false, &["web", "db"]);
-    bravo.from_alpha(V1Message::Starting);
-    bravo.from_alpha(resources(Hold::NONE, Some(false), None));
-    let effects = bravo.from_alpha(resources(Hold::NONE, Some(true), None));
-    assert!(!sent(&effects).iter().any(|m| matches!(m, V1Message::AskResources { .. })));
+    bravo.hear_alpha(V1Message::Starting);
+    bravo.hear_alpha(resources(Hold::NONE, Some(false), None));
+    let effects = bravo.hear_alpha(resources(Hold::NONE, Some(true), None));
+    assert!(!sent(&effects)
+        .iter()
+        .any(|m| matches!(m, V1Message::AskResources { .. })));
     assert!(work(&effects).is_empty());
 }
 
 #[test]
 fn shutdown_waits_for_a_stable_peer_then_gives_everything_up() {
     let (mut bravo, _) = Bravo::new("off", false, &[]);
-    bravo.from_alpha(resources(Hold::NONE, Some(false), None));
+    bravo.hear_alpha(resources(Hold::NONE, Some(false), None));
     // Still negotiating with a live peer: the stop waits.
     let effects = bravo.event(Event::Shutdown);
-    assert!(work(&effects).is_empty() && sent(&effects).is_empty(), "{effects:?}");
-    let effects = bravo.from_alpha(resources(Hold::LOCAL, Some(true), None));
+    assert!(
+        work(&effects).is_empty() && sent(&effects).is_empty(),
+        "{effects:?}"
+    );
+    let effects = bravo.hear_alpha(resources(Hold::LOCAL, Some(true), None));
     assert_eq!(work(&effects), vec![("db".into(), Work::Start)]);
     let effects = bravo.done("db", GroupOutcome::Started);
     assert_eq!(
@@ -309,8 +343,8 @@ fn shutdown_waits_for_a_stable_peer_then_gives_everything_up() {
 #[test]
 fn heartbeats_hb_takeover_makes_us_go_standby() {
     let mut bravo = Bravo::cold_started("off");
-    bravo.from_alpha(resources(Hold::LOCAL, Some(true), None));
-    let effects = bravo.from_alpha(V1Message::Takeover { hold: Hold::ALL });
+    bravo.hear_alpha(resources(Hold::LOCAL, Some(true), None));
+    let effects = bravo.hear_alpha(V1Message::Takeover { hold: Hold::ALL });
     assert_eq!(sent(&effects), vec![ask(Hold::ALL, StandbyWord::Me)]);
 }
 

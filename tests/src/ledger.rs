@@ -89,7 +89,10 @@ impl Lab {
         let mut longest = (0.0_f64, String::new());
         for line in text.lines() {
             let words: Vec<&str> = line.split_whitespace().collect();
-            let time = words.get(3).and_then(|t| t.parse::<f64>().ok()).unwrap_or(last_time);
+            let time = words
+                .get(3)
+                .and_then(|t| t.parse::<f64>().ok())
+                .unwrap_or(last_time);
             last_time = time;
             match (words.first(), words.get(1), words.get(2)) {
                 (Some(node), Some(&"start"), Some(r)) if *r == resource => {
@@ -120,7 +123,11 @@ impl Lab {
         use std::io::Write;
         if let Ok(entries) = std::fs::read_dir(&self.state) {
             for entry in entries.flatten() {
-                if entry.file_name().to_string_lossy().starts_with(&format!("{node}.")) {
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("{node}."))
+                {
                     let _ = std::fs::remove_file(entry.path());
                 }
             }

@@ -42,11 +42,7 @@ pub struct Wire {
 impl Wire {
     /// The namespaces and their wiring.
     pub fn new(nodes: &[&str]) -> Wire {
-        let tag = format!(
-            "{}{}",
-            std::process::id(),
-            WIRES.fetch_add(1, Ordering::Relaxed)
-        );
+        let tag = format!("{}{}", std::process::id(), WIRES.fetch_add(1, Ordering::Relaxed));
         let switch = format!("hbrs-sw-{tag}");
         run(&["ip", "netns", "add", &switch]);
         let mut wire = Wire {
@@ -60,11 +56,32 @@ impl Wire {
             run(&["ip", "netns", "add", &namespace]);
             wire.nodes.push((node.to_string(), namespace.clone()));
             let (inside, port) = (format!("i{index}x{tag}"), format!("p{index}x{tag}"));
-            run(&["ip", "link", "add", &inside, "type", "veth", "peer", "name", &port]);
+            run(&[
+                "ip", "link", "add", &inside, "type", "veth", "peer", "name", &port,
+            ]);
             run(&["ip", "link", "set", &inside, "netns", &namespace]);
             run(&["ip", "link", "set", &port, "netns", &wire.switch]);
-            run(&["ip", "-n", &wire.switch, "link", "set", &port, "name", &format!("port-{node}")]);
-            run(&["ip", "-n", &wire.switch, "link", "set", &format!("port-{node}"), "master", "br0", "up"]);
+            run(&[
+                "ip",
+                "-n",
+                &wire.switch,
+                "link",
+                "set",
+                &port,
+                "name",
+                &format!("port-{node}"),
+            ]);
+            run(&[
+                "ip",
+                "-n",
+                &wire.switch,
+                "link",
+                "set",
+                &format!("port-{node}"),
+                "master",
+                "br0",
+                "up",
+            ]);
             run(&["ip", "-n", &namespace, "link", "set", &inside, "name", "eth0"]);
             let address = format!("10.213.77.{}/24", index + 1);
             run(&["ip", "-n", &namespace, "addr", "add", &address, "dev", "eth0"]);
@@ -203,7 +220,10 @@ impl Heartbeat306 {
         let script = etc.join("resource.d/Ledger");
         std::fs::write(
             &script,
-            format!("#!/bin/sh\n{}", ledger_script(&lab.ledger, &lab.state).replace("{node}", node)),
+            format!(
+                "#!/bin/sh\n{}",
+                ledger_script(&lab.ledger, &lab.state).replace("{node}", node)
+            ),
         )
         .expect("Ledger");
         use std::os::unix::fs::PermissionsExt;
@@ -315,6 +335,11 @@ impl Heartbeat306 {
     /// tests/data/heartbeat-3.0.6/v1-auto-failback-*.txt) — and its answers to a local
     /// client's bad API request (`api_process_request`, with the request dumped after it).
     pub fn complaints(&self) -> Vec<String> {
+        self.complaints_since(0)
+    }
+
+    /// [`Heartbeat306::complaints`] in the log after `from` bytes.
+    pub fn complaints_since(&self, from: usize) -> Vec<String> {
         let mut in_api_dump = false;
         const EXPECTED: &[&str] = &[
             "Cannot lock ourselves into memory",
@@ -329,7 +354,8 @@ impl Heartbeat306 {
             ": is dead",
             "Late heartbeat",
         ];
-        std::fs::read_to_string(self.log())
+        let log = std::fs::read_to_string(self.log()).unwrap_or_default();
+        log.get(from..)
             .unwrap_or_default()
             .lines()
             .filter(|line| line.contains("ERROR") || line.contains("WARN"))

@@ -27,7 +27,10 @@ async fn mixed_cluster_with_heartbeat_3_0_6() {
     heartbeat
         .wait_log("Status update for node alpha: status active", 0)
         .await;
-    assert_eq!(heartbeat.cl_status(&["nodestatus", "alpha"]).await.1.trim(), "active");
+    assert_eq!(
+        heartbeat.cl_status(&["nodestatus", "alpha"]).await.1.trim(),
+        "active"
+    );
 
     // cl_status: ours on alpha answers as Heartbeat's own does on bravo, each asked about its
     // peer where the question is about the other node (the peer's name then reads PEER).
@@ -129,5 +132,9 @@ async fn mixed_cluster_with_heartbeat_3_0_6() {
     // Nothing we sent made Heartbeat complain (it logs an ERROR for every message it cannot
     // take, e.g. an NS_ackmsg without ts).
     let complaints = heartbeat.complaints();
-    assert!(complaints.is_empty(), "Heartbeat 3.0.6 complained:\n{}", complaints.join("\n"));
+    assert!(
+        complaints.is_empty(),
+        "Heartbeat 3.0.6 complained:\n{}",
+        complaints.join("\n")
+    );
 }

@@ -240,8 +240,7 @@ fn protocol_message(
             // Heartbeat writes a retransmission request's numbers in decimal (ha_msg_add_int),
             // unlike every other sequence number.
             let decimal = |name: &str| message.get(name).and_then(|v| v.parse::<u64>().ok());
-            let (Some(first), Some(last)) = (decimal("firstseq"), decimal("lastseq"))
-            else {
+            let (Some(first), Some(last)) = (decimal("firstseq"), decimal("lastseq")) else {
                 bump(snapshot, "dropped_malformed");
                 return;
             };
