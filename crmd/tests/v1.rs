@@ -365,3 +365,86 @@ fn messages_round_trip_and_carry_the_marker() {
     assert!(V1Message::decode("resource", &bad).is_err());
     assert_eq!(V1Message::decode("crmd", &bad), Ok(None));
 }
+
+#[test]
+fn every_v1_message_two_heartbeat_nodes_exchanged_is_understood() {
+    let mut seen = std::collections::BTreeSet::new();
+    for name in ["v1-auto-failback-off.txt", "v1-auto-failback-on.txt"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/data/heartbeat-3.0.6")
+            .join(name);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            // "MS SENDER TYPE field=value …"; values have no spaces except nodelist's.
+            let mut words = line.split_whitespace();
+            let (Some(_), Some(_), Some(msg_type)) = (words.next(), words.next(), words.next()) else {
+                continue;
+            };
+            let body: std::collections::HashMap<String, String> = words
+                .filter_map(|w| w.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            match V1Message::decode(msg_type, &body) {
+                Ok(Some(message)) => {
+                    seen.insert(msg_type.to_owned());
+                    // What we would send back in its place reads the same.
+                    let (again_type, to, mut again) = message.encode();
+                    // The addressee travels as hbcomm's `dest`, which it hands back.
+                    if !to.is_empty() {
+                        again.insert("dest".into(), to);
+                    }
+                    assert_eq!(again_type, msg_type);
+                    assert_eq!(V1Message::decode(again_type, &again), Ok(Some(message)), "{line}");
+                }
+                Ok(None) => assert!(
+                    ["reqnodes", "repnodes", "stonith"].contains(&msg_type),
+                    "{name}: a message type crmd does not know: {line}"
+                ),
+                Err(error) => panic!("{name}: {line}: {error}"),
+            }
+        }
+    }
+    for expected in [
+        "starting",
+        "resource",
+        "ask_resources",
+        "hb_takeover",
+        "ip-request-resp",
+        "shutdone",
+    ] {
+        assert!(
+            seen.contains(expected),
+            "the captures have no {expected}: {seen:?}"
+        );
+    }
+}
+
+#[test]
+fn a_legacy_heartbeat_nodes_ip_request_is_answered_after_the_group_is_released() {
+    let (mut bravo, _) = Bravo::new("legacy", false, &["web", "db"]);
+    let effects = bravo.hear_alpha(V1Message::IpRequest { group: "web".into() });
+    assert_eq!(work(&effects), vec![("web".into(), Work::Stop)]);
+    assert!(
+        sent(&effects).is_empty(),
+        "no answer before the stop: {effects:?}"
+    );
+    let effects = bravo.done("web", GroupOutcome::Stopped);
+    assert_eq!(
+        sent(&effects),
+        vec![V1Message::IpRequestResp {
+            requester: "alpha".into(),
+            group: "web".into(),
+            held: true,
+            ok: true
+        }]
+    );
+    // A group not held here is answered at once.
+    let effects = bravo.hear_alpha(V1Message::IpRequest { group: "web".into() });
+    assert!(
+        matches!(
+            &sent(&effects)[..],
+            [V1Message::IpRequestResp { held: false, .. }]
+        ),
+        "{effects:?}"
+    );
+}

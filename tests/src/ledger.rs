@@ -82,12 +82,23 @@ impl Lab {
     /// ledger (a stop, or its node's power off, until the next start), from the times the
     /// Ledger script writes; with the ledger line that ended that outage.
     pub fn longest_outage(&self, resource: &str) -> (std::time::Duration, String) {
+        self.longest_outage_since(resource, 0)
+    }
+
+    /// The number of lines in the ledger now (for [`Lab::longest_outage_since`]).
+    pub fn len(&self) -> usize {
+        self.entries().len()
+    }
+
+    /// As [`Lab::longest_outage`], counting only outages ended by a line after the first
+    /// `from_line` lines.
+    pub fn longest_outage_since(&self, resource: &str, from_line: usize) -> (std::time::Duration, String) {
         let text = std::fs::read_to_string(&self.ledger).unwrap_or_default();
         let mut holders: Vec<String> = Vec::new();
         let mut down_since: Option<f64> = None;
         let mut last_time = 0.0_f64;
         let mut longest = (0.0_f64, String::new());
-        for line in text.lines() {
+        for (index, line) in text.lines().enumerate() {
             let words: Vec<&str> = line.split_whitespace().collect();
             let time = words
                 .get(3)
@@ -97,7 +108,7 @@ impl Lab {
             match (words.first(), words.get(1), words.get(2)) {
                 (Some(node), Some(&"start"), Some(r)) if *r == resource => {
                     if let Some(since) = down_since.take() {
-                        if time - since > longest.0 {
+                        if index >= from_line && time - since > longest.0 {
                             longest = (time - since, line.to_owned());
                         }
                     }

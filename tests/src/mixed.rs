@@ -330,7 +330,8 @@ impl Heartbeat306 {
 
     /// ERROR and WARN lines Heartbeat logged, except those it writes on any start in a
     /// container (memory locking, core dump advice, initdead, no logging daemon, a fresh
-    /// generation) and those about a peer it saw die or a missing fencing device — the
+    /// generation, its main loop running late) and those about a peer it saw die or a
+    /// missing fencing device — the
     /// lines two Heartbeat nodes log on the same configuration (see
     /// tests/data/heartbeat-3.0.6/v1-auto-failback-*.txt) — and its answers to a local
     /// client's bad API request (`api_process_request`, with the request dumped after it).
@@ -353,6 +354,8 @@ impl Heartbeat306 {
             "Shared disks are not protected",
             ": is dead",
             "Late heartbeat",
+            // Its own main loop running late on a loaded machine.
+            "Dispatch function for",
         ];
         let log = std::fs::read_to_string(self.log()).unwrap_or_default();
         log.get(from..)
@@ -437,4 +440,86 @@ impl Heartbeat306 {
             let _ = process.wait().await;
         }
     }
+}
+
+/// What the FAQ 26 procedure came to.
+pub struct Upgrade {
+    /// The longest time a group ran nowhere.
+    pub longest_outage: Duration,
+    /// The ledger line that ended it.
+    pub ended_by: String,
+    /// The longest outage of a handover heartbeat-rs took part in (every one after the first,
+    /// which is between the two Heartbeat nodes), and the line that ended it.
+    pub longest_ours: (Duration, String),
+    /// Double starts found in the ledger.
+    pub double_starts: Vec<String>,
+    /// What Heartbeat logged about our packets.
+    pub complaints: Vec<String>,
+    /// The whole ledger ("node event").
+    pub ledger: Vec<String>,
+}
+
+/// The seed's FAQ 26, scripted: two Heartbeat 3.0.6 nodes serve web (alpha) and db (bravo)
+/// with auto_failback on; bravo is upgraded (Heartbeat stopped, heartbeat-rs started with the
+/// same /etc/ha.d), then alpha; each group moves once to the other node and back. Returns
+/// once both groups are home on heartbeat-rs.
+pub async fn rolling_upgrade() -> Upgrade {
+    let wire = Wire::new(&["alpha", "bravo"]);
+    let lab = Lab::new();
+    let setup = Setup::pair("alpha Ledger::web\nbravo Ledger::db\n", "on");
+    let mut alpha = Heartbeat306::new(&wire, &lab, &setup, "alpha");
+    let mut bravo = Heartbeat306::new(&wire, &lab, &setup, "bravo");
+    alpha.start().await;
+    bravo.start().await;
+    lab.wait_for_running("web", "alpha").await;
+    lab.wait_for_running("db", "bravo").await;
+
+    // bravo: Heartbeat stops (db moves to alpha), heartbeat-rs starts (db comes back).
+    let alpha_mark = alpha.log_len();
+    bravo.stop().await;
+    lab.wait_for_running("db", "alpha").await;
+    let heartbeat_only = lab.len();
+    let ours_bravo = start_ours(&wire, &lab, &setup, "bravo").await;
+    lab.wait_for_running("db", "bravo").await;
+    // alpha: the same; web moves to bravo and back, now between two heartbeat-rs nodes.
+    // (Heartbeat would delay its stop until the failback is over anyway.)
+    alpha
+        .wait_log("Other node completed standby takeover", alpha_mark)
+        .await;
+    alpha.stop().await;
+    lab.wait_for_running("web", "bravo").await;
+    let ours_alpha = start_ours(&wire, &lab, &setup, "alpha").await;
+    lab.wait_for_running("web", "alpha").await;
+
+    // Heartbeat's own lost-packet warnings between two Heartbeat nodes are not ours (the
+    // capture of two Heartbeat nodes has them too): bravo's Heartbeat only ever heard
+    // Heartbeat; alpha's is judged from the moment bravo was upgraded.
+    let complaints = bravo
+        .complaints()
+        .into_iter()
+        .filter(|line| !line.contains("lost packet(s) for [alpha]"))
+        .chain(alpha.complaints_since(alpha_mark))
+        .collect();
+    let mut longest = (Duration::ZERO, String::new());
+    let mut longest_ours = (Duration::ZERO, String::new());
+    for resource in ["web", "db"] {
+        let outage = lab.longest_outage(resource);
+        if outage.0 > longest.0 {
+            longest = outage;
+        }
+        let outage = lab.longest_outage_since(resource, heartbeat_only);
+        if outage.0 > longest_ours.0 {
+            longest_ours = outage;
+        }
+    }
+    let upgrade = Upgrade {
+        longest_outage: longest.0,
+        ended_by: longest.1,
+        longest_ours,
+        double_starts: lab.double_starts(),
+        complaints,
+        ledger: lab.events(),
+    };
+    drop((ours_alpha, ours_bravo));
+    upgrade
 }

@@ -45,6 +45,7 @@ fn main() -> std::process::ExitCode {
         ("hb-bench-lrmd", vec![]),
         ("hb-bench-stonith", vec![]),
         ("hb-bench-failover", vec![]),
+        ("hb-bench-upgrade", vec![]),
         ("hb-bench-comm", vec![]),
         ("hb-bench-node", vec![]),
         ("hb-bench-many", vec![]),
