@@ -86,7 +86,7 @@ impl Lab {
     }
 
     /// The number of lines in the ledger now (for [`Lab::longest_outage_since`]).
-    pub fn len(&self) -> usize {
+    pub fn line_count(&self) -> usize {
         self.entries().len()
     }
 

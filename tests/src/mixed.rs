@@ -478,7 +478,7 @@ pub async fn rolling_upgrade() -> Upgrade {
     let alpha_mark = alpha.log_len();
     bravo.stop().await;
     lab.wait_for_running("db", "alpha").await;
-    let heartbeat_only = lab.len();
+    let heartbeat_only = lab.line_count();
     let ours_bravo = start_ours(&wire, &lab, &setup, "bravo").await;
     lab.wait_for_running("db", "bravo").await;
     // alpha: the same; web moves to bravo and back, now between two heartbeat-rs nodes.
