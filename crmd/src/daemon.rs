@@ -371,6 +371,7 @@ pub async fn run(
     // Set when the Heartbeat peer turned out to be ours (upgraded): the partition core takes
     // over again once the v1 core is idle.
     let mut back_to_native = false;
+    let mut warned_v1: std::collections::BTreeSet<String> = Default::default();
     let mut last_states: Vec<NodeState> = Vec::new();
     let mut stopping = false;
     tokio::pin!(shutdown);
@@ -424,6 +425,13 @@ pub async fn run(
                         }
                     };
                     if !heartbeat_peer(&config, &options.node, args.from, &args.body) {
+                        if config.nodes.len() != 2
+                            && args.from != options.node
+                            && !args.body.contains_key(crate::v1::MARKER)
+                            && warned_v1.insert(args.from.to_owned())
+                        {
+                            tracing::error!(node = %args.from, "{} is a Heartbeat 3.0.6 node: its v1 resource protocol is for two-node clusters, and this one has {}; upgrade every node (nothing is decided while it does not report)", args.from, config.nodes.len());
+                        }
                         continue;
                     }
                     if let Core::Native(partition) = &core {

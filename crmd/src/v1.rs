@@ -369,6 +369,8 @@ enum Then {
     Released { group: String, held: bool },
     /// Work that was under way when this core took over.
     Adopted,
+    /// Groups both nodes held after a partition, left to the peer: say what is held now.
+    Yielded,
 }
 
 /// Group work done one job at a time, as Heartbeat runs one resource script at a time.
@@ -405,6 +407,8 @@ pub struct Mixed {
     /// Fence of the peer: `None` none wanted; `Some(None)` asked, `Some(Some(id))` taken.
     fence: Option<Option<u64>>,
     fence_retry_at: Option<Instant>,
+    /// When this node last asked the peer to say whether it is stable.
+    stability_asked_at: Option<Instant>,
     running: BTreeSet<String>,
     failed: BTreeSet<String>,
     jobs: VecDeque<Job>,
@@ -451,6 +455,7 @@ impl Mixed {
             leaving: false,
             fence: None,
             fence_retry_at: None,
+            stability_asked_at: None,
             running,
             failed: BTreeSet::new(),
             jobs: VecDeque::new(),
@@ -595,6 +600,12 @@ impl Mixed {
                     self.peer_status = status;
                     if was_alive && self.peer_status == "dead" {
                         self.peer_lost();
+                    } else if !was_alive && self.peer_alive() && self.phase == Phase::Stable {
+                        // Back: restarted (it will say `starting`) or a healed partition (it
+                        // may hold what this node took meanwhile). Ask what it holds.
+                        self.stability_asked_at = Some(now);
+                        self.say_held(false, None);
+                        self.say_held(true, None);
                     }
                 }
             }
@@ -717,10 +728,44 @@ impl Mixed {
             self.say_held(true, None);
             self.auto_failback();
         }
+        self.yield_doubles();
         if info == Some("shutdown") {
             tracing::info!(peer = %self.peer, "{} gives up its groups (shutdown)", self.peer);
         }
         self.audit();
+    }
+
+    /// After a partition both nodes may hold the same groups (Heartbeat logs "Both machines
+    /// own …" and, unless it saw this node die too, does nothing about it): this node leaves
+    /// them to the Heartbeat node.
+    fn yield_doubles(&mut self) {
+        let both = Hold(self.held.0 & self.peer_holds.mirrored().0);
+        if both == Hold::NONE
+            || self.leaving
+            || !self.peer_alive()
+            || self.standby != Standby::Not
+            || self.current.is_some()
+            || !self.jobs.is_empty()
+        {
+            return;
+        }
+        let groups: Vec<String> = self
+            .groups_of(both)
+            .into_iter()
+            .filter(|g| self.running.contains(g))
+            .collect();
+        tracing::warn!(peer = %self.peer, groups = ?groups, "both nodes hold [{}] (a healed partition): leaving them to {}", both.as_str(), self.peer);
+        self.held = self.held.without(both);
+        for group in &groups {
+            self.decided(
+                format!("stop {group} {}", self.local),
+                "the Heartbeat node holds it too",
+            );
+        }
+        self.queue(
+            groups.into_iter().map(|g| (g, Work::Stop)).collect(),
+            Then::Yielded,
+        );
     }
 
     /// Heartbeat's AuditResources: both nodes holding the same set is logged.
@@ -1096,9 +1141,35 @@ impl Mixed {
         if self.standby == Standby::Not && self.standby_until.is_some() {
             self.standby_until = None;
         }
+        if self.stability_unknown()
+            && self
+                .stability_asked_at
+                .is_none_or(|at| self.now >= at + REQUEST_DELAY)
+        {
+            // Heartbeat says it is stable only when it sees the other side become stable (and
+            // when its own work ends): a node that took the other for stable without hearing
+            // it say so (after a takeover) never tells. Saying "unstable" then "stable" makes
+            // it answer with its own state.
+            tracing::info!(peer = %self.peer, "asking {} whether it is stable", self.peer);
+            self.stability_asked_at = Some(self.now);
+            self.say_held(false, None);
+            self.say_held(true, None);
+        }
         if self.shutdown_wanted {
             self.shutdown();
         }
+    }
+
+    /// Stable here, idle, the peer alive, and not known to be stable.
+    fn stability_unknown(&self) -> bool {
+        self.nice_failback
+            && self.phase == Phase::Stable
+            && !self.peer_stable
+            && self.peer_alive()
+            && !self.leaving
+            && self.standby == Standby::Not
+            && self.current.is_none()
+            && self.jobs.is_empty()
     }
 
     /// Heartbeat's hb_giveup_resources: once stable, give everything up.
@@ -1210,6 +1281,7 @@ impl Mixed {
     fn job_over(&mut self, then: Then, clean: bool) {
         match then {
             Then::Adopted => {}
+            Then::Yielded => self.say_held(true, None),
             Then::LocalTaken => {
                 tracing::info!("local resource acquisition completed");
                 self.say_held(true, Some("req_our_resources()"));
@@ -1269,11 +1341,22 @@ impl Mixed {
             .then_some(self.standby_until)
             .flatten();
         let shutdown = self.shutdown_wanted.then_some(self.now + RETRY);
-        [received, self.failback_at, self.fence_retry_at, standby, shutdown]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(self.now + Duration::from_secs(60))
+        let ask = self.stability_unknown().then(|| {
+            self.stability_asked_at
+                .map_or(self.now + RETRY, |at| at + REQUEST_DELAY)
+        });
+        [
+            received,
+            self.failback_at,
+            self.fence_retry_at,
+            standby,
+            shutdown,
+            ask,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(self.now + Duration::from_secs(60))
     }
 
     /// Every node's state, for the status file and the bus.

@@ -448,3 +448,30 @@ fn a_legacy_heartbeat_nodes_ip_request_is_answered_after_the_group_is_released()
         "{effects:?}"
     );
 }
+
+#[test]
+fn a_peer_that_never_says_it_is_stable_is_asked() {
+    // alpha answered in the middle of a takeover (not stable) and then took bravo for stable
+    // without a word: bravo takes its groups after the request delay, then asks.
+    let (mut bravo, _) = Bravo::new("off", false, &[]);
+    bravo.hear_alpha(resources(Hold::ALL, Some(false), None));
+    bravo.now += crmd::v1::REQUEST_DELAY;
+    let effects = bravo.event(Event::Tick);
+    assert!(
+        work(&effects).is_empty(),
+        "alpha holds bravo's groups: {effects:?}"
+    );
+    assert!(!bravo.core.is_settled(), "alpha's stability is unknown");
+    bravo.now = bravo.core.next_deadline();
+    let effects = bravo.event(Event::Tick);
+    assert_eq!(
+        sent(&effects),
+        vec![
+            resources(Hold::NONE, Some(false), None),
+            resources(Hold::NONE, Some(true), None)
+        ]
+    );
+    // Heartbeat answers the change with its own state.
+    bravo.hear_alpha(resources(Hold::ALL, Some(true), None));
+    assert!(bravo.core.is_settled());
+}

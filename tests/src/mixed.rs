@@ -215,6 +215,22 @@ impl Heartbeat306 {
         std::fs::create_dir_all(&etc).expect("etc");
         run(&["cp", "-a", "/etc/ha.d/.", etc.to_str().expect("utf-8 path")]);
         std::fs::write(etc.join("ha.cf"), setup.ha_cf(wire)).expect("ha.cf");
+        // Debian's shellfuncs sends a script's cluster message to Heartbeat's FIFO in pieces
+        // (`(echo ">>>"; cat -; echo "<<<") | cat - >> $HA_FIFO`): two scripts sending at
+        // once (mach_down and req_resource, whenever a node takes over from a dead peer that
+        // held its groups) interleave, Heartbeat logs "NV failure (msgfromsteam)", drops the
+        // message and stays in transition for good — between two Heartbeat nodes too. The
+        // lab's copy writes each message in one write, so that the tests judge our side.
+        let shellfuncs = etc.join("shellfuncs");
+        let text = std::fs::read_to_string(&shellfuncs).expect("shellfuncs");
+        let racy = "\t(echo \">>>\"; cat -; echo \"<<<\")\t| cat - >> $HA_FIFO";
+        assert!(
+            text.contains(racy),
+            "Debian's shellfuncs changed: {}",
+            shellfuncs.display()
+        );
+        let atomic = "\tha_message=$( (echo \">>>\"; cat -; echo \"<<<\") )\n\tprintf '%s\\n' \"$ha_message\" >> $HA_FIFO";
+        std::fs::write(&shellfuncs, text.replace(racy, atomic)).expect("shellfuncs");
         std::fs::write(etc.join("haresources"), &setup.haresources).expect("haresources");
         std::fs::write(etc.join("authkeys"), AUTHKEYS).expect("authkeys");
         let script = etc.join("resource.d/Ledger");
@@ -301,6 +317,13 @@ impl Heartbeat306 {
     /// Heartbeat's log file.
     pub fn log(&self) -> PathBuf {
         self.root.path().join("log/ha-log")
+    }
+
+    /// The last `lines` lines of the log, for a failure message.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = std::fs::read_to_string(self.log()).unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     /// The log's length now, to wait for lines written after it.
@@ -430,15 +453,65 @@ impl Heartbeat306 {
     /// Every process of the node killed at once (SIGKILL), as a power loss would; its
     /// resources are written off in the ledger ("NODE off all").
     pub async fn crash(&mut self, lab: &Lab) {
-        self.kill().await;
+        let namespace = self.kill_now().await;
         lab.power_off(&self.node);
+        self.wait_gone(namespace).await;
     }
 
+    /// Kills the node's pid namespace and waits until every process in it is gone: the
+    /// namespace's processes die after unshare does, and one still sending heartbeats when
+    /// the node's successor starts would be taken for a replay of the old generation.
     async fn kill(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            let _ = process.start_kill();
-            let _ = process.wait().await;
+        let namespace = self.kill_now().await;
+        self.wait_gone(namespace).await;
+    }
+
+    /// SIGKILL to the node's namespace; returns the namespace (its `ns/pid` link).
+    async fn kill_now(&mut self) -> Option<PathBuf> {
+        let mut process = self.process.take()?;
+        let namespace = process.id().and_then(|pid| {
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+            let init = children.split_whitespace().next()?.to_owned();
+            std::fs::read_link(format!("/proc/{init}/ns/pid")).ok()
+        });
+        let _ = process.start_kill();
+        let _ = process.wait().await;
+        namespace
+    }
+
+    /// Waits until no live process is left in `namespace`.
+    async fn wait_gone(&self, namespace: Option<PathBuf>) {
+        let Some(namespace) = namespace else { return };
+        let in_namespace = |entry: &std::fs::DirEntry| {
+            let path = entry.path();
+            let live = std::fs::read_to_string(path.join("stat")).is_ok_and(|stat| {
+                stat.rsplit(") ")
+                    .next()
+                    .is_some_and(|rest| !rest.starts_with('Z'))
+            });
+            live && std::fs::read_link(path.join("ns/pid")).is_ok_and(|ns| ns == namespace)
+        };
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while tokio::time::Instant::now() < deadline {
+            let alive = std::fs::read_dir("/proc")
+                .map(|entries| {
+                    entries.flatten().any(|entry| {
+                        entry
+                            .file_name()
+                            .to_string_lossy()
+                            .chars()
+                            .all(|c| c.is_ascii_digit())
+                            && in_namespace(&entry)
+                    })
+                })
+                .unwrap_or(false);
+            if !alive {
+                return;
+            }
+            // The kernel ends them with no notice to wait on.
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        panic!("Heartbeat's processes on {} outlived their namespace", self.node);
     }
 }
 

@@ -100,9 +100,10 @@ impl Pair {
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "{:?}: Heartbeat never stable; ledger {:?}",
+                "{:?}: not stable: Heartbeat says {theirs:?}, ours {ours:?}; ledger {:?}; Heartbeat's log:\n{}",
                 self.layout,
-                self.lab.events()
+                self.lab.events(),
+                self.heartbeat.log_tail(60)
             );
             // cl_status is a question; Heartbeat gives no notice to wait on.
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -146,9 +147,10 @@ impl Pair {
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "{:?}: web never ran on {count} node(s), runs on {holders:?}; ledger {:?}",
+                "{:?}: web never ran on {count} node(s), runs on {holders:?}; ledger {:?}; Heartbeat's log:\n{}",
                 self.layout,
-                self.lab.events()
+                self.lab.events(),
+                self.heartbeat.log_tail(60)
             );
             // The ledger file gives no notice to wait on.
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -163,6 +165,18 @@ impl Pair {
             let (code, out, err) = ours.tool("hb_standby", &["all"]).await;
             assert_eq!(code, 0, "hb_standby: {out}{err}");
         }
+    }
+
+    async fn takeover(&self, node: &str) {
+        let (code, out, err) = if node == self.layout.heartbeat() {
+            self.heartbeat
+                .exec("/usr/share/heartbeat/hb_takeover", &["all"])
+                .await
+        } else {
+            let ours = self.ours.as_ref().expect("our node runs");
+            ours.tool("hb_takeover", &["all"]).await
+        };
+        assert_eq!(code, 0, "hb_takeover: {out}{err}");
     }
 
     async fn crash(&mut self, node: &str) {
@@ -195,9 +209,10 @@ impl Pair {
     }
 }
 
-/// Cold start, hb_standby from each side, kill -9 of each side, clean stop of each side, a
+/// Cold start, hb_standby and hb_takeover from each side, kill -9 of each side, clean stop of each side, a
 /// crashed node's return with auto_failback off: web always on exactly one node.
 async fn handovers(layout: Layout) {
+    let began = std::time::Instant::now();
     let mut pair = Pair::start(layout, "off").await;
     pair.settled_on("alpha").await;
     assert_eq!(
@@ -205,10 +220,19 @@ async fn handovers(layout: Layout) {
         vec!["alpha start"],
         "{layout:?}: one start at cold start"
     );
+    println!(
+        "{layout:?}: both nodes cold-started; web running and both stable after {:?}",
+        began.elapsed()
+    );
 
     pair.standby("alpha").await;
     pair.settled_on("bravo").await;
     pair.standby("bravo").await;
+    pair.settled_on("alpha").await;
+    // hb_takeover from each side: the other node goes standby.
+    pair.takeover("bravo").await;
+    pair.settled_on("bravo").await;
+    pair.takeover("alpha").await;
     pair.settled_on("alpha").await;
 
     // The holder crashes; the survivor takes over; back, the node takes nothing (off).
