@@ -205,46 +205,44 @@ impl Edges {
 
 /// Keeps the bus interface's copy and the status file current.
 fn publish(core: &Core, shared: &Mutex<Shared>, options: &CrmdOptions, last_states: &mut Vec<NodeState>) {
-    let core = match core {
-        Core::Native(core) => core,
-        Core::Mixed(mixed) => {
-            let node_states = mixed.node_states();
-            if node_states != *last_states {
-                write_status_file(&options.status_file, &options.node, &node_states);
-                *last_states = node_states.clone();
-            }
-            if let Ok(mut shared) = shared.lock() {
-                shared.view = Some(mixed.view());
-                shared.node_states = node_states;
-                shared.fail_counts = Vec::new();
-                shared.decision_maker = String::new();
-                shared.holds = Vec::new();
-                shared.in_transition = !mixed.is_settled();
-            }
-            return;
-        }
+    // The v1 core has no decision maker, failure counts or holds: Heartbeat's protocol has none.
+    let (node_states, view, fail_counts, decision_maker, holds, in_transition) = match core {
+        Core::Native(core) => (
+            core.node_states(),
+            core.view(),
+            core.fail_counts(),
+            core.decision_maker().unwrap_or_default(),
+            core.holds()
+                .into_iter()
+                .map(|hold| HoldInfo {
+                    node: hold.node,
+                    kind: hold.kind.to_owned(),
+                    groups: hold.groups,
+                    remaining_ms: u64::try_from(hold.remaining.as_millis()).unwrap_or(u64::MAX),
+                })
+                .collect(),
+            core.unsettled() || !core.busy_here().is_empty() || core.awaiting_reports(),
+        ),
+        Core::Mixed(mixed) => (
+            mixed.node_states(),
+            mixed.view(),
+            Vec::new(),
+            String::new(),
+            Vec::new(),
+            !mixed.is_settled(),
+        ),
     };
-    let node_states = core.node_states();
     if node_states != *last_states {
         write_status_file(&options.status_file, &options.node, &node_states);
         *last_states = node_states.clone();
     }
     if let Ok(mut shared) = shared.lock() {
-        shared.view = Some(core.view());
+        shared.view = Some(view);
         shared.node_states = node_states;
-        shared.fail_counts = core.fail_counts();
-        shared.decision_maker = core.decision_maker().unwrap_or_default();
-        shared.in_transition = core.unsettled() || !core.busy_here().is_empty() || core.awaiting_reports();
-        shared.holds = core
-            .holds()
-            .into_iter()
-            .map(|hold| HoldInfo {
-                node: hold.node,
-                kind: hold.kind.to_owned(),
-                groups: hold.groups,
-                remaining_ms: u64::try_from(hold.remaining.as_millis()).unwrap_or(u64::MAX),
-            })
-            .collect();
+        shared.fail_counts = fail_counts;
+        shared.decision_maker = decision_maker;
+        shared.holds = holds;
+        shared.in_transition = in_transition;
     }
 }
 

@@ -603,9 +603,7 @@ impl Mixed {
                     } else if !was_alive && self.peer_alive() && self.phase == Phase::Stable {
                         // Back: restarted (it will say `starting`) or a healed partition (it
                         // may hold what this node took meanwhile). Ask what it holds.
-                        self.stability_asked_at = Some(now);
-                        self.say_held(false, None);
-                        self.say_held(true, None);
+                        self.ask_peer_state();
                     }
                 }
             }
@@ -813,6 +811,10 @@ impl Mixed {
             tracing::info!("takeover cancelled: this node is stopping");
             return;
         }
+        // The peer's death and its shutdown notice both lead here; one takeover is enough.
+        if self.takeover_in_progress {
+            return;
+        }
         tracing::info!(peer = %self.peer, "taking over {}'s groups", self.peer);
         if self.nice_failback {
             self.held = self.held.with(Hold::FOREIGN);
@@ -863,15 +865,27 @@ impl Mixed {
         }
         if self.fencing {
             tracing::warn!(peer = %self.peer, "{} may hold groups: fencing it first", self.peer);
-            self.fence = Some(None);
-            self.effects.push(Effect::Fence {
-                node: self.peer.clone(),
-                reason: format!("{} (a Heartbeat node) lost while holding groups", self.peer),
-            });
+            self.fence_peer();
         } else {
             tracing::warn!("no STONITH device configured: shared disks are not protected");
             self.take_over_peer("the Heartbeat node is dead");
         }
+    }
+
+    fn fence_peer(&mut self) {
+        self.fence = Some(None);
+        self.effects.push(Effect::Fence {
+            node: self.peer.clone(),
+            reason: format!("{} (a Heartbeat node) lost while holding groups", self.peer),
+        });
+    }
+
+    /// Says "unstable" then "stable": Heartbeat answers a change to stable with its own
+    /// holdings and state.
+    fn ask_peer_state(&mut self) {
+        self.stability_asked_at = Some(self.now);
+        self.say_held(false, None);
+        self.say_held(true, None);
     }
 
     fn peer_shutdone(&mut self) {
@@ -1121,11 +1135,7 @@ impl Mixed {
         }
         if self.fence_retry_at.is_some_and(|at| self.now >= at) && !self.peer_alive() {
             self.fence_retry_at = None;
-            self.fence = Some(None);
-            self.effects.push(Effect::Fence {
-                node: self.peer.clone(),
-                reason: format!("{} (a Heartbeat node) lost while holding groups", self.peer),
-            });
+            self.fence_peer();
         }
         // A handover the peer never answered does not block this node for ever.
         if self.standby == Standby::Me
@@ -1151,9 +1161,7 @@ impl Mixed {
             // it say so (after a takeover) never tells. Saying "unstable" then "stable" makes
             // it answer with its own state.
             tracing::info!(peer = %self.peer, "asking {} whether it is stable", self.peer);
-            self.stability_asked_at = Some(self.now);
-            self.say_held(false, None);
-            self.say_held(true, None);
+            self.ask_peer_state();
         }
         if self.shutdown_wanted {
             self.shutdown();
