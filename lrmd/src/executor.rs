@@ -4,9 +4,10 @@
 //! restart.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
@@ -18,6 +19,10 @@ use hbapi::process::{self as exec, Outcome};
 
 /// Output carried in results and history (the tail).
 pub const RESULT_OUTPUT: usize = 4096;
+
+/// How long a failed meta-data call is remembered before the agent is asked again (a
+/// successful one is kept until the agent's file changes).
+pub const META_DATA_RETRY: Duration = Duration::from_secs(60);
 
 /// How operations run.
 #[derive(Debug, Clone)]
@@ -81,6 +86,19 @@ pub struct Executor {
     next_op: AtomicU64,
     slots: Mutex<BTreeMap<String, Slot>>,
     completed: mpsc::UnboundedSender<OpResult>,
+    /// Meta-data by agent program: `MetaData` is open to every local user, so an agent runs
+    /// for it at most once per version of its file (one caller runs it, the others wait for
+    /// that answer), under the same limit on parallel operations as everything else.
+    meta_data: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<Option<MetaData>>>>>,
+}
+
+/// One agent's remembered meta-data answer.
+struct MetaData {
+    /// The program's modification time when it answered.
+    modified: Option<SystemTime>,
+    /// When it answered.
+    fetched: Instant,
+    answer: Result<String, String>,
 }
 
 /// The first operation id of this lrmd: the start time in microseconds (ids then grow by
@@ -170,6 +188,7 @@ impl Executor {
             next_op: AtomicU64::new(first_op_id()),
             slots: Mutex::new(BTreeMap::new()),
             completed,
+            meta_data: Mutex::new(HashMap::new()),
         });
         (executor, results)
     }
@@ -327,12 +346,45 @@ impl Executor {
         names.iter().filter_map(|name| self.info(name)).collect()
     }
 
-    /// An agent's meta-data: OCF agents are asked; others get what Pacemaker gives them.
+    /// An agent's meta-data: OCF agents are asked (once per version of the agent's file, see
+    /// [`META_DATA_RETRY`] for failures); others get what Pacemaker gives them.
     pub async fn meta_data(&self, agent: &AgentId) -> Result<String, RequestError> {
         let (class, program) = agent::locate(agent, &self.options.dirs)?;
         if class != agent::Class::Ocf {
             return Ok(agent::synthetic_meta_data(agent, &program));
         }
+        let entry = self
+            .meta_data
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(program.clone())
+            .or_default()
+            .clone();
+        // Concurrent callers queue here and take the first one's answer.
+        let mut cached = entry.lock().await;
+        let modified = std::fs::metadata(&program).and_then(|m| m.modified()).ok();
+        if let Some(known) = cached.as_ref() {
+            if known.modified == modified
+                && (known.answer.is_ok() || known.fetched.elapsed() < META_DATA_RETRY)
+            {
+                return known.answer.clone().map_err(RequestError::Invalid);
+            }
+        }
+        let answer = self.run_meta_data(agent).await;
+        let remembered = match &answer {
+            Ok(xml) => Ok(xml.clone()),
+            Err(RequestError::Invalid(message)) => Err(message.clone()),
+            Err(RequestError::Agent(_)) => return answer,
+        };
+        *cached = Some(MetaData {
+            modified,
+            fetched: Instant::now(),
+            answer: remembered,
+        });
+        answer
+    }
+
+    async fn run_meta_data(&self, agent: &AgentId) -> Result<String, RequestError> {
         let call = agent::invocation(
             "meta-data",
             agent,
@@ -352,6 +404,9 @@ impl Executor {
                 "{} has no meta-data",
                 agent::display(agent)
             )));
+        };
+        let Ok(_permit) = self.permits.clone().acquire_owned().await else {
+            return Err(RequestError::Invalid("lrmd is stopping".into()));
         };
         let finished = exec::run(job, limits, std::future::pending(), |_| {}).await;
         match finished.outcome {

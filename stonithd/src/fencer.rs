@@ -178,7 +178,7 @@ impl Fencer {
             ))),
         );
         for device in &self.devices {
-            let hosts = match device.hosts(&self.local_node).await {
+            let hosts = match device.hosts_for_fencing(&self.local_node).await {
                 Ok(hosts) => hosts,
                 Err(error) => {
                     tracing::warn!(device = %device.id, "cannot list its hosts: {error}");

@@ -16,9 +16,15 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use hbapi::process::{self, Job, Limits, Outcome};
+
+/// How long a device's listed hosts are believed before it is asked again. Listing runs the
+/// plugin with the device's credentials, and anyone may ask for the list (`ListDevices`), so
+/// it must not run once per question; a fence asks again when the last answer was a failure.
+pub const HOST_LIST_TTL: Duration = Duration::from_secs(60);
 
 /// Where plugins are looked up.
 #[derive(Debug, Clone)]
@@ -334,7 +340,35 @@ pub struct Device {
     pub params: BTreeMap<String, String>,
     /// Whether a fence agent takes the target as `port`, learnt from its meta-data once.
     takes_port: std::sync::OnceLock<bool>,
+    session: Session,
 }
+
+/// What a device does at run time: one operation at a time (many PDUs and BMCs take a single
+/// session, and a listing must never hold one while a fence waits behind a crowd of others),
+/// and its last host listing.
+#[derive(Debug, Default, Clone)]
+struct Session(Arc<SessionState>);
+
+#[derive(Debug, Default)]
+struct SessionState {
+    turn: tokio::sync::Mutex<()>,
+    listed: std::sync::Mutex<Option<Listing>>,
+}
+
+#[derive(Debug, Clone)]
+struct Listing {
+    at: Instant,
+    hosts: Result<Vec<String>, String>,
+}
+
+/// A device's identity is its configuration, not its run-time state.
+impl PartialEq for Session {
+    fn eq(&self, _: &Session) -> bool {
+        true
+    }
+}
+
+impl Eq for Session {}
 
 /// Parameters given as `-p` does: `name=value` tokens where every token has `=`, else one
 /// token per config name in order, the last name taking the rest of the line.
@@ -394,6 +428,7 @@ impl Device {
             kind: resolve(device_type, dirs)?,
             params,
             takes_port: std::sync::OnceLock::new(),
+            session: Session::default(),
         })
     }
 
@@ -422,11 +457,48 @@ impl Device {
             .min(10)
     }
 
-    /// The hosts this device controls.
+    /// The hosts this device controls: a listing younger than [`HOST_LIST_TTL`] is reused,
+    /// failed or not.
     pub async fn hosts(&self, local_node: &str) -> Result<Vec<String>, PluginError> {
+        self.hosts_within(local_node, false).await
+    }
+
+    /// The hosts, for a fence: as [`Device::hosts`], but a failed listing is tried again.
+    pub async fn hosts_for_fencing(&self, local_node: &str) -> Result<Vec<String>, PluginError> {
+        self.hosts_within(local_node, true).await
+    }
+
+    async fn hosts_within(&self, local_node: &str, retry_failure: bool) -> Result<Vec<String>, PluginError> {
         if let Some(list) = self.params.get("pcmk_host_list") {
             return Ok(split_hosts(list));
         }
+        let recent = |state: &SessionState| {
+            let listed = state.listed.lock().unwrap_or_else(|e| e.into_inner());
+            listed
+                .as_ref()
+                .filter(|l| l.at.elapsed() < HOST_LIST_TTL && (l.hosts.is_ok() || !retry_failure))
+                .map(|l| l.hosts.clone().map_err(PluginError::Failed))
+        };
+        if !matches!(self.kind, Kind::External(_) | Kind::FenceAgent(_)) {
+            return self.list_hosts(local_node).await;
+        }
+        if let Some(known) = recent(&self.session.0) {
+            return known;
+        }
+        let _turn = self.session.0.turn.lock().await;
+        // Whoever held the turn before may have just listed.
+        if let Some(known) = recent(&self.session.0) {
+            return known;
+        }
+        let hosts = self.list_hosts(local_node).await;
+        *self.session.0.listed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Listing {
+            at: Instant::now(),
+            hosts: hosts.as_ref().map(Vec::clone).map_err(ToString::to_string),
+        });
+        hosts
+    }
+
+    async fn list_hosts(&self, local_node: &str) -> Result<Vec<String>, PluginError> {
         match &self.kind {
             Kind::Null | Kind::Meatware | Kind::Ssh => Ok(split_hosts(
                 self.params.get("hostlist").map_or("", String::as_str),
@@ -472,6 +544,7 @@ impl Device {
 
     /// Whether the device works (`-S`).
     pub async fn status(&self) -> Result<(), PluginError> {
+        let _turn = self.session.0.turn.lock().await;
         let (code, output) = match &self.kind {
             Kind::Null | Kind::Meatware | Kind::Suicide | Kind::Ssh => return Ok(()),
             Kind::External(path) => {
@@ -512,6 +585,11 @@ impl Device {
         cancel: impl Future<Output = ()>,
     ) -> Result<String, PluginError> {
         let timeout = self.timeout();
+        // Meatware waits for a person, not for a device session.
+        let _turn = match self.kind {
+            Kind::Meatware => None,
+            _ => Some(self.session.0.turn.lock().await),
+        };
         let glue_action = match action {
             "reboot" | "reset" => "reset",
             "off" => "off",

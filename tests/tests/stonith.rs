@@ -283,3 +283,164 @@ async fn a_hanging_plugin_is_killed_at_its_timeout() {
     .await;
     assert!(gone.is_ok(), "the hung plugin survived its timeout");
 }
+
+/// The most processes of one program that ran at once, from its `start`/`end` log lines.
+fn most_at_once(log: &str) -> usize {
+    let (mut running, mut most) = (0usize, 0usize);
+    for line in log.lines() {
+        if line.starts_with("start ") {
+            running += 1;
+            most = most.max(running);
+        } else if line.starts_with("end ") {
+            running = running.saturating_sub(1);
+        }
+    }
+    most
+}
+
+/// `ListDevices` and `MetaData` are open to every local user and run programs as root (a
+/// device's host listing with its credentials, an OCF agent). A crowd of unprivileged callers
+/// asking for both for ten seconds must not start a process per question, must never run two
+/// operations on one fencing device at once, and must not keep a real fence from finishing.
+#[tokio::test]
+async fn a_crowd_of_unprivileged_callers_cannot_flood_processes_or_hold_up_a_fence() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let plugin_log = root.path().join("plugin.log");
+    let agent_log = root.path().join("agent.log");
+    for log in [&plugin_log, &agent_log] {
+        std::fs::write(log, "").unwrap();
+        std::fs::set_permissions(log, std::fs::Permissions::from_mode(0o666)).unwrap();
+    }
+    let plugins = root.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    let plugin = plugins.join("slowlist");
+    std::fs::write(
+        &plugin,
+        format!(
+            "#!/bin/sh\nlog={log}\ncase \"$1\" in\n\
+             gethosts) echo \"start $$ list\" >>$log; sleep 0.3; echo bravo; echo \"end $$ list\" >>$log;;\n\
+             reset|off|on) echo \"start $$ $1\" >>$log; sleep 0.3; echo \"end $$ $1\" >>$log;;\n\
+             getconfignames) echo hostlist;;\n*) exit 0;;\nesac\n",
+            log = plugin_log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ocf_root = root.path().join("ocf");
+    let provider = ocf_root.join("resource.d").join("lab");
+    std::fs::create_dir_all(&provider).unwrap();
+    let agent = provider.join("Counted");
+    std::fs::write(
+        &agent,
+        format!(
+            "#!/bin/sh\nlog={log}\ncase \"$1\" in\n\
+             meta-data) echo \"start $$ meta-data\" >>$log; sleep 0.2; \
+             echo '<?xml version=\"1.0\"?><resource-agent name=\"Counted\"><parameters/></resource-agent>'; \
+             echo \"end $$ meta-data\" >>$log;;\n*) exit 7;;\nesac\n",
+            log = agent_log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let plugin_dir = plugins.display().to_string();
+    let ocf_dir = ocf_root.display().to_string();
+    let nodes = start_cluster(&["alpha", "bravo"], |b| {
+        b.env("HB_STONITH_EXTERNAL_DIR", &plugin_dir)
+            .env("OCF_ROOT", &ocf_dir)
+            .ha_cf("stonith_host * external/slowlist pcmk_reboot_timeout=5 pcmk_reboot_retries=0")
+    })
+    .await;
+    let alpha = &nodes[0];
+    // Opens the bus socket to everyone, and proves `nobody` can call both.
+    for call in [
+        &[
+            hbapi::names::stonithd::BUS_NAME,
+            hbapi::names::stonithd::OBJECT_PATH,
+            hbapi::names::stonithd::INTERFACE,
+            "ListDevices",
+        ][..],
+        &[
+            hbapi::names::lrmd::BUS_NAME,
+            hbapi::names::lrmd::OBJECT_PATH,
+            hbapi::names::lrmd::INTERFACE,
+            "MetaData",
+            "(sss)",
+            "ocf",
+            "lab",
+            "Counted",
+        ][..],
+    ] {
+        let (ok, stderr) = alpha.call_as_nobody(call).await;
+        assert!(ok, "{call:?} as nobody: {stderr}");
+    }
+
+    let crowd_until = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut crowd = tokio::task::JoinSet::new();
+    for caller in 0..8 {
+        let address = alpha.address.clone();
+        crowd.spawn(async move {
+            let mut calls = 0u32;
+            while tokio::time::Instant::now() < crowd_until {
+                let args: &[&str] = if caller % 2 == 0 {
+                    &[
+                        hbapi::names::stonithd::BUS_NAME,
+                        hbapi::names::stonithd::OBJECT_PATH,
+                        hbapi::names::stonithd::INTERFACE,
+                        "ListDevices",
+                    ]
+                } else {
+                    &[
+                        hbapi::names::lrmd::BUS_NAME,
+                        hbapi::names::lrmd::OBJECT_PATH,
+                        hbapi::names::lrmd::INTERFACE,
+                        "MetaData",
+                        "(sss)",
+                        "ocf",
+                        "lab",
+                        "Counted",
+                    ]
+                };
+                let (ok, stderr) = hb_lab::busctl_as_nobody(&address, args).await;
+                assert!(ok, "{args:?}: {stderr}");
+                calls += 1;
+            }
+            calls
+        });
+    }
+    let mut fencing = Fencing::new(alpha).await;
+    let op_id = fencing
+        .proxy
+        .fence("bravo", "reboot", "lab: during the crowd")
+        .await
+        .unwrap();
+    let record = fencing.outcome(op_id).await;
+    assert!(record.ok, "the fence failed under the crowd: {record:?}");
+    let mut calls = 0;
+    while let Some(done) = crowd.join_next().await {
+        calls += done.unwrap();
+    }
+    assert!(calls > 40, "the crowd made only {calls} calls: it proved nothing");
+
+    let plugin_runs = std::fs::read_to_string(&plugin_log).unwrap();
+    let listings = plugin_runs.matches("list").count() / 2;
+    let resets = plugin_runs.matches("reset").count() / 2;
+    assert_eq!(resets, 1, "{plugin_runs}");
+    assert!(
+        listings <= 2,
+        "{listings} host listings for {calls} calls (one a minute expected):\n{plugin_runs}"
+    );
+    assert_eq!(
+        most_at_once(&plugin_runs),
+        1,
+        "two operations on one device at once:\n{plugin_runs}"
+    );
+    let agent_runs = std::fs::read_to_string(&agent_log).unwrap();
+    assert_eq!(
+        agent_runs.matches("start").count(),
+        1,
+        "meta-data ran more than once for one agent file:\n{agent_runs}"
+    );
+}
