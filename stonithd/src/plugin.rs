@@ -493,7 +493,10 @@ impl Device {
         let hosts = self.list_hosts(local_node).await;
         *self.session.0.listed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Listing {
             at: Instant::now(),
-            hosts: hosts.as_ref().map(Vec::clone).map_err(ToString::to_string),
+            hosts: match &hosts {
+                Ok(list) => Ok(list.clone()),
+                Err(error) => Err(error.to_string()),
+            },
         });
         hosts
     }
