@@ -95,10 +95,7 @@ fn write_status_file(path: &std::path::Path, local: &str, states: &[NodeState]) 
         }
         text.push('\n');
     }
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".new");
-    let temporary = std::path::PathBuf::from(temporary);
-    if let Err(error) = std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, path)) {
+    if let Err(error) = hbapi::statefile::replace(path, text.as_bytes(), 0o644) {
         tracing::warn!("status file {} not written: {error}", path.display());
     }
 }

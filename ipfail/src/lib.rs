@@ -83,9 +83,8 @@ fn load_gave_up(state_dir: &Path) -> bool {
 
 fn save_gave_up(state_dir: &Path, gave_up: bool) {
     let path = state_file(state_dir);
-    let temporary = path.with_extension("new");
     let text = if gave_up { "gave-up\n" } else { "eligible\n" };
-    if let Err(error) = std::fs::write(&temporary, text).and_then(|()| std::fs::rename(&temporary, &path)) {
+    if let Err(error) = hbapi::statefile::replace(&path, text.as_bytes(), 0o644) {
         tracing::error!("{}: {error}", path.display());
     }
 }

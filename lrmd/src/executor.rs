@@ -76,6 +76,9 @@ struct Slot {
     record: ResourceRecord,
     monitor: Option<(u64, watch::Sender<bool>)>,
     cancels: HashMap<u64, watch::Sender<bool>>,
+    /// One writer of the resource's record at a time, each writing the newest state: tasks
+    /// that changed it in one order must not save it in the other.
+    writer: Arc<Mutex<()>>,
 }
 
 /// The executor, shared by the bus interface and the worker tasks.
@@ -202,8 +205,23 @@ impl Executor {
         self.next_op.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn persist(&self, resource: &str, record: &ResourceRecord) {
-        if let Err(error) = self.store.save(resource, record) {
+    /// Saves `resource`'s record as it is now.
+    fn persist(&self, resource: &str) {
+        let slot_of = |resource: &str| {
+            let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            slots
+                .get(resource)
+                .map(|slot| (slot.writer.clone(), slot.record.clone()))
+        };
+        let Some((writer, _)) = slot_of(resource) else {
+            return;
+        };
+        let _turn = writer.lock().unwrap_or_else(|e| e.into_inner());
+        // Read under the turn: whatever changed before this save began is in it.
+        let Some((_, record)) = slot_of(resource) else {
+            return;
+        };
+        if let Err(error) = self.store.save(resource, &record) {
             tracing::error!(resource, "history not saved: {error}");
         }
     }
@@ -219,6 +237,7 @@ impl Executor {
                 record: ResourceRecord::new(agent.clone()),
                 monitor: None,
                 cancels: HashMap::new(),
+                writer: Arc::default(),
             }
         });
         f(slot)
@@ -272,7 +291,7 @@ impl Executor {
         }
         let op_id = self.op_id();
         let (stop, stopped) = watch::channel(false);
-        let record = self.with_slot(&request.resource.clone(), &request.agent.clone(), |slot| {
+        self.with_slot(&request.resource.clone(), &request.agent.clone(), |slot| {
             if let Some((_, old)) = slot.monitor.replace((op_id, stop)) {
                 let _ = old.send(true);
             }
@@ -280,9 +299,8 @@ impl Executor {
             slot.record.params = request.params.clone();
             slot.record.monitor_interval_ms = millis(interval);
             slot.record.monitor_timeout_ms = millis(request.timeout);
-            slot.record.clone()
         });
-        self.persist(&request.resource, &record);
+        self.persist(&request.resource);
         tokio::spawn(monitor_loop(self.clone(), op_id, request, interval, stopped));
         Ok(op_id)
     }
@@ -298,9 +316,8 @@ impl Executor {
         };
         let _ = stop.send(true);
         slot.record.monitor_interval_ms = 0;
-        let record = slot.record.clone();
         drop(slots);
-        self.persist(resource, &record);
+        self.persist(resource);
         true
     }
 
@@ -545,16 +562,15 @@ impl Executor {
             duration_ms: 0,
             finished: now_unix(),
         };
-        let record = {
+        let known = {
             let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
             slots.get_mut(resource).map(|slot| {
                 slot.record.pending = None;
                 slot.record.remember(result.clone());
-                slot.record.clone()
             })
         };
-        if let Some(record) = record {
-            self.persist(resource, &record);
+        if known.is_some() {
+            self.persist(resource);
         }
         let _ = self.completed.send(result);
     }
@@ -625,11 +641,11 @@ async fn worker(executor: Arc<Executor>, resource: String, mut jobs: mpsc::Unbou
                 let was_pending = slot.record.pending.take().is_some();
                 slot.record.remember(result.clone());
                 // Recurring monitors are saved when their result changes, not every interval.
-                (changed || was_pending || job.interval_ms == 0).then(|| slot.record.clone())
+                changed || was_pending || job.interval_ms == 0
             })
         };
-        if let Some(Some(record)) = record {
-            executor.persist(&resource, &record);
+        if record == Some(true) {
+            executor.persist(&resource);
         }
         if job.signal {
             let _ = executor.completed.send(result.clone());
@@ -723,15 +739,14 @@ async fn run_job(executor: &Arc<Executor>, resource: &str, job: &mut Job) -> OpR
                 started: now_unix(),
                 timeout_ms,
             };
-            let record = {
+            let known = {
                 let mut slots = executor.slots.lock().unwrap_or_else(|e| e.into_inner());
-                slots.get_mut(resource).map(|slot| {
-                    slot.record.pending = Some(pending);
-                    slot.record.clone()
-                })
+                slots
+                    .get_mut(resource)
+                    .map(|slot| slot.record.pending = Some(pending))
             };
-            if let Some(record) = record {
-                executor.persist(resource, &record);
+            if known.is_some() {
+                executor.persist(resource);
             }
         },
     )
@@ -778,4 +793,76 @@ async fn run_job(executor: &Arc<Executor>, resource: &str, job: &mut Job) -> OpR
         result.status
     );
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tasks that change one resource's record concurrently: what is on disk at the end is
+    /// what lrmd holds in memory, never an older state saved last.
+    #[test]
+    fn the_newest_record_is_the_one_saved() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let resource_d = dir.path().join("resource.d");
+        std::fs::create_dir_all(&resource_d).unwrap();
+        let script = resource_d.join("quick");
+        std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let options = ExecutorOptions {
+            dirs: AgentDirs {
+                config_dir: dir.path().into(),
+                rsc_tmp: dir.path().join("rsc_tmp"),
+                ..AgentDirs::default()
+            },
+            max_parallel: 4,
+            kill_grace: Duration::from_secs(1),
+        };
+        let store = Store::open(dir.path()).unwrap();
+        runtime.block_on(async {
+            let (executor, _results) = Executor::new(options, store.clone());
+            // Rounds of four tasks changing the record at once; after each, disk and memory
+            // must agree.
+            for round in 0..400u64 {
+                let mut tasks = tokio::task::JoinSet::new();
+                for task in 0..4u64 {
+                    let executor = executor.clone();
+                    tasks.spawn(async move {
+                        let request = Request {
+                            resource: "r".into(),
+                            agent: AgentId {
+                                class: "heartbeat".into(),
+                                provider: String::new(),
+                                agent: "quick".into(),
+                            },
+                            action: "monitor".into(),
+                            params: BTreeMap::new(),
+                            timeout: Duration::from_secs(5),
+                        };
+                        if (round + task) % 2 == 0 {
+                            let interval = Duration::from_millis(60_000 + task * 1000 + round);
+                            executor.start_monitor(request, interval).unwrap();
+                        } else {
+                            executor.stop_monitor("r");
+                        }
+                    });
+                }
+                while let Some(done) = tasks.join_next().await {
+                    done.unwrap();
+                }
+                let held = executor.slots.lock().unwrap()["r"].record.monitor_interval_ms;
+                let (saved, problems) = store.load_all();
+                assert!(problems.is_empty(), "{problems:?}");
+                assert_eq!(
+                    saved["r"].monitor_interval_ms, held,
+                    "round {round}: an older state was saved last"
+                );
+            }
+        });
+    }
 }

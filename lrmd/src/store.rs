@@ -11,9 +11,15 @@
 //! The files are not fsync'd: they must survive lrmd, not the machine — after a power loss
 //! nothing they describe is running any more, and crmd probes every resource when the node
 //! comes back. (An fsync per operation was most of an operation's cost.)
+//!
+//! Records hold resource parameters, OCF passwords among them: the directory is private to
+//! root (0700) and every file 0600; a directory or file an older version left readable is
+//! made private when the store opens. The executor saves one resource from one writer at a
+//! time (see `Executor::persist`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -181,10 +187,26 @@ impl Store {
     /// Opens (creating) `state_dir/lrmd`.
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
         let dir = state_dir.join("lrmd");
-        std::fs::create_dir_all(&dir).map_err(|e| StoreError {
+        let tightened = hbapi::statefile::private_dir(&dir).map_err(|e| StoreError {
             path: dir.clone(),
             message: e.to_string(),
         })?;
+        if let hbapi::statefile::Tightened::From(mode) = tightened {
+            tracing::warn!(
+                "{}: was mode {mode:04o}, made private (0700): it holds resource parameters",
+                dir.display()
+            );
+        }
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if let Ok(hbapi::statefile::Tightened::From(mode)) =
+                    hbapi::statefile::tighten(&path, hbapi::statefile::PRIVATE_FILE_MODE)
+                {
+                    tracing::warn!("{}: was mode {mode:04o}, made private (0600)", path.display());
+                }
+            }
+        }
         Ok(Store {
             dir,
             generations: Arc::default(),
@@ -274,6 +296,7 @@ impl Store {
             .write(true)
             .create(true)
             .truncate(true)
+            .mode(hbapi::statefile::PRIVATE_FILE_MODE)
             .open(&path)
             .map_err(|e| error(&e))?;
         file.write_all(text.as_bytes()).map_err(|e| error(&e))?;
@@ -326,6 +349,35 @@ mod tests {
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(loaded.len(), 4);
         assert_eq!(loaded["IPaddr::10.0.0.1/24/eth0"], record);
+    }
+
+    #[test]
+    fn records_are_private_and_an_older_readable_store_is_made_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let lrmd = dir.path().join("lrmd");
+        // As an older lrmd left it: a world-readable directory and record.
+        std::fs::create_dir(&lrmd).unwrap();
+        std::fs::set_permissions(&lrmd, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let old = lrmd.join(file_name("old"));
+        std::fs::write(&old, "").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(mode(&lrmd), 0o700);
+        assert_eq!(mode(&old), 0o600);
+        let mut record = ResourceRecord::new(AgentId {
+            class: "ocf".into(),
+            provider: "heartbeat".into(),
+            agent: "Dummy".into(),
+        });
+        record.params.insert("passwd".into(), "s3cret".into());
+        for _ in 0..2 {
+            store.save("r", &record).unwrap();
+        }
+        for slot in 0..2 {
+            assert_eq!(mode(&lrmd.join(slot_name("r", slot))), 0o600);
+        }
     }
 
     #[test]

@@ -69,8 +69,12 @@ impl Fencer {
         state_dir: &std::path::Path,
     ) -> (Arc<Fencer>, mpsc::UnboundedReceiver<Event>) {
         let dir = state_dir.join("stonithd");
-        if let Err(error) = std::fs::create_dir_all(&dir) {
-            tracing::error!("{}: {error}", dir.display());
+        match hbapi::statefile::private_dir(&dir) {
+            Ok(hbapi::statefile::Tightened::No) => {}
+            Ok(hbapi::statefile::Tightened::From(mode)) => {
+                tracing::warn!("{}: was mode {mode:04o}, made private (0700)", dir.display());
+            }
+            Err(error) => tracing::error!("{}: {error}", dir.display()),
         }
         let history_path = dir.join("history.toml");
         let history = std::fs::read_to_string(&history_path)
@@ -253,30 +257,87 @@ impl Fencer {
         }
     }
 
+    /// Adds `record` to the history and saves it. The history stays locked while it is
+    /// written, so that the file is always the newest history: two fences finishing at once
+    /// cannot save in the opposite order.
     fn remember(&self, record: FenceRecord) {
-        let Ok(mut history) = self.history.lock() else {
-            return;
-        };
+        let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
         history.push(record);
         let excess = history.len().saturating_sub(HISTORY_LIMIT);
         history.drain(..excess);
         let file = HistoryFile {
             records: history.clone(),
         };
-        drop(history);
         let written = toml::to_string(&file)
             .map_err(|e| e.to_string())
             .and_then(|text| {
-                let temporary = self.history_path.with_extension("toml.new");
-                std::fs::write(&temporary, text)
-                    .and_then(|()| std::fs::rename(&temporary, &self.history_path))
-                    .map_err(|e| e.to_string())
+                hbapi::statefile::replace(
+                    &self.history_path,
+                    text.as_bytes(),
+                    hbapi::statefile::PRIVATE_FILE_MODE,
+                )
+                .map_err(|e| e.to_string())
             });
+        drop(history);
         if let Err(error) = written {
             tracing::error!(
                 "{}: fencing history not saved: {error}",
                 self.history_path.display()
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn record(op_id: u64) -> FenceRecord {
+        FenceRecord {
+            op_id,
+            target: "bravo".into(),
+            action: "reboot".into(),
+            reason: "test".into(),
+            requested_by: 0,
+            device: "null".into(),
+            ok: true,
+            message: String::new(),
+            started: 0,
+            duration_ms: 0,
+            confirmed_by: -1,
+        }
+    }
+
+    /// Fences finishing at once: the saved history is private and holds every one of them.
+    #[test]
+    fn the_history_is_private_and_no_record_is_lost_to_a_concurrent_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let (fencer, _events) = Fencer::new("alpha", Vec::new(), dir.path());
+        // Rounds of eight fences finishing together; after each, the file holds them all.
+        for round in 0..40u64 {
+            let together = Arc::new(std::sync::Barrier::new(8));
+            let writers: Vec<_> = (0..8u64)
+                .map(|writer| {
+                    let (fencer, together) = (fencer.clone(), together.clone());
+                    std::thread::spawn(move || {
+                        together.wait();
+                        fencer.remember(record(round * 8 + writer + 1));
+                    })
+                })
+                .collect();
+            for writer in writers {
+                writer.join().unwrap();
+            }
+            let (reloaded, _events) = Fencer::new("alpha", Vec::new(), dir.path());
+            assert_eq!(
+                reloaded.history().len() as u64,
+                (round + 1) * 8,
+                "round {round}: a record was lost to a save in the wrong order"
+            );
+        }
+        let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("stonithd")), 0o700);
+        assert_eq!(mode(&dir.path().join("stonithd/history.toml")), 0o600);
     }
 }

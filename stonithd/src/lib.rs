@@ -20,6 +20,16 @@ use crate::plugin::{Device, PluginDirs, PluginError};
 pub fn read_config_file(path: &Path) -> Result<String, PluginError> {
     let text =
         std::fs::read_to_string(path).map_err(|e| PluginError::Config(format!("{}: {e}", path.display())))?;
+    let mode =
+        std::fs::metadata(path).map_or(0, |m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()));
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            "{}: mode {:04o}: it gives a stonith device its parameters (passwords) and other users can read it; chmod 600 {}",
+            path.display(),
+            mode & 0o7777,
+            path.display()
+        );
+    }
     Ok(text
         .lines()
         .filter(|line| !line.trim_start().starts_with('#'))

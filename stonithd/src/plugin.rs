@@ -397,9 +397,11 @@ pub fn parse_params(text: &str, names: &[String]) -> Result<BTreeMap<String, Str
         }
     }
     if !rest.is_empty() {
+        // The values are not repeated: they are passwords as often as not.
+        let given = text.split_whitespace().count();
         return Err(PluginError::Config(format!(
-            "too many parameters: {} takes {}",
-            text.trim(),
+            "too many parameters: {given} words given, the device takes {} ({}); values not shown",
+            names.len(),
             names.join(" ")
         )));
     }
@@ -795,6 +797,17 @@ pub async fn description(kind: &Kind) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_parameter_error_does_not_repeat_the_values() {
+        // Only a device that takes no parameters can be given too many.
+        let error = parse_params("10.0.0.1 admin pa55word", &[])
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(!error.contains("pa55word") && !error.contains("admin"), "{error}");
+        assert!(error.contains("3 words given"), "{error}");
+    }
 
     #[test]
     fn parameters_as_glue_takes_them() {

@@ -128,6 +128,9 @@ pub fn load_classic(dir: &Path) -> Result<Loaded, ConfigError> {
             None
         }
     };
+    if let Some(ha_cf) = &ha_cf {
+        warnings.extend(readable_stonith_parameters(&ha_cf_path, &ha_cf.stonith));
+    }
     match (ha_cf, auth) {
         (Some(ha_cf), Some(auth)) if errors.is_empty() => Ok(Loaded {
             config: assemble(ha_cf, groups, auth),
@@ -172,20 +175,60 @@ pub fn load_toml(dir: &Path) -> Result<Loaded, ConfigError> {
     let path = dir.join(files::HA_TOML);
     let text = read(&path)?;
     let load_keys = |file: &str| load_authkeys(&dir.join(file));
-    let (config, warnings) = parse_toml(&path, &text, &load_keys)?;
-    let holds_secrets = config.auth.keys.values().any(|k| !k.secret.is_empty())
-        && !text.lines().any(|l| l.trim_start().starts_with("file"));
-    if holds_secrets {
+    let (config, mut warnings) = parse_toml(&path, &text, &load_keys)?;
+    if toml_holds_keys(&text) {
         let mode = fs::metadata(&path)
             .map_err(|error| ConfigError::file(&path, format!("cannot read: {error}")))?
             .permissions()
             .mode();
         check_secret_file_mode(&path, mode)?;
     }
+    warnings.extend(readable_stonith_parameters(&path, &config.stonith));
     Ok(Loaded {
         config,
         warnings,
         source: Source::Toml { path },
+    })
+}
+
+/// Whether ha.toml's text holds authentication keys itself (`[auth] keys = […]` with a
+/// secret), rather than naming an authkeys file: then it must be as private as authkeys.
+fn toml_holds_keys(text: &str) -> bool {
+    let Ok(table) = text.parse::<toml::Table>() else {
+        // parse_toml accepted it; should this disagree, check the mode rather than not.
+        return true;
+    };
+    table
+        .get("auth")
+        .and_then(|auth| auth.get("keys"))
+        .and_then(toml::Value::as_array)
+        .is_some_and(|keys| {
+            keys.iter().any(|key| {
+                key.get("secret")
+                    .and_then(toml::Value::as_str)
+                    .is_some_and(|s| !s.is_empty())
+            })
+        })
+}
+
+/// A warning when `path`, readable by group or others, gives stonith devices parameters
+/// (their passwords, as a rule). Heartbeat accepts a readable ha.cf, and so do we; the
+/// administrator is told once.
+fn readable_stonith_parameters(path: &Path, stonith: &[StonithSpec]) -> Option<Diagnostic> {
+    let with_parameters = stonith
+        .iter()
+        .any(|device| matches!(device, StonithSpec::Host { params, .. } if !params.is_empty()));
+    let mode = fs::metadata(path).ok()?.permissions().mode();
+    (with_parameters && mode & 0o077 != 0).then(|| {
+        Diagnostic::new(
+            Location::file(path),
+            Some("stonith_host"),
+            format!(
+                "mode {:04o}: this file gives stonith devices their parameters (passwords) and other users can read it; chmod 600 {}",
+                mode & 0o7777,
+                path.display()
+            ),
+        )
     })
 }
 
@@ -242,4 +285,81 @@ pub fn heartbeat_parameters(config: &ClusterConfig) -> Vec<(String, String)> {
         ("max_rexmit_delay".into(), format_time(config.max_rexmit_delay)),
         ("pacemaker".into(), "false".into()),
     ]
+}
+
+#[cfg(test)]
+mod secrets_tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str, mode: u32) {
+        let path = dir.join(name);
+        fs::write(&path, text).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    const TOML_CLUSTER: &str = "[cluster]\nnodes = [\"alpha\", \"bravo\"]\n\n[[link]]\ntype = \"ucast\"\ndevice = \"lo\"\npeers = [\"127.0.0.1\"]\n\n[logging]\nfile = \"/var/log/ha-log\"\n\n";
+
+    #[test]
+    fn an_ha_toml_holding_keys_must_be_private_whatever_else_it_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let inline = format!(
+            "{TOML_CLUSTER}[auth]\nactive = 1\nkeys = [{{ id = 1, method = \"sha256\", secret = \"s3cret\" }}]\n"
+        );
+        write(dir.path(), files::HA_TOML, &inline, 0o644);
+        let error = load_toml(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("bad permissions 0644"), "{error}");
+        write(dir.path(), files::HA_TOML, &inline, 0o600);
+        load_toml(dir.path()).unwrap();
+
+        // Keys in authkeys: ha.toml itself may be readable (authkeys may not).
+        let by_file = format!("{TOML_CLUSTER}[auth]\nfile = \"authkeys\"\n");
+        write(dir.path(), files::HA_TOML, &by_file, 0o644);
+        write(dir.path(), files::AUTHKEYS, "auth 1\n1 sha1 s3cret\n", 0o600);
+        load_toml(dir.path()).unwrap();
+        write(dir.path(), files::AUTHKEYS, "auth 1\n1 sha1 s3cret\n", 0o640);
+        let error = load_toml(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("authkeys: bad permissions 0640"), "{error}");
+    }
+
+    #[test]
+    fn a_readable_file_giving_stonith_parameters_is_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), files::AUTHKEYS, "auth 1\n1 sha1 s3cret\n", 0o600);
+        write(dir.path(), files::HARESOURCES, "", 0o644);
+        let ha_cf = "node alpha bravo\nucast lo 127.0.0.1\nstonith_host * external/ipmi bravo 10.0.0.2 admin pa55word lan\n";
+        let warned = |loaded: &Loaded| {
+            loaded
+                .warnings
+                .iter()
+                .any(|w| w.to_string().contains("stonith devices their parameters"))
+        };
+        write(dir.path(), files::HA_CF, ha_cf, 0o644);
+        let loaded = load_classic(dir.path()).unwrap();
+        assert!(warned(&loaded), "{:?}", loaded.warnings);
+        assert!(
+            loaded
+                .warnings
+                .iter()
+                .all(|w| !w.to_string().contains("pa55word")),
+            "a warning repeated the password"
+        );
+        write(dir.path(), files::HA_CF, ha_cf, 0o600);
+        assert!(!warned(&load_classic(dir.path()).unwrap()));
+        // Without stonith parameters a readable ha.cf is Heartbeat's normal.
+        write(
+            dir.path(),
+            files::HA_CF,
+            "node alpha bravo\nucast lo 127.0.0.1\n",
+            0o644,
+        );
+        assert!(!warned(&load_classic(dir.path()).unwrap()));
+
+        let toml = format!(
+            "{TOML_CLUSTER}[auth]\nfile = \"authkeys\"\n\n[[stonith]]\ntype = \"external/ipmi\"\nhost = \"*\"\nparams = [\"bravo\", \"10.0.0.2\", \"admin\", \"pa55word\", \"lan\"]\n"
+        );
+        write(dir.path(), files::HA_TOML, &toml, 0o644);
+        assert!(warned(&load_toml(dir.path()).unwrap()));
+        write(dir.path(), files::HA_TOML, &toml, 0o600);
+        assert!(!warned(&load_toml(dir.path()).unwrap()));
+    }
 }

@@ -5,7 +5,6 @@
 //! old one, and the directory fsync'd. A lost file is not silently replaced by wall time: the
 //! fallback is said loudly in the log, since a clock set back would then reopen old packets.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// File holding the generation (decimal).
@@ -31,17 +30,7 @@ fn error(path: &Path, message: impl std::fmt::Display) -> StateError {
 }
 
 fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
-    let temporary = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&temporary).map_err(|e| error(&temporary, e))?;
-    file.write_all(bytes).map_err(|e| error(&temporary, e))?;
-    file.sync_all().map_err(|e| error(&temporary, e))?;
-    std::fs::rename(&temporary, path).map_err(|e| error(path, e))?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| error(dir, e))?;
-    }
-    Ok(())
+    hbapi::statefile::replace(path, bytes, 0o644).map_err(|e| error(path, e))
 }
 
 /// Reads the last generation, stores and returns the next one.
