@@ -7,7 +7,7 @@
 //! when the sender cannot fill it. Clients thus see each message once, in the order it was
 //! sent; a gap that cannot be filled is reported, never silently skipped.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// Heartbeat keeps 500 messages for retransmission (MAXMSGHIST).
@@ -95,6 +95,55 @@ impl SendHistory {
     /// Whether nothing is held.
     pub fn is_empty(&self) -> bool {
         self.packets.is_empty()
+    }
+}
+
+/// Bounds what retransmission requests (`NS_rexmit`) can make this node send. They carry no
+/// sequence number, so the replay guard cannot see a captured request sent again: each
+/// requester gets one answer (the packet, or `NS_nak_rexmit`) per sequence number per
+/// `spacing` (Heartbeat's `max_rexmit_delay`), and at most `budget` answers per `spacing` in
+/// all, so that neither a replayed request nor a stream of them turns into a stream of
+/// signed broadcasts.
+#[derive(Debug)]
+pub struct AnswerLimiter {
+    spacing: Duration,
+    budget: usize,
+    requesters: HashMap<String, Answered>,
+}
+
+#[derive(Debug, Default)]
+struct Answered {
+    /// Answers given within the last `spacing`, oldest first.
+    recent: VecDeque<(Instant, u64)>,
+}
+
+impl AnswerLimiter {
+    /// A limiter allowing `budget` answers per requester per `spacing`.
+    pub fn new(spacing: Duration, budget: usize) -> Self {
+        AnswerLimiter {
+            spacing,
+            budget,
+            requesters: HashMap::new(),
+        }
+    }
+
+    /// Whether `requester` may be answered about `seq` at `now` (and, if so, it counts).
+    /// Callers only ask about members, so the map holds at most one entry per node.
+    pub fn allow(&mut self, requester: &str, seq: u64, now: Instant) -> bool {
+        let spacing = self.spacing;
+        let answered = self.requesters.entry(requester.to_owned()).or_default();
+        while answered
+            .recent
+            .front()
+            .is_some_and(|(at, _)| now.saturating_duration_since(*at) >= spacing)
+        {
+            answered.recent.pop_front();
+        }
+        if answered.recent.len() >= self.budget || answered.recent.iter().any(|(_, s)| *s == seq) {
+            return false;
+        }
+        answered.recent.push_back((now, seq));
+        true
     }
 }
 
@@ -332,6 +381,34 @@ impl<T> Inbound<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_requester_gets_one_answer_per_seq_per_spacing_and_a_bounded_number_in_all() {
+        let spacing = Duration::from_millis(250);
+        let mut limiter = AnswerLimiter::new(spacing, 64);
+        let start = Instant::now();
+        assert!(limiter.allow("bravo", 7, start));
+        // The same request again (a replay) within the spacing: nothing.
+        assert!(!limiter.allow("bravo", 7, start + Duration::from_millis(100)));
+        // Another requester is counted apart.
+        assert!(limiter.allow("charlie", 7, start + Duration::from_millis(100)));
+        assert!(limiter.allow("bravo", 7, start + spacing));
+        // A request for many numbers: at most the budget per spacing.
+        let later = start + spacing * 4;
+        let allowed = (1000..2000)
+            .filter(|seq| limiter.allow("bravo", *seq, later))
+            .count();
+        assert_eq!(allowed, 64);
+        let replayed_for_two_seconds: usize = (0..80)
+            .map(|step| later + Duration::from_millis(25 * step))
+            .map(|at| {
+                (1000..1064)
+                    .filter(|seq| limiter.allow("bravo", *seq, at))
+                    .count()
+            })
+            .sum();
+        assert!(replayed_for_two_seconds <= 64 * 9, "{replayed_for_two_seconds}");
+    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

@@ -99,6 +99,10 @@ pub enum Kind {
     Replay,
     /// Forged, truncated, oversized and random packets from an address with no key.
     Flood,
+    /// A signed retransmission request from bravo to alpha (as if captured and sent again)
+    /// replayed 100 times a second for 3 s: alpha's answers must stay within one per sequence
+    /// number per max_rexmit_delay and 64 per max_rexmit_delay in all.
+    RexmitReplay,
     /// This child daemon of alpha killed with SIGKILL (the master respawns it).
     KillDaemon(&'static str),
     /// alpha's master killed with SIGKILL.
@@ -247,6 +251,10 @@ pub fn default_faults() -> Vec<Fault> {
         },
         Fault {
             kind: Flood,
+            shape: Quorum3,
+        },
+        Fault {
+            kind: RexmitReplay,
             shape: Quorum3,
         },
     ]);
@@ -969,7 +977,7 @@ pub async fn play(fault: Fault) -> Outcome {
     }
     if matches!(
         fault.kind,
-        Kind::Flood | Kind::Duplicates | Kind::Replay | Kind::Loss(_) | Kind::Stall
+        Kind::Flood | Kind::RexmitReplay | Kind::Duplicates | Kind::Replay | Kind::Loss(_) | Kind::Stall
     ) {
         let after = cluster.restarts().await;
         if after != restarts_before {
@@ -1078,6 +1086,50 @@ async fn inject(fault: Fault, cluster: &Cluster) -> Result<(), String> {
                 .await;
             if sent.parse::<u64>().unwrap_or(0) == 0 {
                 return Err("no packet sent again".into());
+            }
+        }
+        Kind::RexmitReplay => {
+            let sent = |counters: &std::collections::HashMap<String, u64>| {
+                counters.get("sent").copied().unwrap_or(0)
+            };
+            let comm = hbapi::comm::CommProxy::new(&alpha.connection)
+                .await
+                .map_err(|e| e.to_string())?;
+            // What alpha sends in 3 s of its own, then what it sends under the replay.
+            let quiet_from = comm.counters().await.map_err(|e| e.to_string())?;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let replay_from = comm.counters().await.map_err(|e| e.to_string())?;
+            let replay_began = Instant::now();
+            let requests = cluster
+                .faultkit(&[
+                    "rexmit".into(),
+                    port,
+                    "3".into(),
+                    "127.0.0.2".into(),
+                    "127.0.0.1".into(),
+                    "bravo".into(),
+                    "alpha".into(),
+                ])
+                .await;
+            let replay_to = comm.counters().await.map_err(|e| e.to_string())?;
+            let lasted = replay_began.elapsed();
+            let own = sent(&replay_from).saturating_sub(sent(&quiet_from));
+            let under_replay = sent(&replay_to).saturating_sub(sent(&replay_from));
+            // A sliding window of 64 answers per max_rexmit_delay allows at most 64 per
+            // window begun while it lasted, plus alpha's own traffic in that time; each answer
+            // is one packet per peer (the lab's links are ucast to every other node).
+            let peers = cluster.nodes.len() as u64 - 1;
+            let spacing = hbapi::config::defaults::MAX_REXMIT_DELAY;
+            let windows = (lasted.as_millis() / spacing.as_millis()) as u64 + 1;
+            let own_then = own * (lasted.as_millis() as u64) / 3000;
+            let bound = own_then * 2 + 64 * windows * peers;
+            eprintln!(
+                "rexmit replay: alpha sent {under_replay} packets for {requests} requests in {lasted:.1?} (own traffic {own} in 3 s, bound {bound})"
+            );
+            if under_replay > bound {
+                return Err(format!(
+                    "alpha sent {under_replay} packets for {requests} replayed requests in {lasted:.1?} (its own traffic: {own} in 3 s; bound {bound})"
+                ));
             }
         }
         Kind::Flood => {

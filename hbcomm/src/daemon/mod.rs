@@ -27,7 +27,7 @@ use hbapi::names;
 
 use crate::cadence;
 use crate::membership::{Input, Membership, NodeKind, NodeStatus, Output};
-use crate::reliable::{Inbound, InboundOutput, Resend, SendHistory};
+use crate::reliable::{AnswerLimiter, Inbound, InboundOutput, Resend, SendHistory};
 use crate::wire::{self, Authenticator, Format, Limits, Message, Value, WireError};
 
 use self::iface::{CommInterface, Control, Outgoing, Snapshot, RESERVED_FIELDS};
@@ -84,6 +84,8 @@ struct Outbox {
     generation_hex: String,
     seq: u64,
     history: SendHistory,
+    /// What retransmission requests may make this node send.
+    answers: AnswerLimiter,
 }
 
 impl Outbox {
@@ -244,8 +246,15 @@ fn protocol_message(
                 bump(snapshot, "dropped_malformed");
                 return;
             };
-            let last = last.min(first.saturating_add(MAX_RESEND_PER_REQUEST - 1));
+            // Nothing past what this node sent: such a request is forged or of another life.
+            let last = last
+                .min(first.saturating_add(MAX_RESEND_PER_REQUEST - 1))
+                .min(outbox.seq);
             for seq in first..=last {
+                if !outbox.answers.allow(src, seq, now) {
+                    bump(snapshot, "rexmit_limited");
+                    continue;
+                }
                 match outbox.history.resend(seq, now) {
                     Resend::Packet(packet) => {
                         let packet = packet.to_vec();
@@ -254,6 +263,7 @@ fn protocol_message(
                     }
                     Resend::Recently => {}
                     Resend::Unknown => {
+                        bump(snapshot, "rexmit_refused");
                         let mut nak = Message::new()
                             .with("t", "NS_nak_rexmit")
                             .with("firstseq", format!("{seq:x}"))
@@ -415,6 +425,7 @@ pub async fn run(
         generation_hex: format!("{generation:x}"),
         seq: 0,
         history: SendHistory::new(config.max_rexmit_delay),
+        answers: AnswerLimiter::new(config.max_rexmit_delay, MAX_RESEND_PER_REQUEST as usize),
     };
     // A gap not filled within deadtime will not be: the sender is gone or has moved on.
     let mut inbound: Inbound<Delivery> = Inbound::new(
@@ -573,7 +584,17 @@ pub async fn run(
                             message.get("hg").and_then(|h| u32::from_str_radix(h, 16).ok()),
                             hex_field(&message, "seq"),
                         ) else {
-                            // Heartbeat's protocol messages (NS_*) carry no sequence number.
+                            // Heartbeat's protocol messages (NS_*) carry no sequence number;
+                            // only a member that is up may ask anything of this node.
+                            let member_up = membership.members().any(|(name, kind, status)| {
+                                name == src
+                                    && kind == NodeKind::Normal
+                                    && matches!(status, NodeStatus::Up | NodeStatus::Active)
+                            });
+                            if !member_up {
+                                bump(&snapshot, "dropped_not_member");
+                                continue;
+                            }
                             protocol_message(&message, &options.node, &mut outbox, &mut inbound, &links, &authenticator, &snapshot, &mut ordered, now);
                             continue;
                         };

@@ -6,6 +6,11 @@
 //!                                                of captured traffic)
 //!     hb-faultkit flood PORT SECONDS TARGET…     forged, truncated, oversized and random
 //!                                                packets from an address with no key
+//!     hb-faultkit rexmit PORT SECONDS FROM TO SRC DEST
+//!                                                a retransmission request signed with the
+//!                                                lab's key (as if captured), sent again and
+//!                                                again from FROM to TO: half for numbers DEST
+//!                                                sent, half for numbers it never sent
 //!
 //! Each prints how many packets it sent. Needs root (a packet socket).
 
@@ -38,7 +43,17 @@ fn main() -> ExitCode {
                 _ => Err("flood PORT SECONDS TARGET…".into()),
             }
         }
-        _ => Err("usage: hb-faultkit replay PORT DELAY_MS SECONDS | flood PORT SECONDS TARGET…".into()),
+        (Some("rexmit"), Some(port), Some(seconds)) => match &args[3..] {
+            [from, to, src, dest] => match (from.parse(), to.parse()) {
+                (Ok(from), Ok(to)) => rexmit(port as u16, Duration::from_secs(seconds), from, to, src, dest),
+                _ => Err("rexmit: FROM and TO are IPv4 addresses".into()),
+            },
+            _ => Err("rexmit PORT SECONDS FROM TO SRC DEST".into()),
+        },
+        _ => Err(
+            "usage: hb-faultkit replay PORT DELAY_MS SECONDS | flood PORT SECONDS TARGET… | rexmit PORT SECONDS FROM TO SRC DEST"
+                .into(),
+        ),
     };
     match result {
         Ok(sent) => {
@@ -177,6 +192,43 @@ fn flood(port: u16, seconds: Duration, targets: &[Ipv4Addr]) -> Result<u64, Stri
         }
         // About 2,000 packets a second per target: hostile, not a bandwidth test.
         std::thread::sleep(Duration::from_millis(3));
+    }
+    Ok(sent)
+}
+
+/// Sends signed `NS_rexmit` requests from `src` to `dest` (at `to`) every 10 ms; returns how
+/// many were sent.
+fn rexmit(
+    port: u16,
+    seconds: Duration,
+    from: Ipv4Addr,
+    to: Ipv4Addr,
+    src: &str,
+    dest: &str,
+) -> Result<u64, String> {
+    let socket = UdpSocket::bind((from, 0)).map_err(|e| format!("bind {from}: {e}"))?;
+    // The key every lab node uses (hb_lab::NodeBuilder::start).
+    let key = Authenticator::new(1, hbapi::config::AuthMethod::Sha256, b"hb-lab-test-key");
+    let request = |first: u64| {
+        let message = Message::new()
+            .with("t", "NS_rexmit")
+            .with("firstseq", first.to_string())
+            .with("lastseq", (first + 63).to_string())
+            .with("dest", dest)
+            .with("src", src)
+            .with("ts", "6b038289")
+            .with("ttl", "3");
+        encode(&message, Format::Netstring, &key)
+    };
+    let (held, never_sent) = (request(1), request(1_000_000));
+    let end = Instant::now() + seconds;
+    let mut sent = 0u64;
+    while Instant::now() < end {
+        let packet = if sent % 2 == 0 { &held } else { &never_sent };
+        if socket.send_to(packet, (to, port)).is_ok() {
+            sent += 1;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
     Ok(sent)
 }
