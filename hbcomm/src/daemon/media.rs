@@ -136,7 +136,24 @@ fn device_ipv4(device: &str) -> Option<Ipv4Addr> {
     })
 }
 
-fn udp_socket(medium: &str, bind: SocketAddr, device: Option<&str>) -> Result<Socket, MediaError> {
+/// Whether other sockets may share a receiving socket's port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sharing {
+    /// No one (ucast: nobody else may read what peers send to this address).
+    Exclusive,
+    /// Sockets of the same user only (SO_REUSEPORT, never SO_REUSEADDR: with the latter a
+    /// local user could bind the same port and take unicast heartbeats). Broadcast and
+    /// multicast are delivered to every such socket, so nodes sharing a host can share the
+    /// group's port.
+    SameUser,
+}
+
+fn udp_socket(
+    medium: &str,
+    bind: SocketAddr,
+    device: Option<&str>,
+    sharing: Sharing,
+) -> Result<Socket, MediaError> {
     let fail = |message: String| MediaError {
         medium: medium.to_owned(),
         message,
@@ -147,19 +164,20 @@ fn udp_socket(medium: &str, bind: SocketAddr, device: Option<&str>) -> Result<So
         Domain::IPV4
     };
     let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(|e| fail(e.to_string()))?;
-    socket.set_reuse_address(true).map_err(|e| fail(e.to_string()))?;
+    if sharing == Sharing::SameUser {
+        socket.set_reuse_port(true).map_err(|e| fail(e.to_string()))?;
+    }
     socket.set_cloexec(true).map_err(|e| fail(e.to_string()))?;
     // Room for a burst (a flood, or many nodes at once) while the loop is busy.
     if let Err(error) = socket.set_recv_buffer_size(RECEIVE_BUFFER) {
         tracing::debug!(medium, "cannot enlarge the receive buffer: {error}");
     }
     if let Some(device) = device {
-        if let Err(error) = socket.bind_device(Some(device.as_bytes())) {
-            tracing::warn!(
-                medium,
-                "cannot bind to device {device} ({error}); receiving on all devices"
-            );
-        }
+        // As Heartbeat: a link that cannot be tied to its device is not opened (receiving on
+        // every device would take heartbeats from networks the line does not name).
+        socket
+            .bind_device(Some(device.as_bytes()))
+            .map_err(|e| fail(format!("cannot bind to device {device}: {e}")))?;
     }
     socket
         .bind(&bind.into())
@@ -254,6 +272,7 @@ pub fn open(config: &ClusterConfig, bind: Option<IpAddr>) -> Result<Vec<Link>, M
                     &description,
                     SocketAddr::new(local, port),
                     bind.is_none().then_some(device.as_str()),
+                    Sharing::Exclusive,
                 )?;
                 links.push(Link {
                     name: device.clone(),
@@ -268,6 +287,7 @@ pub fn open(config: &ClusterConfig, bind: Option<IpAddr>) -> Result<Vec<Link>, M
                     &description,
                     SocketAddr::new(local, port),
                     bind.is_none().then_some(device.as_str()),
+                    Sharing::SameUser,
                 )?;
                 let sender = destination(
                     &description,
@@ -300,6 +320,7 @@ pub fn open(config: &ClusterConfig, bind: Option<IpAddr>) -> Result<Vec<Link>, M
                             &description,
                             SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), *group_port),
                             None,
+                            Sharing::SameUser,
                         )?;
                         let interface = device_ipv4(device).unwrap_or(Ipv4Addr::UNSPECIFIED);
                         socket.join_multicast_v4(group_v4, &interface).map_err(fail)?;
@@ -318,6 +339,7 @@ pub fn open(config: &ClusterConfig, bind: Option<IpAddr>) -> Result<Vec<Link>, M
                             &description,
                             SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), *group_port),
                             None,
+                            Sharing::SameUser,
                         )?;
                         let index = nix::net::if_::if_nametoindex(device.as_str()).unwrap_or(0);
                         socket.join_multicast_v6(group_v6, index).map_err(fail)?;
@@ -371,5 +393,89 @@ mod tests {
             let sent = sender.send(b"heartbeat");
             assert!(sent.is_ok(), "send {attempt}: {sent:?}");
         }
+    }
+
+    fn free_port() -> u16 {
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|socket| socket.local_addr())
+            .map(|address| address.port())
+            .unwrap()
+    }
+
+    /// A local user binding a heartbeat port (possible when udpport ≥ 1024 or
+    /// ip_unprivileged_port_start is 0, as in many containers) to read unicast heartbeats.
+    fn stranger_binds(address: SocketAddr, as_nobody: bool) -> bool {
+        use nix::sys::wait::{waitpid, WaitStatus};
+        use nix::unistd::{fork, ForkResult, Gid, Uid};
+        let attempt = || {
+            let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+            socket.set_reuse_address(true)?;
+            socket.set_reuse_port(true)?;
+            socket.bind(&address.into())
+        };
+        if !as_nobody {
+            return attempt().is_ok();
+        }
+        // SAFETY: the child only makes system calls and exits.
+        match unsafe { fork() }.unwrap() {
+            ForkResult::Child => {
+                let dropped = nix::unistd::setgid(Gid::from_raw(65534))
+                    .and_then(|()| nix::unistd::setuid(Uid::from_raw(65534)));
+                let code = match (dropped, attempt()) {
+                    (Ok(()), Ok(())) => 0,
+                    (Ok(()), Err(_)) => 1,
+                    (Err(_), _) => 2,
+                };
+                // SAFETY: exits the forked child without running the parent's destructors.
+                unsafe { nix::libc::_exit(code) }
+            }
+            ForkResult::Parent { child } => match waitpid(child, None).unwrap() {
+                WaitStatus::Exited(_, 0) => true,
+                WaitStatus::Exited(_, 1) => false,
+                other => panic!("the stranger could not become nobody: {other:?}"),
+            },
+        }
+    }
+
+    #[test]
+    fn nobody_else_can_bind_a_heartbeat_port() {
+        let ucast = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+        let _link = udp_socket("ucast lo 127.0.0.1", ucast, None, Sharing::Exclusive).unwrap();
+        assert!(
+            !stranger_binds(ucast, false),
+            "a second socket bound a ucast port"
+        );
+        let any = SocketAddr::from((Ipv4Addr::UNSPECIFIED, ucast.port()));
+        assert!(
+            !stranger_binds(any, false),
+            "a wildcard socket bound beside a ucast port"
+        );
+
+        // Broadcast and multicast ports are shared by the nodes of one host (one user), and
+        // by no one else.
+        let group = SocketAddr::from((Ipv4Addr::UNSPECIFIED, free_port()));
+        let _link = udp_socket("mcast lo 239.0.0.1", group, None, Sharing::SameUser).unwrap();
+        let _second_node = udp_socket("mcast lo 239.0.0.1", group, None, Sharing::SameUser).unwrap();
+        if nix::unistd::Uid::effective().is_root() {
+            assert!(
+                !stranger_binds(group, true),
+                "nobody bound a multicast heartbeat port"
+            );
+        }
+    }
+
+    #[test]
+    fn a_link_that_cannot_be_tied_to_its_device_is_not_opened() {
+        let address = SocketAddr::from((Ipv4Addr::UNSPECIFIED, free_port()));
+        let error = udp_socket(
+            "ucast nosuchdev0 10.0.0.2",
+            address,
+            Some("nosuchdev0"),
+            Sharing::Exclusive,
+        )
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("cannot bind to device nosuchdev0"), "{error}");
     }
 }

@@ -407,10 +407,7 @@ pub async fn run(
                     let Ok((length, from)) = socket.recv_from(&mut buffer).await else {
                         continue;
                     };
-                    if !ping::is_our_reply(&reference, &buffer[..length], pinger.ident) {
-                        continue;
-                    }
-                    if let Some(node) = pinger.node_for(from.ip()) {
+                    if let Some(node) = pinger.answered(&reference, &buffer[..length], from.ip()) {
                         let _ = tx.try_send(node.to_owned());
                     }
                 }

@@ -6,9 +6,18 @@
 //! where the kernel allows them — the kernel then owns the echo identifier and hands each
 //! socket only its own replies. Otherwise a raw socket is opened (root or CAP_NET_RAW), which
 //! sees every ICMP packet of the host: replies are matched by identifier and sender.
+//!
+//! A reply counts only when it answers one of the last few echoes sent (by sequence number)
+//! and carries the tag that echo carried: a keyed hash, with a secret drawn at start, of the
+//! target's address and the sequence number. Anyone on the network can send an echo reply
+//! with the ping node's source address; without the tag it cannot keep a dead ping node
+//! alive for ipfail.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
+
+use sha2::Digest;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -22,6 +31,11 @@ const ECHO_REQUEST_V6: u8 = 128;
 const ECHO_REPLY_V6: u8 = 129;
 /// Payload marking our echoes.
 const MARK: &[u8; 8] = b"hbrs-png";
+/// Bytes of the tag after the mark.
+const TAG: usize = 8;
+/// Replies to this many of the newest echoes are accepted (a slow reply to the previous
+/// round still counts).
+pub const REPLY_WINDOW: u16 = 4;
 
 /// One ICMP socket of one address family.
 #[derive(Debug)]
@@ -45,6 +59,10 @@ pub struct Pinger {
     pub targets: Vec<(IpAddr, String)>,
     /// Echo identifier (raw sockets; the kernel picks it on unprivileged ones).
     pub ident: u16,
+    /// Keys the tags of this process's echoes.
+    secret: [u8; 16],
+    /// The sequence number of the newest echo sent.
+    newest: AtomicU16,
 }
 
 /// Why ping targets could not be set up.
@@ -120,6 +138,8 @@ impl Pinger {
             targets,
             // Distinguishes this process's echoes from other pingers' on a raw socket.
             ident: (std::process::id() & 0xffff) as u16,
+            secret: random_secret(),
+            newest: AtomicU16::new(0),
         }))
     }
 
@@ -130,7 +150,7 @@ impl Pinger {
             let Some(icmp) = (if address.is_ipv4() { &self.v4 } else { &self.v6 }) else {
                 continue;
             };
-            let packet = echo_request(icmp.v6, self.ident, seq);
+            let packet = echo_request(icmp.v6, self.ident, seq, &self.tag(*address, seq));
             if icmp
                 .socket
                 .send_to(&packet, SocketAddr::new(*address, 0))
@@ -139,11 +159,33 @@ impl Pinger {
                 failed += 1;
             }
         }
+        self.newest.store(seq, Ordering::Relaxed);
         failed
     }
 
-    /// The pseudo-node a reply from `from` belongs to.
-    pub fn node_for(&self, from: IpAddr) -> Option<&str> {
+    /// The tag of the echo to `target` with `seq`.
+    fn tag(&self, target: IpAddr, seq: u16) -> [u8; TAG] {
+        let mut hash = sha2::Sha256::new();
+        hash.update(self.secret);
+        match target {
+            IpAddr::V4(v4) => hash.update(v4.octets()),
+            IpAddr::V6(v6) => hash.update(v6.octets()),
+        }
+        hash.update(seq.to_be_bytes());
+        let digest = hash.finalize();
+        let mut tag = [0u8; TAG];
+        tag.copy_from_slice(&digest[..TAG]);
+        tag
+    }
+
+    /// The pseudo-node whose echo `bytes`, received on `socket` from `from`, answers: one of
+    /// the last [`REPLY_WINDOW`] echoes sent to that address, with its tag.
+    pub fn answered(&self, socket: &IcmpSocket, bytes: &[u8], from: IpAddr) -> Option<&str> {
+        let (seq, tag) = our_reply(socket, bytes, self.ident)?;
+        if self.newest.load(Ordering::Relaxed).wrapping_sub(seq) >= REPLY_WINDOW || tag != self.tag(from, seq)
+        {
+            return None;
+        }
         self.targets
             .iter()
             .find(|(address, _)| *address == from)
@@ -151,16 +193,35 @@ impl Pinger {
     }
 }
 
-/// An ICMP echo request with our mark; the checksum is filled in for IPv4 (the kernel
-/// computes ICMPv6 checksums).
-pub fn echo_request(v6: bool, ident: u16, seq: u16) -> Vec<u8> {
-    let mut packet = Vec::with_capacity(8 + MARK.len());
+/// 16 bytes from the kernel's generator; should that fail, something no one off this host can
+/// predict to the microsecond (the secret only has to outlive one process).
+fn random_secret() -> [u8; 16] {
+    use std::io::Read;
+    let mut secret = [0u8; 16];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut secret));
+    if let Err(error) = read {
+        tracing::warn!("/dev/urandom: {error}; ping tags keyed by time and pid");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let digest =
+            sha2::Sha256::digest([now.to_be_bytes(), u128::from(std::process::id()).to_be_bytes()].concat());
+        secret.copy_from_slice(&digest[..16]);
+    }
+    secret
+}
+
+/// An ICMP echo request with our mark and `tag`; the checksum is filled in for IPv4 (the
+/// kernel computes ICMPv6 checksums).
+pub fn echo_request(v6: bool, ident: u16, seq: u16, tag: &[u8; TAG]) -> Vec<u8> {
+    let mut packet = Vec::with_capacity(8 + MARK.len() + TAG);
     packet.push(if v6 { ECHO_REQUEST_V6 } else { ECHO_REQUEST_V4 });
     packet.push(0);
     packet.extend_from_slice(&[0, 0]);
     packet.extend_from_slice(&ident.to_be_bytes());
     packet.extend_from_slice(&seq.to_be_bytes());
     packet.extend_from_slice(MARK);
+    packet.extend_from_slice(tag);
     if !v6 {
         let sum = checksum(&packet);
         packet[2..4].copy_from_slice(&sum.to_be_bytes());
@@ -179,29 +240,29 @@ fn checksum(bytes: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-/// Whether `bytes`, received on `socket`, is a reply to one of our echoes. `ident` is checked
-/// on raw sockets only (the kernel rewrites it on unprivileged ones).
-pub fn is_our_reply(socket: &IcmpSocket, bytes: &[u8], ident: u16) -> bool {
+/// If `bytes`, received on `socket`, is an echo reply with our mark: its sequence number and
+/// tag. `ident` is checked on raw sockets only (the kernel rewrites it on unprivileged ones).
+fn our_reply(socket: &IcmpSocket, bytes: &[u8], ident: u16) -> Option<(u16, [u8; TAG])> {
     let icmp = if socket.raw && !socket.v6 {
         // Raw IPv4 sockets deliver the IP header; its length is in the first byte.
         let header = usize::from(bytes.first().map_or(0, |b| b & 0x0f)) * 4;
         if header < 20 {
-            return false;
+            return None;
         }
-        match bytes.get(header..) {
-            Some(rest) => rest,
-            None => return false,
-        }
+        bytes.get(header..)?
     } else {
         bytes
     };
-    if icmp.len() < 8 + MARK.len() {
-        return false;
+    if icmp.len() < 8 + MARK.len() + TAG {
+        return None;
     }
     let expected = if socket.v6 { ECHO_REPLY_V6 } else { ECHO_REPLY_V4 };
-    icmp[0] == expected
+    let ours = icmp[0] == expected
         && (!socket.raw || icmp[4..6] == ident.to_be_bytes())
-        && &icmp[8..8 + MARK.len()] == MARK
+        && &icmp[8..8 + MARK.len()] == MARK;
+    let mut tag = [0u8; TAG];
+    tag.copy_from_slice(&icmp[8 + MARK.len()..8 + MARK.len() + TAG]);
+    ours.then_some((u16::from_be_bytes([icmp[6], icmp[7]]), tag))
 }
 
 #[cfg(test)]
@@ -210,42 +271,82 @@ mod tests {
 
     #[test]
     fn echo_request_checksum_verifies() {
-        let packet = echo_request(false, 0x1234, 7);
+        let packet = echo_request(false, 0x1234, 7, &[1; TAG]);
         assert_eq!(packet[0], ECHO_REQUEST_V4);
         assert_eq!(checksum(&packet), 0, "a correct checksum sums to zero");
         assert_eq!(&packet[4..8], &[0x12, 0x34, 0, 7]);
     }
 
     #[tokio::test]
-    async fn replies_are_recognised_and_others_are_not() {
-        let Ok(socket) = open_socket(false, None) else {
+    async fn only_tagged_replies_to_recent_echoes_count() {
+        let nodes = [PingNode::Single {
+            address: "127.0.0.9".parse().unwrap(),
+        }];
+        let Ok(Some(pinger)) = Pinger::open(&nodes, None) else {
             // No ICMP socket of any kind here; the daemon would report this at start.
             return;
         };
-        let mut reply = echo_request(false, 9, 1);
-        reply[0] = ECHO_REPLY_V4;
-        let framed = if socket.raw {
-            let mut ip = vec![0x45u8];
-            ip.resize(20, 0);
-            ip.extend_from_slice(&reply);
-            ip
-        } else {
-            reply.clone()
+        let target: IpAddr = "127.0.0.9".parse().unwrap();
+        let Some(socket) = &pinger.v4 else {
+            panic!("an IPv4 target without an IPv4 socket")
         };
-        assert!(is_our_reply(&socket, &framed, 9));
-        let mut request = framed.clone();
-        let at = if socket.raw { 20 } else { 0 };
-        request[at] = ECHO_REQUEST_V4;
-        assert!(
-            !is_our_reply(&socket, &request, 9),
+        // Sequence numbers 1..=10 sent (the echoes themselves go to 127.0.0.9).
+        for seq in 1..=10 {
+            pinger.send_all(seq);
+        }
+        let reply = |seq: u16, tag: &[u8; TAG]| {
+            let mut reply = echo_request(false, pinger.ident, seq, tag);
+            reply[0] = ECHO_REPLY_V4;
+            if socket.raw {
+                let mut ip = vec![0x45u8];
+                ip.resize(20, 0);
+                ip.extend_from_slice(&reply);
+                ip
+            } else {
+                reply
+            }
+        };
+        let name = nodes[0].name();
+        let good = reply(10, &pinger.tag(target, 10));
+        assert_eq!(pinger.answered(socket, &good, target), Some(name.as_str()));
+        assert_eq!(
+            pinger.answered(socket, &reply(8, &pinger.tag(target, 8)), target),
+            Some(name.as_str()),
+            "a late reply to a recent echo"
+        );
+        // A forger knows the mark, the identifier and a plausible sequence number, not the tag.
+        assert_eq!(
+            pinger.answered(socket, &reply(10, &[0; TAG]), target),
+            None,
+            "forged tag"
+        );
+        assert_eq!(
+            pinger.answered(socket, &reply(3, &pinger.tag(target, 3)), target),
+            None,
+            "a reply to an echo long gone (a replay)"
+        );
+        assert_eq!(
+            pinger.answered(socket, &reply(11, &pinger.tag(target, 11)), target),
+            None,
+            "an echo not yet sent"
+        );
+        let other: IpAddr = "127.0.0.8".parse().unwrap();
+        assert_eq!(
+            pinger.answered(socket, &reply(10, &pinger.tag(other, 10)), target),
+            None,
+            "another target's tag"
+        );
+        let mut request = good.clone();
+        request[if socket.raw { 20 } else { 0 }] = ECHO_REQUEST_V4;
+        assert_eq!(
+            pinger.answered(socket, &request, target),
+            None,
             "our own request seen on a raw socket"
         );
-        assert!(
-            !is_our_reply(&socket, &framed[..framed.len() - 1], 9),
+        assert_eq!(
+            pinger.answered(socket, &good[..good.len() - 1], target),
+            None,
             "truncated"
         );
-        if socket.raw {
-            assert!(!is_our_reply(&socket, &framed, 10), "another pinger's reply");
-        }
     }
 }

@@ -224,7 +224,11 @@ fn rexmit(
     let end = Instant::now() + seconds;
     let mut sent = 0u64;
     while Instant::now() < end {
-        let packet = if sent.is_multiple_of(2) { &held } else { &never_sent };
+        let packet = if sent.is_multiple_of(2) {
+            &held
+        } else {
+            &never_sent
+        };
         if socket.send_to(packet, (to, port)).is_ok() {
             sent += 1;
         }
