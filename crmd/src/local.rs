@@ -76,8 +76,15 @@ impl Executor {
         let pending = Arc::new(Mutex::new(Pending::default()));
         let (monitors_tx, monitors) = mpsc::unbounded_channel();
         let router = pending.clone();
+        let bus = lrmd.inner().connection().clone();
+        let lrmd_owner = hbapi::bus::OwnerCheck::new(hbapi::names::lrmd::BUS_NAME);
         tokio::spawn(async move {
             while let Some(signal) = results.next().await {
+                // Only lrmd's results: an early result is kept for an operation whose
+                // execute call has not returned yet, so a forged one must never get there.
+                if !lrmd_owner.sent_by_owner(&bus, &signal.message().header()).await {
+                    continue;
+                }
                 let Ok(args) = signal.args() else { continue };
                 let result = args.result;
                 if result.interval_ms > 0 {

@@ -178,6 +178,88 @@ async fn under_the_policy_an_unprivileged_caller_may_read_but_not_operate() {
     drop(node);
 }
 
+/// On the system bus anyone may send a signal, to anyone. A stranger (`nobody`) sends crmd
+/// forged NameOwnerChanged, NodeStatusChanged, MessageReceived, FenceFinished and
+/// OperationCompleted signals (a failed monitor among them): crmd acts on none. The real
+/// failure that follows is the positive control — the one restart the ledger must show.
+#[tokio::test]
+async fn forged_signals_from_an_unprivileged_user_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (bus, address) = start_dbus_daemon(dir.path());
+    let _bus = KillOnDrop(bus);
+    let lab = hb_lab::ledger::Lab::new();
+    let ops = hbapi::config::OpSettings {
+        monitor_interval: Some(std::time::Duration::from_millis(300)),
+        migration_threshold: 3,
+        ..Default::default()
+    };
+    let node = lab
+        .configure(
+            NodeBuilder::new("alpha")
+                .core_daemons()
+                .bind("127.0.0.1")
+                .links(vec!["ucast lo 127.0.0.2".into()])
+                .timing("100ms", "1", "1")
+                .bus_address(&address),
+            "alpha Ledger::web\n",
+        )
+        .resource_ops("Ledger::web", ops)
+        .start()
+        .await;
+    lab.wait_for_running("web", "alpha").await;
+    let crmd_pid = node.child_pid("crmd").await;
+    hb_lab::wait_name_owner(&node.connection, hbapi::names::crmd::BUS_NAME, crmd_pid).await;
+    let dbus = zbus::fdo::DBusProxy::new(&node.connection).await.unwrap();
+    let crmd_unique = dbus
+        .get_name_owner(hbapi::names::crmd::BUS_NAME.try_into().unwrap())
+        .await
+        .unwrap()
+        .to_string();
+
+    let output = tokio::process::Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(hb_lab::bin("hb-forge"))
+        .args([&address, &crmd_unique, "bravo", "Ledger::web"])
+        .output()
+        .await
+        .expect("setpriv hb-forge");
+    assert!(
+        output.status.success(),
+        "the stranger could not send: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let forged: u64 = String::from_utf8_lossy(&output.stdout).trim().parse().unwrap();
+    assert!(forged > 100, "{forged}");
+
+    // A real failure, seen by a real monitor at least 300 ms after the forgeries.
+    std::fs::remove_file(lab.state.join("alpha.web.on")).unwrap();
+    let mut ledger = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&lab.ledger)
+        .unwrap();
+    std::io::Write::write_all(&mut ledger, b"alpha crash web\n").unwrap();
+    drop(ledger);
+    lab.wait_for_running("web", "alpha").await;
+    assert_eq!(lab.events(), ["alpha start", "alpha crash", "alpha start"]);
+    let crmd = hbapi::crmd::CrmdProxy::new(&node.connection).await.unwrap();
+    let bravo = crmd
+        .node_states()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|state| state.node == "bravo")
+        .map(|state| state.state);
+    assert_ne!(
+        bravo.as_deref(),
+        Some("active"),
+        "a forged NodeStatusChanged counted"
+    );
+    assert_eq!(crmd.fail_counts().await.unwrap(), [("Ledger::web".to_owned(), 1)]);
+    assert_eq!(node.child_pid("crmd").await, crmd_pid, "crmd restarted");
+    drop(node);
+}
+
 /// A child process killed when the test ends, however it ends.
 struct KillOnDrop(std::process::Child);
 
