@@ -312,11 +312,6 @@ pub async fn run(
     let mut node_changes = comm.receive_node_status_changed().await?;
     let mut messages = comm.receive_message_received().await?;
     let mut fences = stonith.receive_fence_finished().await?;
-    let (comm_owner, stonith_owner) = (
-        hbapi::bus::OwnerCheck::new(names::comm::BUS_NAME),
-        hbapi::bus::OwnerCheck::new(names::stonithd::BUS_NAME),
-    );
-    let bus = comm.inner().connection().clone();
     let members: Vec<(String, String)> = comm
         .list_nodes()
         .await
@@ -402,9 +397,6 @@ pub async fn run(
             }
             () = tokio::time::sleep_until(wake_at) => Some(Event::Tick),
             Some(signal) = node_changes.next() => {
-                if !comm_owner.sent_by_owner(&bus, &signal.message().header()).await {
-                    continue;
-                }
                 let Ok(args) = signal.args() else { continue };
                 if config.nodes.iter().any(|n| n == args.node) {
                     members_now.insert(args.node.to_owned(), args.new.to_owned());
@@ -417,9 +409,6 @@ pub async fn run(
                 Some(Event::NodeStatus { node: args.node.to_owned(), status: args.new.to_owned() })
             }
             Some(signal) = messages.next() => {
-                if !comm_owner.sent_by_owner(&bus, &signal.message().header()).await {
-                    continue;
-                }
                 let Ok(args) = signal.args() else { continue };
                 if args.msg_type != MESSAGE_TYPE {
                     let message = match V1Message::decode(args.msg_type, &args.body) {
@@ -500,10 +489,9 @@ pub async fn run(
                 Some(Event::MonitorFailed { resource: result.resource, result: outcome })
             }
             Some(signal) = fences.next() => {
-                // Only stonithd's word, and (in the cores) only about a fence crmd asked for.
-                if !stonith_owner.sent_by_owner(&bus, &signal.message().header()).await {
-                    continue;
-                }
+                // zbus takes only stonithd's signals here (it matches the sender with the
+                // name's owner); the cores then count only a fence crmd asked for and still
+                // waits on.
                 let Ok(args) = signal.args() else { continue };
                 let record = args.record;
                 Some(Event::FenceFinished { op_id: record.op_id, ok: record.ok, message: record.message })

@@ -30,6 +30,10 @@ struct Pending {
     waiters: HashMap<u64, oneshot::Sender<OpResult>>,
     early: HashMap<u64, OpResult>,
     early_order: VecDeque<u64>,
+    /// Execute calls not yet answered, by resource. A result is kept early only for one of
+    /// these: zbus already takes lrmd's signals only from lrmd, and a result that no call
+    /// of crmd's can be waiting for is never held for one.
+    calling: HashMap<String, usize>,
 }
 
 /// Runs lrmd operations for this node's groups.
@@ -76,15 +80,8 @@ impl Executor {
         let pending = Arc::new(Mutex::new(Pending::default()));
         let (monitors_tx, monitors) = mpsc::unbounded_channel();
         let router = pending.clone();
-        let bus = lrmd.inner().connection().clone();
-        let lrmd_owner = hbapi::bus::OwnerCheck::new(hbapi::names::lrmd::BUS_NAME);
         tokio::spawn(async move {
             while let Some(signal) = results.next().await {
-                // Only lrmd's results: an early result is kept for an operation whose
-                // execute call has not returned yet, so a forged one must never get there.
-                if !lrmd_owner.sent_by_owner(&bus, &signal.message().header()).await {
-                    continue;
-                }
                 let Ok(args) = signal.args() else { continue };
                 let result = args.result;
                 if result.interval_ms > 0 {
@@ -96,8 +93,8 @@ impl Executor {
                 let Ok(mut pending) = router.lock() else { break };
                 if let Some(waiter) = pending.waiters.remove(&result.op_id) {
                     let _ = waiter.send(result);
-                } else {
-                    // Its execute call has not returned yet (or someone else asked for it).
+                } else if pending.calling.contains_key(&result.resource) {
+                    // Its execute call has not returned yet.
                     if pending.early_order.len() >= EARLY_RESULTS {
                         if let Some(oldest) = pending.early_order.pop_front() {
                             pending.early.remove(&oldest);
@@ -123,17 +120,27 @@ impl Executor {
             "stop" => resource.ops.stop_timeout,
             _ => resource.ops.monitor_timeout,
         };
-        let op_id = self
+        if let Ok(mut pending) = self.pending.lock() {
+            *pending.calling.entry(resource.id.clone()).or_default() += 1;
+        }
+        let called = self
             .lrmd
             .execute(&resource.id, &agent, action, params, millis(timeout))
             .await
-            .map_err(|e| e.to_string())?;
-        let waiting = {
+            .map_err(|e| e.to_string());
+        let (op_id, waiting) = {
             let mut pending = self
                 .pending
                 .lock()
                 .map_err(|_| "crmd's result table is poisoned".to_owned())?;
-            match pending.early.remove(&op_id) {
+            if let Some(calls) = pending.calling.get_mut(&resource.id) {
+                *calls -= 1;
+                if *calls == 0 {
+                    pending.calling.remove(&resource.id);
+                }
+            }
+            let op_id = called?;
+            let waiting = match pending.early.remove(&op_id) {
                 Some(result) => {
                     pending.early_order.retain(|id| *id != op_id);
                     Err(result)
@@ -143,7 +150,8 @@ impl Executor {
                     pending.waiters.insert(op_id, tx);
                     Ok(rx)
                 }
-            }
+            };
+            (op_id, waiting)
         };
         let result = match waiting {
             Err(result) => result,

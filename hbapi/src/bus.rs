@@ -1,7 +1,6 @@
 //! Finding the cluster bus and authorising callers on it.
 
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use zbus::message::Header;
@@ -119,52 +118,4 @@ pub async fn wait_for_name(connection: &zbus::Connection, name: &str) {
         return;
     }
     let _ = tokio::time::timeout(METHOD_TIMEOUT, futures_util::StreamExt::next(&mut changes)).await;
-}
-
-/// Tells whether a signal came from the current owner of a well-known name. zbus already
-/// matches a proxy's signals on their sender; this second check is crmd's own, so that a
-/// forged `FenceFinished` or `OperationCompleted` sent straight to crmd by another client
-/// (the system bus lets anyone send signals) never counts, whatever a dependency does.
-#[derive(Debug)]
-pub struct OwnerCheck {
-    name: String,
-    owner: Mutex<Option<String>>,
-}
-
-impl OwnerCheck {
-    /// A check for signals of `name`'s owner.
-    pub fn new(name: &str) -> Self {
-        OwnerCheck {
-            name: name.to_owned(),
-            owner: Mutex::new(None),
-        }
-    }
-
-    /// Whether the message with `header` came from `name`'s owner. The bus is asked only when
-    /// the sender is not the owner last seen (a daemon respawned, or a stranger).
-    pub async fn sent_by_owner(&self, connection: &Connection, header: &Header<'_>) -> bool {
-        let Some(sender) = header.sender().map(|s| s.as_str().to_owned()) else {
-            return false;
-        };
-        if self.owner.lock().ok().and_then(|o| o.clone()).as_deref() == Some(sender.as_str()) {
-            return true;
-        }
-        let owner = async {
-            let dbus = zbus::fdo::DBusProxy::new(connection).await.ok()?;
-            let name = zbus::names::BusName::try_from(self.name.as_str()).ok()?;
-            dbus.get_name_owner(name)
-                .await
-                .ok()
-                .map(|o| o.as_str().to_owned())
-        }
-        .await;
-        let from_owner = owner.as_deref() == Some(sender.as_str());
-        if let Ok(mut known) = self.owner.lock() {
-            *known = owner;
-        }
-        if !from_owner {
-            tracing::warn!(sender, name = %self.name, "ignored a signal from {sender}, which does not own {}", self.name);
-        }
-        from_owner
-    }
 }
