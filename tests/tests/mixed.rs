@@ -288,13 +288,18 @@ async fn failback_and_partition(layout: Layout) {
     pair.wait_holders(1).await;
     println!("{layout:?} partition and heal: {:?}", pair.lab.events());
     // What Heartbeat logs of a healed split brain (two Heartbeat nodes log the same): the
-    // partition, and the double ownership it then resolves by restarting.
+    // partition, the double ownership it then resolves by restarting, and the packets the
+    // cut swallowed ("N lost packet(s)": Heartbeat logs a gap as it asks for a
+    // retransmission, between two Heartbeat nodes too — see the captures in
+    // tests/data/heartbeat-3.0.6, which have them without any cut).
     let complaints: Vec<String> = pair
         .heartbeat
         .complaints()
         .into_iter()
         .filter(|line| {
-            !line.contains("Deadtime value may be too small") && !line.contains("Both machines own")
+            !line.contains("Deadtime value may be too small")
+                && !line.contains("Both machines own")
+                && !line.contains("lost packet(s) for [")
         })
         .collect();
     assert!(complaints.is_empty(), "{layout:?}: {}", complaints.join("\n"));

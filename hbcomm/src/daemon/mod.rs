@@ -582,13 +582,13 @@ pub async fn run(
                             hex_field(&message, "seq"),
                         ) else {
                             // Heartbeat's protocol messages (NS_*) carry no sequence number;
-                            // only a member that is up may ask anything of this node.
-                            let member_up = membership.members().any(|(name, kind, status)| {
-                                name == src
-                                    && kind == NodeKind::Normal
-                                    && matches!(status, NodeStatus::Up | NodeStatus::Active)
-                            });
-                            if !member_up {
+                            // only a member may ask anything of this node. Its status does not
+                            // matter: a node back from a partition asks for what it missed
+                            // before it is heard again (Heartbeat logs the loss otherwise).
+                            let member = membership
+                                .members()
+                                .any(|(name, kind, _)| name == src && kind == NodeKind::Normal);
+                            if !member {
                                 bump(&snapshot, "dropped_not_member");
                                 continue;
                             }
