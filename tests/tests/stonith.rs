@@ -284,6 +284,24 @@ async fn a_hanging_plugin_is_killed_at_its_timeout() {
     assert!(gone.is_ok(), "the hung plugin survived its timeout");
 }
 
+/// `busctl call` arguments of the two public methods that run programs.
+const LIST_DEVICES: &[&str] = &[
+    hbapi::names::stonithd::BUS_NAME,
+    hbapi::names::stonithd::OBJECT_PATH,
+    hbapi::names::stonithd::INTERFACE,
+    "ListDevices",
+];
+const META_DATA: &[&str] = &[
+    hbapi::names::lrmd::BUS_NAME,
+    hbapi::names::lrmd::OBJECT_PATH,
+    hbapi::names::lrmd::INTERFACE,
+    "MetaData",
+    "(sss)",
+    "ocf",
+    "lab",
+    "Counted",
+];
+
 /// The most processes of one program that ran at once, from its `start`/`end` log lines.
 fn most_at_once(log: &str) -> usize {
     let (mut running, mut most) = (0usize, 0usize);
@@ -355,24 +373,7 @@ async fn a_crowd_of_unprivileged_callers_cannot_flood_processes_or_hold_up_a_fen
     .await;
     let alpha = &nodes[0];
     // Opens the bus socket to everyone, and proves `nobody` can call both.
-    for call in [
-        &[
-            hbapi::names::stonithd::BUS_NAME,
-            hbapi::names::stonithd::OBJECT_PATH,
-            hbapi::names::stonithd::INTERFACE,
-            "ListDevices",
-        ][..],
-        &[
-            hbapi::names::lrmd::BUS_NAME,
-            hbapi::names::lrmd::OBJECT_PATH,
-            hbapi::names::lrmd::INTERFACE,
-            "MetaData",
-            "(sss)",
-            "ocf",
-            "lab",
-            "Counted",
-        ][..],
-    ] {
+    for call in [LIST_DEVICES, META_DATA] {
         let (ok, stderr) = alpha.call_as_nobody(call).await;
         assert!(ok, "{call:?} as nobody: {stderr}");
     }
@@ -384,25 +385,7 @@ async fn a_crowd_of_unprivileged_callers_cannot_flood_processes_or_hold_up_a_fen
         crowd.spawn(async move {
             let mut calls = 0u32;
             while tokio::time::Instant::now() < crowd_until {
-                let args: &[&str] = if caller % 2 == 0 {
-                    &[
-                        hbapi::names::stonithd::BUS_NAME,
-                        hbapi::names::stonithd::OBJECT_PATH,
-                        hbapi::names::stonithd::INTERFACE,
-                        "ListDevices",
-                    ]
-                } else {
-                    &[
-                        hbapi::names::lrmd::BUS_NAME,
-                        hbapi::names::lrmd::OBJECT_PATH,
-                        hbapi::names::lrmd::INTERFACE,
-                        "MetaData",
-                        "(sss)",
-                        "ocf",
-                        "lab",
-                        "Counted",
-                    ]
-                };
+                let args = if caller % 2 == 0 { LIST_DEVICES } else { META_DATA };
                 let (ok, stderr) = hb_lab::busctl_as_nobody(&address, args).await;
                 assert!(ok, "{args:?}: {stderr}");
                 calls += 1;
