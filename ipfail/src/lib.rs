@@ -10,6 +10,11 @@
 //! of type `ipfail`), and applies [`policy`]: a node that sees fewer ping nodes than another
 //! active node gives up its groups through crmd, and becomes eligible again once its
 //! connectivity is as good as anyone's. Options: `--hysteresis TIME` (default 5 s).
+//!
+//! It reads no configuration file: a plugin started as `hacluster` cannot read authkeys and
+//! needs nothing in it. What it needs (auto_failback, the ping nodes) comes from the master
+//! and hbcomm over the bus; its log goes to stderr, which the master writes into its own log
+//! (ha.cf's logfile, the journal); its state goes to the directory the master gives it.
 
 pub mod policy;
 
@@ -24,9 +29,9 @@ use zbus::interface;
 use zbus::object_server::SignalEmitter;
 
 use hbapi::comm::CommProxy;
-use hbapi::config::{AutoFailback, ClusterConfig};
 use hbapi::crmd::CrmdProxy;
 use hbapi::ipfail::{IpfailState, PingCount};
+use hbapi::master::HeartbeatProxy;
 use hbapi::names;
 
 use crate::policy::{Decision, Policy};
@@ -61,15 +66,78 @@ impl IpfailInterface {
     async fn decided(emitter: &SignalEmitter<'_>, gave_up: bool, reason: &str) -> zbus::Result<()>;
 }
 
-/// Whether `config` lets ipfail run; the reason when it does not.
-pub fn refusal(config: &ClusterConfig) -> Option<String> {
-    if config.auto_failback == AutoFailback::Legacy {
+/// What ipfail needs of the cluster's configuration, as the master and hbcomm serve it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// ha.cf's `auto_failback` (`on`, `off` or `legacy`).
+    pub auto_failback: String,
+    /// Ping nodes configured (`ping` and `ping_group` lines).
+    pub ping_nodes: u32,
+}
+
+/// Whether `settings` let ipfail run; the reason when they do not.
+pub fn refusal(settings: &Settings) -> Option<String> {
+    if settings.auto_failback == "legacy" {
         return Some("ipfail does not work with auto_failback legacy (as Heartbeat's does not): set auto_failback on or off".into());
     }
-    if config.ping_nodes.is_empty() {
+    if settings.ping_nodes == 0 {
         return Some("ipfail needs ping nodes (ha.cf ping or ping_group lines) to judge connectivity".into());
     }
     None
+}
+
+/// Why ipfail stopped before it could serve.
+#[derive(Debug)]
+pub enum IpfailError {
+    /// The configuration does not let ipfail run (the master must not respawn it).
+    Refused(String),
+    /// The bus failed.
+    Bus(zbus::Error),
+}
+
+impl std::fmt::Display for IpfailError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Refused(reason) => write!(f, "{reason}"),
+            Self::Bus(error) => write!(f, "bus: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for IpfailError {}
+
+impl From<zbus::Error> for IpfailError {
+    fn from(error: zbus::Error) -> Self {
+        Self::Bus(error)
+    }
+}
+
+impl From<zbus::fdo::Error> for IpfailError {
+    fn from(error: zbus::fdo::Error) -> Self {
+        Self::Bus(error.into())
+    }
+}
+
+/// Learns the settings from the master (its `Parameters`, as Heartbeat's ipfail asks its
+/// API for them) and hbcomm (the ping nodes it watches).
+async fn settings(master: &HeartbeatProxy<'_>, comm: &CommProxy<'_>) -> Result<Settings, IpfailError> {
+    let auto_failback = master
+        .parameters()
+        .await?
+        .into_iter()
+        .find(|(name, _)| name == "auto_failback")
+        .map(|(_, value)| value)
+        .unwrap_or_else(|| "off".into());
+    let ping_nodes = comm
+        .list_nodes()
+        .await?
+        .iter()
+        .filter(|node| node.kind == "ping")
+        .count();
+    Ok(Settings {
+        auto_failback,
+        ping_nodes: u32::try_from(ping_nodes).unwrap_or(u32::MAX),
+    })
 }
 
 /// Where a respawned ipfail finds whether it had given up.
@@ -108,13 +176,22 @@ fn count_body(op: &str, count: u32) -> HashMap<String, String> {
     ])
 }
 
-/// Runs ipfail until `shutdown` resolves.
+/// Runs ipfail until `shutdown` resolves; refuses (before taking its bus name) when the
+/// configuration does not let it run.
 pub async fn run(
     options: Options,
-    config: ClusterConfig,
     shutdown: impl std::future::Future<Output = ()>,
-) -> zbus::Result<()> {
-    let ping_total = u32::try_from(config.ping_nodes.len()).unwrap_or(u32::MAX);
+) -> Result<(), IpfailError> {
+    let connection = hbapi::bus::connect(&options.bus_address).await?;
+    hbapi::bus::wait_for_name(&connection, names::master::BUS_NAME).await;
+    hbapi::bus::wait_for_name(&connection, names::comm::BUS_NAME).await;
+    let master = HeartbeatProxy::new(&connection).await?;
+    let comm = CommProxy::new(&connection).await?;
+    let settings = settings(&master, &comm).await?;
+    if let Some(reason) = refusal(&settings) {
+        return Err(IpfailError::Refused(reason));
+    }
+    let ping_total = settings.ping_nodes;
     let state = Arc::new(Mutex::new(IpfailState {
         ping_nodes: ping_total,
         counts: Vec::new(),
@@ -122,19 +199,16 @@ pub async fn run(
         pending: false,
         last_decision: String::new(),
     }));
-    let connection = zbus::connection::Builder::address(options.bus_address.as_str())
-        .method_timeout(hbapi::bus::METHOD_TIMEOUT)
-        .serve_at(
+    connection
+        .object_server()
+        .at(
             names::ipfail::OBJECT_PATH,
             IpfailInterface { state: state.clone() },
         )
-        .name(names::ipfail::BUS_NAME)
-        .build()
         .await?;
+    connection.request_name(names::ipfail::BUS_NAME).await?;
     let emitter = SignalEmitter::new(&connection, names::ipfail::OBJECT_PATH)?.into_owned();
-    hbapi::bus::wait_for_name(&connection, names::comm::BUS_NAME).await;
     hbapi::bus::wait_for_name(&connection, names::crmd::BUS_NAME).await;
-    let comm = CommProxy::new(&connection).await?;
     let crmd = CrmdProxy::new(&connection).await?;
     let mut node_changes = comm.receive_node_status_changed().await?;
     let mut messages = comm.receive_message_received().await?;
@@ -289,23 +363,16 @@ pub fn main() -> ExitCode {
             return ExitCode::from(DO_NOT_RESPAWN);
         }
     };
-    let config_dir = hbapi::daemon::env_or(names::env::CONFIG_DIR, "/etc/ha.d");
-    let loaded = match hbapi::config::load_dir(Path::new(&config_dir)) {
-        Ok(loaded) => loaded,
-        Err(error) => {
-            eprintln!("ipfail: configuration refused:\n{error}");
-            return ExitCode::from(DO_NOT_RESPAWN);
-        }
-    };
+    let debug = std::env::var(names::env::DEBUG)
+        .ok()
+        .and_then(|level| level.parse::<u8>().ok())
+        .unwrap_or(0);
+    // stderr only: the master writes it into ha.cf's logfile and the journal.
     hbapi::logging::init_with(
         "ipfail",
-        hbapi::logging::level_for_debug(loaded.config.logging.debug),
-        &loaded.config.logging,
+        hbapi::logging::level_for_debug(debug),
+        &hbapi::config::Logging::default(),
     );
-    if let Some(reason) = refusal(&loaded.config) {
-        tracing::error!("{reason}");
-        return ExitCode::from(DO_NOT_RESPAWN);
-    }
     let Ok(node) = std::env::var(names::env::NODE_NAME) else {
         tracing::error!("no node name: ipfail is started by the heartbeat master");
         return ExitCode::from(DO_NOT_RESPAWN);
@@ -323,8 +390,12 @@ pub fn main() -> ExitCode {
         hysteresis,
     };
     hbapi::daemon::block_on("ipfail", async move {
-        match run(options, loaded.config, hbapi::daemon::terminated()).await {
+        match run(options, hbapi::daemon::terminated()).await {
             Ok(()) => ExitCode::SUCCESS,
+            Err(IpfailError::Refused(reason)) => {
+                tracing::error!("configuration refused: {reason}");
+                ExitCode::from(DO_NOT_RESPAWN)
+            }
             Err(error) => {
                 tracing::error!("{error}");
                 ExitCode::FAILURE

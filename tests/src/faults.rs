@@ -632,7 +632,7 @@ impl Cluster {
                 builder = builder
                     .ha_cf("ping 127.0.0.9")
                     .ha_cf("deadping 1")
-                    .ha_cf("respawn root /usr/lib/heartbeat/ipfail --hysteresis 1s");
+                    .ha_cf("respawn hacluster /usr/lib/heartbeat/ipfail --hysteresis 1s");
             }
             if me == 0 {
                 match fault.kind {

@@ -318,6 +318,10 @@ impl NodeBuilder {
             .prefix(&format!("hb-lab-{}-", self.node))
             .tempdir()
             .expect("tempdir");
+        // Traversable as /etc, /run and /var/lib are: a respawn line run as hacluster must
+        // reach the bus socket and its state directory.
+        std::fs::set_permissions(root.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod node root");
         let config_dir = root.path().join("ha.d");
         let state_dir = root.path().join("state");
         let run_dir = root.path().join("run");

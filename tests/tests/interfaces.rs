@@ -88,7 +88,7 @@ async fn crmd_serves_the_checked_in_interface() {
 async fn ipfail_serves_the_checked_in_interface() {
     let nodes = hb_lab::start_cluster(&["alpha", "bravo"], |b| {
         b.ha_cf("ping 127.0.0.1")
-            .ha_cf("respawn root /usr/lib/heartbeat/ipfail")
+            .ha_cf("respawn hacluster /usr/lib/heartbeat/ipfail")
     })
     .await;
     use hbapi::names::ipfail;

@@ -20,7 +20,7 @@ fn configure(builder: NodeBuilder, namespace: &Namespace) -> NodeBuilder {
         .ha_cf("deadping 1")
         // Heartbeat's line, unchanged: the master runs our ipfail for it.
         .ha_cf(format!(
-            "respawn root /usr/lib/heartbeat/ipfail --hysteresis {HYSTERESIS}"
+            "respawn hacluster /usr/lib/heartbeat/ipfail --hysteresis {HYSTERESIS}"
         ))
 }
 
@@ -110,6 +110,22 @@ async fn the_node_that_loses_its_ping_nodes_gives_up_and_nothing_flaps() {
         s.gave_up && s.counts.len() == 3 && !s.pending
     })
     .await;
+    // It ran as the FAQ's line says, and kept its decision where the master let it write.
+    let new = nodes[0].wait_child("ipfail", |c| c.state == "running").await;
+    let hacluster = nix::unistd::User::from_name("hacluster")
+        .unwrap()
+        .expect("user hacluster");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", new.pid)).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap().to_owned();
+    assert!(
+        uid_line
+            .split_whitespace()
+            .skip(1)
+            .all(|uid| uid == hacluster.uid.to_string()),
+        "{uid_line}"
+    );
+    let kept = std::fs::read_to_string(nodes[0].path("state/users/hacluster/ipfail.state")).unwrap();
+    assert_eq!(kept.trim(), "gave-up");
     assert_eq!(
         counts(&state),
         [("alpha".into(), 0), ("bravo".into(), 2), ("charlie".into(), 2)]
@@ -211,4 +227,30 @@ async fn when_both_nodes_lose_the_ping_nodes_nothing_moves() {
     }
     wait_status(&nodes[0], &["alpha ACTIVE Ledger::web", "bravo IDLE"]).await;
     assert_eq!(lab.events(), ["alpha start"]);
+}
+
+/// FAQ 6's line without a ping node: ipfail says why in ha.cf's logfile (it runs as
+/// hacluster, which cannot open that file: the master writes it) and is not respawned.
+#[tokio::test]
+async fn a_refusing_ipfail_says_why_in_the_logfile_and_stays_down() {
+    let logs = tempfile::tempdir().unwrap();
+    let logfile = logs.path().join("ha-log");
+    let namespace = Namespace::new("ipfailno");
+    let node = NodeBuilder::new("alpha")
+        .core_daemons()
+        .wrapper(&namespace.wrapper())
+        .links(vec!["ucast lo 127.0.0.2".into()])
+        .ha_cf("respawn hacluster /usr/lib/heartbeat/ipfail")
+        .ha_cf(format!("logfile {}", logfile.display()))
+        .start()
+        .await;
+    let child = node.wait_child("ipfail", |c| c.last_exit == "exit 100").await;
+    assert_eq!(child.restarts, 0, "{child:?}");
+    let log = std::fs::read_to_string(&logfile).unwrap();
+    assert!(
+        log.lines()
+            .any(|line| line.contains("ipfail") && line.contains("ipfail needs ping nodes")),
+        "{log}"
+    );
+    assert!(!log.contains("authkeys"), "{log}");
 }

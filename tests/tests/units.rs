@@ -69,10 +69,24 @@ fn every_allow_rule_of_the_policy_names_its_destination() {
     for rule in rules {
         assert!(
             rule.contains("send_destination=\"org.heartbeatrs.")
-                || rule.contains("own_prefix=\"org.heartbeatrs\""),
+                || rule.contains("own_prefix=\"org.heartbeatrs\"")
+                || rule == "<allow own=\"org.heartbeatrs.Ipfail\"/>",
             "{rule}"
         );
     }
+    // Root owns every name; the cluster user (ipfail's respawn line) ipfail's alone.
+    let owns: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("<allow own"))
+        .collect();
+    assert_eq!(
+        owns,
+        [
+            "<allow own_prefix=\"org.heartbeatrs\"/>",
+            "<allow own=\"org.heartbeatrs.Ipfail\"/>"
+        ]
+    );
 }
 
 /// A dbus-daemon configured like Debian's system bus, with the policy file included.
@@ -133,10 +147,13 @@ async fn under_the_policy_an_unprivileged_caller_may_read_but_not_operate() {
     let (bus, address) = start_dbus_daemon(dir.path());
     let _bus = KillOnDrop(bus);
     // One node of two (its peer never comes): hbcomm needs a link that is not its own address.
+    // ipfail from FAQ 6's line, as hacluster: the policy lets it own its name.
     let node = NodeBuilder::new("alpha")
         .core_daemons()
         .bind("127.0.0.1")
         .links(vec!["ucast lo 127.0.0.2".into()])
+        .ha_cf("ping 127.0.0.1")
+        .ha_cf("respawn hacluster /usr/lib/heartbeat/ipfail")
         .bus_address(&address)
         .start()
         .await;
@@ -144,6 +161,12 @@ async fn under_the_policy_an_unprivileged_caller_may_read_but_not_operate() {
         &node.connection,
         hbapi::names::crmd::BUS_NAME,
         node.child_pid("crmd").await,
+    )
+    .await;
+    hb_lab::wait_name_owner(
+        &node.connection,
+        hbapi::names::ipfail::BUS_NAME,
+        node.child_pid("ipfail").await,
     )
     .await;
     let crmd = [

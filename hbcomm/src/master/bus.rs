@@ -173,11 +173,17 @@ fn remove_stale_socket(socket: &Path) -> Result<(), BusError> {
     }
 }
 
+/// Mode 0660, group `haclient` when it exists: root and the cluster group reach the bus (a
+/// respawn line run as `hacluster` among them), nobody else.
 fn restrict_socket(socket: &Path) -> Result<(), BusError> {
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660)).map_err(|source| BusError::Io {
+    let io = |source| BusError::Io {
         path: socket.to_path_buf(),
         source,
-    })
+    };
+    if let Ok(Some(group)) = nix::unistd::Group::from_name(hbapi::CLUSTER_GROUP) {
+        nix::unistd::chown(socket, None, Some(group.gid)).map_err(|errno| io(std::io::Error::from(errno)))?;
+    }
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660)).map_err(io)
 }
 
 /// Runs busd on a thread of its own: busd runs on its own runtime (zruntime), not on ours.
