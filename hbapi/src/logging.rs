@@ -241,9 +241,12 @@ pub fn init_with(identifier: &str, default_level: &str, logging: &Logging) {
         .and_then(Result::ok);
     LOGS_TO_STDERR.store(journald.is_none(), std::sync::atomic::Ordering::Relaxed);
     match journald {
+        // Event fields as journal fields of their own name (NODE, RESOURCE, OP, RC), so that
+        // `journalctl RESOURCE=web` works as an administrator would type it.
         Some(layer) => layers.push(
             layer
                 .with_syslog_identifier(identifier.to_owned())
+                .with_field_prefix(None)
                 .with_filter(following(default_level))
                 .boxed(),
         ),

@@ -23,6 +23,8 @@ use crate::iface::LrmdInterface;
 /// How lrmd is run.
 #[derive(Debug, Clone)]
 pub struct LrmdOptions {
+    /// This node's name (a field of every operation logged).
+    pub node: String,
     /// Bus address.
     pub bus_address: String,
     /// State directory (history lives in its `lrmd/`).
@@ -32,6 +34,28 @@ pub struct LrmdOptions {
     /// Stop timeouts of the configured resources (others get [`DEFAULT_STOP_TIMEOUT`]), for
     /// stopping everything when the master dies or asks (`StopAll`).
     pub stop_timeouts: std::collections::BTreeMap<String, Duration>,
+}
+
+/// One journal entry per operation, with its fields (NODE, RESOURCE, OP, RC, STATUS,
+/// DURATION_MS): each start, stop and probe, and a recurring monitor only when it fails.
+fn log_result(node: &str, result: &hbapi::lrmd::OpResult) {
+    if result.interval_ms != 0 && result.status == hbapi::lrmd::status::DONE && result.rc == 0 {
+        return;
+    }
+    tracing::info!(
+        node,
+        resource = %result.resource,
+        op = %result.action,
+        rc = result.rc,
+        status = %result.status,
+        duration_ms = result.duration_ms,
+        "{} {} on {node}: {}, rc {} in {} ms",
+        result.action,
+        result.resource,
+        result.status,
+        result.rc,
+        result.duration_ms
+    );
 }
 
 /// The stop timeout of a resource the configuration does not name.
@@ -90,6 +114,7 @@ pub async fn run(
         tokio::select! {
             () = &mut shutdown => break,
             Some(result) = results.recv() => {
+                log_result(&options.node, &result);
                 if let Err(error) = LrmdInterface::operation_completed(&emitter, result).await {
                     tracing::warn!("OperationCompleted not sent: {error}");
                 }
@@ -234,6 +259,7 @@ pub fn main() -> std::process::ExitCode {
         return ExitCode::from(100);
     };
     let options = LrmdOptions {
+        node: hbapi::daemon::env_or(names::env::NODE_NAME, ""),
         bus_address,
         state_dir: PathBuf::from(hbapi::daemon::env_or(names::env::STATE_DIR, "/var/lib/heartbeat")),
         executor: ExecutorOptions {

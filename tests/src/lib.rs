@@ -4,6 +4,7 @@
 //! Everything here waits on events — the master's `READY=1` on a notify socket, bus signals —
 //! never on fixed sleeps. Timeouts exist only so that a broken build fails instead of hanging.
 
+pub mod container;
 pub mod faults;
 pub mod groups;
 pub mod ledger;

@@ -110,6 +110,21 @@ impl Wire {
         lines
     }
 
+    /// Gives the bridge itself an address, 10.213.77.254, which answers pings: a ping node.
+    pub fn ping_node(&self) -> &'static str {
+        run(&[
+            "ip",
+            "-n",
+            &self.switch,
+            "addr",
+            "add",
+            "10.213.77.254/24",
+            "dev",
+            "br0",
+        ]);
+        "10.213.77.254"
+    }
+
     /// Cuts `node` off the bridge (`cut`) or joins it again.
     pub fn cut(&self, node: &str, cut: bool) {
         let port = format!("port-{node}");

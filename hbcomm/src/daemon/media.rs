@@ -120,11 +120,19 @@ pub fn local_addresses(bind: Option<IpAddr>) -> BTreeSet<IpAddr> {
     addresses
 }
 
+/// The device's broadcast address. An address added without one (`ip addr add A/N`, no
+/// `brd`) reports the address itself (or 0.0.0.0), which would send every heartbeat to this
+/// host alone: none then (the caller broadcasts to 255.255.255.255 on the device).
 fn broadcast_address(device: &str) -> Option<Ipv4Addr> {
+    let ipv4 = |address: Option<&nix::sys::socket::SockaddrStorage>| {
+        address.and_then(|a| a.as_sockaddr_in().map(|s| s.ip()))
+    };
     nix::ifaddrs::getifaddrs().ok()?.find_map(|ifaddr| {
+        let own = ipv4(ifaddr.address.as_ref())?;
         (ifaddr.interface_name == device)
-            .then(|| ifaddr.broadcast.and_then(|b| b.as_sockaddr_in().map(|s| s.ip())))
+            .then(|| ipv4(ifaddr.broadcast.as_ref()))
             .flatten()
+            .filter(|broadcast| !broadcast.is_unspecified() && *broadcast != own)
     })
 }
 

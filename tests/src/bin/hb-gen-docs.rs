@@ -2,19 +2,31 @@
 //! (`DIR/completions/{bash,zsh,fish}/…`) of every command from its clap definition:
 //! `heartbeat`, `hb_mon`, `stonith`, `meatclient`, and the Heartbeat-compatible commands that
 //! parse by hand but are described with clap for this (`cl_status`, `hb_standby`,
-//! `hb_takeover`). `scripts/gen-docs` runs it.
+//! `hb_takeover`). `scripts/gen-docs` runs it; `scripts/package` with `--package`.
 
 use std::path::{Path, PathBuf};
 
 use clap::CommandFactory;
 use clap_complete::Shell;
 
-fn commands() -> Vec<clap::Command> {
+/// The names the Debian package installs `stonith` and `meatclient` under: cluster-glue,
+/// which stonithd needs for its `external/*` plugins, owns /usr/sbin/stonith and
+/// /usr/sbin/meatclient.
+const PACKAGE_NAMES: [(&str, &str); 2] = [("stonith", "hb_stonith"), ("meatclient", "hb_meatclient")];
+
+fn commands(package: bool) -> Vec<clap::Command> {
+    let installed = |command: clap::Command| match PACKAGE_NAMES
+        .iter()
+        .find(|(cargo, _)| package && command.get_name() == *cargo)
+    {
+        Some((_, name)) => command.name(*name).bin_name(*name),
+        None => command,
+    };
     vec![
         hbcomm::master::cli::Args::command(),
         hb_tools::monitor::Args::command(),
-        hb_tools::cli::StonithArgs::command(),
-        hb_tools::cli::MeatclientArgs::command(),
+        installed(hb_tools::cli::StonithArgs::command()),
+        installed(hb_tools::cli::MeatclientArgs::command()),
         hb_tools::cli::CleanupArgs::command(),
         hb_tools::docs::cl_status(),
         hb_tools::docs::hb_standby(),
@@ -22,11 +34,11 @@ fn commands() -> Vec<clap::Command> {
     ]
 }
 
-fn write(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+fn write(dir: &Path, package: bool) -> std::io::Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     let man = dir.join("man");
     std::fs::create_dir_all(&man)?;
-    for command in commands() {
+    for command in commands(package) {
         let name = command.get_name().to_owned();
         let mut page = Vec::new();
         clap_mangen::Man::new(command.clone()).render(&mut page)?;
@@ -44,11 +56,16 @@ fn write(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 fn main() -> std::process::ExitCode {
-    let Some(dir) = std::env::args_os().nth(1).map(PathBuf::from) else {
-        eprintln!("usage: hb-gen-docs DIR");
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let package = args.first().is_some_and(|a| a == "--package");
+    if package {
+        args.remove(0);
+    }
+    let (Some(dir), 1) = (args.first().map(PathBuf::from), args.len()) else {
+        eprintln!("usage: hb-gen-docs [--package] DIR\n  --package: the names the .deb installs (hb_stonith, hb_meatclient)");
         return std::process::ExitCode::from(2);
     };
-    match write(&dir) {
+    match write(&dir, package) {
         Ok(written) => {
             for path in written {
                 println!("{}", path.display());
