@@ -67,6 +67,7 @@ pub struct NodeBuilder {
     env: Vec<(String, String)>,
     haresources: String,
     scripts: Vec<(String, String)>,
+    config_files: Vec<(String, String)>,
     ops: Vec<(String, hbapi::config::OpSettings)>,
     groups: Option<Vec<hbapi::config::ResourceGroup>>,
     freeha: Option<Duration>,
@@ -92,6 +93,7 @@ impl NodeBuilder {
             env: Vec::new(),
             haresources: String::new(),
             scripts: Vec::new(),
+            config_files: Vec::new(),
             ops: Vec::new(),
             groups: None,
             freeha: None,
@@ -145,6 +147,14 @@ impl NodeBuilder {
     pub fn resource_script(mut self, name: &str, body: &str) -> Self {
         self.scripts
             .push((name.to_owned(), body.replace("{node}", &self.node)));
+        self
+    }
+
+    /// A file in the node's configuration directory (`conf/OCF/Dummy/d1`, …); `{node}` in
+    /// `text` is replaced by the node's name.
+    pub fn config_file(mut self, path: &str, text: &str) -> Self {
+        self.config_files
+            .push((path.to_owned(), text.replace("{node}", &self.node)));
         self
     }
 
@@ -352,6 +362,11 @@ impl NodeBuilder {
                 std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
                     .expect("chmod");
             }
+        }
+        for (path, text) in &self.config_files {
+            let path = config_dir.join(path);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("config file dir");
+            std::fs::write(&path, text).expect("config file");
         }
         let authkeys = config_dir.join("authkeys");
         std::fs::write(&authkeys, authkeys_text).expect("authkeys");

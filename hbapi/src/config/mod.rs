@@ -13,6 +13,7 @@ mod duration;
 mod hacf;
 mod haresources;
 mod model;
+pub mod ocfwrap;
 mod tomlform;
 
 use std::fs;
@@ -101,8 +102,22 @@ pub fn load_classic(dir: &Path) -> Result<Loaded, ConfigError> {
     let nodes = ha_cf.as_ref().map(|c| c.nodes.clone()).unwrap_or_default();
     let groups = if haresources_path.exists() {
         match read(&haresources_path).and_then(|text| parse_haresources(&haresources_path, &text, &nodes)) {
-            Ok((groups, found)) => {
+            Ok((mut groups, found)) => {
                 warnings.extend(found);
+                // Heartbeat's OCF::TYPE::INSTANCE, read with its instance file.
+                let ocf_root = std::env::var_os("OCF_ROOT").unwrap_or_else(|| "/usr/lib/ocf".into());
+                for group in &mut groups {
+                    for resource in &mut group.resources {
+                        match ocfwrap::resolve(resource.clone(), dir, Path::new(&ocf_root), &haresources_path)
+                        {
+                            Ok((resolved, found)) => {
+                                *resource = resolved;
+                                warnings.extend(found);
+                            }
+                            Err(error) => errors.push(error),
+                        }
+                    }
+                }
                 groups
             }
             Err(error) => {
