@@ -434,23 +434,25 @@ impl Device {
         })
     }
 
-    /// Time allowed per attempt.
-    pub fn timeout(&self) -> Duration {
-        let default = match self.kind {
-            // An operator has to walk to the machine.
-            Kind::Meatware => 600,
-            _ => 60,
-        };
-        Duration::from_secs(
-            self.params
-                .get("pcmk_reboot_timeout")
-                .and_then(|v| v.trim_end_matches('s').parse().ok())
-                .unwrap_or(default),
-        )
+    /// The `pcmk_reboot_timeout` parameter, when given.
+    fn configured_timeout(&self) -> Option<Duration> {
+        self.params
+            .get("pcmk_reboot_timeout")
+            .and_then(|v| v.trim_end_matches('s').parse().ok())
+            .map(Duration::from_secs)
     }
 
-    /// Attempts per fencing request.
+    /// Time allowed per attempt (and for listing hosts, checking status).
+    pub fn timeout(&self) -> Duration {
+        self.configured_timeout().unwrap_or(Duration::from_secs(60))
+    }
+
+    /// Attempts per fence: one for meatware (its request stays pending until the operator
+    /// answers: a second round would only prompt again), else 1 + `pcmk_reboot_retries`.
     pub fn attempts(&self) -> u32 {
+        if matches!(self.kind, Kind::Meatware) {
+            return 1;
+        }
         1 + self
             .params
             .get("pcmk_reboot_retries")
@@ -459,6 +461,7 @@ impl Device {
             .min(10)
     }
 
+    /// Attempts per fencing request.
     /// The hosts this device controls: a listing younger than [`HOST_LIST_TTL`] is reused,
     /// failed or not.
     pub async fn hosts(&self, local_node: &str) -> Result<Vec<String>, PluginError> {
@@ -627,12 +630,18 @@ impl Device {
                     target_node = host,
                     "STONITH: Operator intervention required to {glue_action} {host}. Run \"meatclient -c {host}\" AFTER power-cycling the machine."
                 );
+                // FAQ 19: the request waits for the operator as long as it takes (a person
+                // may need hours to reach the machine), unless a timeout was configured.
+                let answer = async {
+                    match self.configured_timeout() {
+                        Some(limit) => tokio::time::timeout(limit, confirmed)
+                            .await
+                            .unwrap_or(Err(PluginError::Timeout(limit))),
+                        None => confirmed.await,
+                    }
+                };
                 tokio::select! {
-                    confirmed = tokio::time::timeout(timeout, confirmed) => match confirmed {
-                        Ok(Ok(())) => Ok(format!("operator confirmed {host} was power-cycled")),
-                        Ok(Err(error)) => Err(error),
-                        Err(_) => Err(PluginError::Timeout(timeout)),
-                    },
+                    answer = answer => answer.map(|()| format!("operator confirmed {host} was power-cycled")),
                     () = cancel => Err(PluginError::Cancelled),
                 }
             }
@@ -797,6 +806,48 @@ pub async fn description(kind: &Kind) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// FAQ 19: a meatware request waits for the operator however long it takes (here two
+    /// hours of virtual time), in one attempt, and a configured timeout still applies.
+    #[tokio::test(start_paused = true)]
+    async fn meatware_waits_for_the_operator_as_long_as_it_takes() {
+        let dirs = PluginDirs::default();
+        let device = Device::new(
+            "mw",
+            "meatware",
+            BTreeMap::from([("hostlist".into(), "bravo".into())]),
+            &dirs,
+        )
+        .unwrap();
+        assert_eq!(device.attempts(), 1);
+        let late = async {
+            tokio::time::sleep(Duration::from_secs(7200)).await;
+            Ok(())
+        };
+        let outcome = device
+            .fence("reset", "bravo", "alpha", late, std::future::pending())
+            .await;
+        assert!(outcome.is_ok(), "{outcome:?}");
+
+        let bounded = Device::new(
+            "mw",
+            "meatware",
+            BTreeMap::from([
+                ("hostlist".into(), "bravo".into()),
+                ("pcmk_reboot_timeout".into(), "900".into()),
+            ]),
+            &dirs,
+        )
+        .unwrap();
+        let never = std::future::pending::<Result<(), PluginError>>();
+        let outcome = bounded
+            .fence("reset", "bravo", "alpha", never, std::future::pending())
+            .await;
+        assert!(
+            matches!(outcome, Err(PluginError::Timeout(t)) if t == Duration::from_secs(900)),
+            "{outcome:?}"
+        );
+    }
 
     #[test]
     fn a_parameter_error_does_not_repeat_the_values() {
