@@ -47,7 +47,13 @@ async fn three_nodes_and_one_dies() {
 #[tokio::test]
 async fn forged_replayed_truncated_and_oversized_packets_are_dropped_and_counted() {
     use hbcomm::wire::{encode, Authenticator, Format, Message};
-    let nodes = start_cluster(&["alpha", "bravo"], |b| b).await;
+    let logs = tempfile::tempdir().unwrap();
+    let logfile = |node: &str| logs.path().join(format!("{node}.log"));
+    let nodes = start_cluster(&["alpha", "bravo"], |b| {
+        let path = logfile(b.name());
+        b.ha_cf(format!("logfile {}", path.display()))
+    })
+    .await;
     wait_peer_status(&nodes[0], "bravo", "active").await;
     let comm = CommProxy::new(&nodes[0].connection).await.unwrap();
     let port = nodes[0].udp_port();
@@ -128,6 +134,17 @@ async fn forged_replayed_truncated_and_oversized_packets_are_dropped_and_counted
     );
     let bravo = nodes[0].peer("bravo").await;
     assert_eq!(bravo.status, "active", "hostile packets change nothing");
+    // FAQ 12/13: the administrator is told once, with who sent it and whom it claimed to be,
+    // not 50 times.
+    let log = std::fs::read_to_string(logfile("alpha")).unwrap();
+    let told: Vec<&str> = log.lines().filter(|l| l.contains("127.0.0.9")).collect();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(
+        told[0].contains("WARN")
+            && told[0].contains("failed authentication")
+            && told[0].contains("claiming to be bravo"),
+        "{told:?}"
+    );
 }
 
 #[tokio::test]

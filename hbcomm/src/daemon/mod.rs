@@ -7,6 +7,7 @@
 pub mod iface;
 pub mod media;
 pub mod ping;
+pub mod rejects;
 pub mod replay;
 pub mod socket;
 pub mod state;
@@ -355,6 +356,7 @@ pub async fn run(
         now,
     );
     let mut guard = ReplayGuard::new(config.timing.keepalive);
+    let mut reject_log = rejects::RejectLog::default();
     let limits = Limits::default();
     let digest = config_digest(&config);
     let node_names = config.nodes.clone();
@@ -548,8 +550,8 @@ pub async fn run(
             }
             (index, result) = std::future::poll_fn(|cx| socket::poll_any(&link_sockets, next_link, cx, &mut datagram)) => {
                 next_link = (index + 1) % link_sockets.len();
-                let length = match result {
-                    Ok((length, _from)) => length,
+                let (length, from) = match result {
+                    Ok((length, from)) => (length, from),
                     Err(error) => {
                         bump(&snapshot, "receive_errors");
                         tracing::debug!(link = %links[index].name, "receive failed: {error}");
@@ -567,7 +569,17 @@ pub async fn run(
                             _ => "dropped_malformed",
                         };
                         bump(&snapshot, reason);
-                        tracing::debug!(%link, "packet dropped: {error}");
+                        let forged = reason == "dropped_forged";
+                        match reject_log.reject(from.ip(), now).map(|unlogged| (from.ip(), unlogged)) {
+                            Some((source, unlogged)) if forged => {
+                                let claimed = rejects::claimed_node(&datagram[..length]).unwrap_or_else(|| "?".into());
+                                tracing::warn!(%link, %source, claimed_node = %claimed, unlogged, "failed authentication: packet from {source} claiming to be {claimed} dropped ({error}); a wrong authkeys, or another cluster on this segment ({unlogged} more since the last line)");
+                            }
+                            Some((source, unlogged)) => {
+                                tracing::info!(%link, %source, unlogged, "packet from {source} dropped: {error} ({unlogged} more since the last line)");
+                            }
+                            None => tracing::debug!(%link, "packet dropped: {error}"),
+                        }
                     }
                     Ok((message, _)) => {
                         let Some(src) = message.get("src") else {
