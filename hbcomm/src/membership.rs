@@ -109,6 +109,18 @@ pub enum Output {
         /// Time since it was last heard.
         silent_for: Duration,
     },
+    /// A heartbeat arrived later than warntime after the node's previous one (FAQ 12: the
+    /// real gap, measured when it ends, not when warntime passes).
+    LateArrived {
+        /// Node.
+        node: String,
+        /// Link it arrived on.
+        link: String,
+        /// Time since the node's previous heartbeat.
+        gap: Duration,
+        /// The longest gap of this node since start.
+        longest: Duration,
+    },
     /// A node declared dead is heard again.
     Returned {
         /// Node.
@@ -130,6 +142,7 @@ struct Member {
     last_heard: Option<Instant>,
     links: BTreeMap<String, Option<Instant>>,
     warned: bool,
+    longest_gap: Duration,
 }
 
 /// The membership of one node's view of the cluster.
@@ -167,6 +180,11 @@ impl Membership {
             started: now,
             members,
         }
+    }
+
+    /// The longest gap between two heartbeats of `node` since start (FAQ 12's measure).
+    pub fn longest_gap(&self, node: &str) -> Option<Duration> {
+        self.members.get(node).map(|m| m.longest_gap)
     }
 
     /// Status of `node` (the local node is always active).
@@ -268,7 +286,7 @@ impl Membership {
                 if !link_was_up {
                     out.push(Output::LinkStatus {
                         node: node.clone(),
-                        link,
+                        link: link.clone(),
                         up: true,
                     });
                 }
@@ -283,6 +301,20 @@ impl Membership {
                         node: node.clone(),
                         silent_for,
                     });
+                }
+                if let (Some(at), NodeKind::Normal, false) =
+                    (member.last_heard, member.kind, old == NodeStatus::Dead)
+                {
+                    let gap = now.saturating_duration_since(at);
+                    member.longest_gap = member.longest_gap.max(gap);
+                    if gap > self.timing.warntime {
+                        out.push(Output::LateArrived {
+                            node: node.clone(),
+                            link: link.clone(),
+                            gap,
+                            longest: member.longest_gap,
+                        });
+                    }
                 }
                 member.last_heard = Some(now);
                 member.warned = false;
@@ -385,6 +417,7 @@ impl Member {
             last_heard: None,
             links: links.iter().map(|l| (l.clone(), None)).collect(),
             warned: false,
+            longest_gap: Duration::ZERO,
         }
     }
 }
@@ -480,6 +513,52 @@ mod tests {
             }],
             "re-armed by a heartbeat"
         );
+    }
+
+    #[test]
+    fn a_late_heartbeat_is_reported_with_its_real_gap_and_the_longest_kept() {
+        let t0 = Instant::now();
+        let mut view = view(t0);
+        view.handle(heard("bravo", "eth0"), t0);
+        assert!(view.handle(heard("bravo", "eth0"), t0 + ms(400)).is_empty());
+        view.handle(Input::Tick, t0 + ms(901));
+        let out = view.handle(heard("bravo", "eth1"), t0 + ms(1240));
+        assert_eq!(
+            out,
+            [
+                Output::LinkStatus {
+                    node: "bravo".into(),
+                    link: "eth1".into(),
+                    up: true
+                },
+                Output::LateArrived {
+                    node: "bravo".into(),
+                    link: "eth1".into(),
+                    gap: ms(840),
+                    longest: ms(840)
+                }
+            ]
+        );
+        assert_eq!(view.longest_gap("bravo"), Some(ms(840)));
+        // eth0 was silent past deadtime: it comes back up with this heartbeat.
+        let out = view.handle(heard("bravo", "eth0"), t0 + ms(1840));
+        assert_eq!(
+            out,
+            [
+                Output::LinkStatus {
+                    node: "bravo".into(),
+                    link: "eth0".into(),
+                    up: true
+                },
+                Output::LateArrived {
+                    node: "bravo".into(),
+                    link: "eth0".into(),
+                    gap: ms(600),
+                    longest: ms(840)
+                }
+            ]
+        );
+        assert_eq!(view.longest_gap("bravo"), Some(ms(840)));
     }
 
     #[test]
