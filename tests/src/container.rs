@@ -184,14 +184,19 @@ impl Container {
         panic!("{}: no systemd started within 30 s", self.name);
     }
 
-    /// Runs `args` inside (every namespace of the container's systemd).
-    pub fn run(&self, args: &[&str]) -> Output {
+    /// The command that runs `args` inside (every namespace of the container's systemd).
+    pub fn command(&self, args: &[&str]) -> Command {
         let pid = self.init_pid.to_string();
-        Command::new("nsenter")
+        let mut command = Command::new("nsenter");
+        command
             .args(["-t", &pid, "-m", "-u", "-i", "-n", "-p", "--"])
-            .args(args)
-            .output()
-            .expect("nsenter")
+            .args(args);
+        command
+    }
+
+    /// Runs `args` inside.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("nsenter")
     }
 
     /// Runs `args` inside; panics with the output if it fails; returns stdout.

@@ -395,26 +395,8 @@ async fn the_package_on_three_booted_debian_nodes() {
     let charlie_crmd = CrmdProxy::new(&buses[2]).await.expect("crmd");
     let mut at_bravo = bravo_crmd.receive_group_changed().await.expect("subscribe");
     let mut at_charlie = charlie_crmd.receive_group_changed().await.expect("subscribe");
-    let stop = tokio::task::spawn_blocking({
-        let pid = alpha.init_pid;
-        move || {
-            std::process::Command::new("nsenter")
-                .args([
-                    "-t",
-                    &pid.to_string(),
-                    "-m",
-                    "-u",
-                    "-i",
-                    "-n",
-                    "-p",
-                    "--",
-                    "systemctl",
-                    "stop",
-                    "heartbeat",
-                ])
-                .output()
-        }
-    });
+    let mut stop = alpha.command(&["systemctl", "stop", "heartbeat"]);
+    let stop = tokio::task::spawn_blocking(move || stop.output());
     let taken = tokio::time::timeout(PATIENCE, async {
         loop {
             tokio::select! {

@@ -756,7 +756,12 @@ pub async fn run(
                 Output::LateHeartbeat { node, silent_for } => {
                     tracing::warn!(node = %node, "Late heartbeat: node {node}: no heartbeat for {} ms (warntime {} ms)", silent_for.as_millis(), config.timing.warntime.as_millis());
                 }
-                Output::LateArrived { node, link, gap, longest } => {
+                Output::LateArrived {
+                    node,
+                    link,
+                    gap,
+                    longest,
+                } => {
                     // FAQ 12: deadtime should be 1.5-2 times the longest gap seen.
                     let suggested = longest.mul_f64(2.0).max(config.timing.deadtime);
                     tracing::warn!(node = %node, link = %link, gap_ms = gap.as_millis() as u64, longest_ms = longest.as_millis() as u64, "heartbeat from {node} on {link} {:.2} s after the last (warntime {:.2} s); longest gap {:.2} s, deadtime {:.2} s (suggested at least {:.2} s)", gap.as_secs_f64(), config.timing.warntime.as_secs_f64(), longest.as_secs_f64(), config.timing.deadtime.as_secs_f64(), suggested.as_secs_f64());
