@@ -420,6 +420,18 @@ mod tests {
     }
 
     #[test]
+    fn refuses_where_it_cannot_work_as_heartbeats_does() {
+        let settings = |auto_failback: &str, ping_nodes| Settings {
+            auto_failback: auto_failback.into(),
+            ping_nodes,
+        };
+        assert_eq!(refusal(&settings("off", 2)), None);
+        assert_eq!(refusal(&settings("on", 1)), None);
+        assert!(refusal(&settings("legacy", 2)).is_some_and(|r| r.contains("auto_failback legacy")));
+        assert!(refusal(&settings("off", 0)).is_some_and(|r| r.contains("ping nodes")));
+    }
+
+    #[test]
     fn the_decision_survives_a_respawn() {
         let dir = tempfile::tempdir().unwrap();
         assert!(!load_gave_up(dir.path()));
