@@ -61,14 +61,15 @@ async fn forged_replayed_truncated_and_oversized_packets_are_dropped_and_counted
 
     let lab_key = Authenticator::new(1, hbapi::config::AuthMethod::Sha256, b"hb-lab-test-key");
     let wrong_key = Authenticator::new(1, hbapi::config::AuthMethod::Sha256, b"guessed");
-    let heartbeat = |generation: u32, seq: u64| {
+    let heartbeat_from = |src: &str, generation: u32, seq: u64| {
         Message::new()
             .with("t", "status")
             .with("st", "active")
-            .with("src", "bravo")
+            .with("src", src)
             .with("seq", format!("{seq:x}"))
             .with("hg", format!("{generation:x}"))
     };
+    let heartbeat = |generation: u32, seq: u64| heartbeat_from("bravo", generation, seq);
     let forged = encode(&heartbeat(u32::MAX, 1), Format::Netstring, &wrong_key);
     // A validly signed packet of an old generation: what a replay of a captured packet is.
     let replayed = encode(&heartbeat(1, 1), Format::Netstring, &lab_key);
@@ -84,6 +85,11 @@ async fn forged_replayed_truncated_and_oversized_packets_are_dropped_and_counted
             socket.send_to(packet, target).await.unwrap();
         }
     }
+    // FAQ 15: a node of another cluster with the same key and port, heard 10 times.
+    for seq in 1..=10 {
+        let foreign = encode(&heartbeat_from("zulu", 7, seq), Format::Netstring, &lab_key);
+        socket.send_to(&foreign, target).await.unwrap();
+    }
     // Counters move with packets; wait for all 50 to be judged.
     let count = |counters: &std::collections::HashMap<String, u64>, key: &str| {
         counters.get(key).copied().unwrap_or(0)
@@ -95,6 +101,7 @@ async fn forged_replayed_truncated_and_oversized_packets_are_dropped_and_counted
             "dropped_replay",
             "dropped_malformed",
             "dropped_oversized",
+            "dropped_unknown_node",
         ]
         .iter()
         .map(|key| count(after, key) - count(&before, key))
@@ -102,7 +109,7 @@ async fn forged_replayed_truncated_and_oversized_packets_are_dropped_and_counted
     };
     let mut changes = comm.receive_node_status_changed().await.unwrap();
     let deadline = tokio::time::Instant::now() + hb_lab::PATIENCE;
-    while judged(&after) < 50 && tokio::time::Instant::now() < deadline {
+    while judged(&after) < 60 && tokio::time::Instant::now() < deadline {
         // Each keepalive from bravo is a chance to look again; a status change would end the
         // test anyway.
         let _ = tokio::time::timeout(
@@ -137,6 +144,14 @@ async fn forged_replayed_truncated_and_oversized_packets_are_dropped_and_counted
     // FAQ 12/13: the administrator is told once, with who sent it and whom it claimed to be,
     // not 50 times.
     let log = std::fs::read_to_string(logfile("alpha")).unwrap();
+    let foreign: Vec<&str> = log.lines().filter(|l| l.contains("zulu")).collect();
+    assert_eq!(foreign.len(), 1, "{foreign:?}");
+    assert!(foreign[0].contains("not a configured node"), "{foreign:?}");
+    assert_eq!(
+        count(&after, "dropped_unknown_node") - count(&before, "dropped_unknown_node"),
+        10,
+        "{after:?}"
+    );
     let told: Vec<&str> = log.lines().filter(|l| l.contains("127.0.0.9")).collect();
     assert_eq!(told.len(), 1, "{told:?}");
     assert!(

@@ -356,7 +356,8 @@ pub async fn run(
         now,
     );
     let mut guard = ReplayGuard::new(config.timing.keepalive);
-    let mut reject_log = rejects::RejectLog::default();
+    let mut reject_log: rejects::RejectLog<IpAddr> = rejects::RejectLog::default();
+    let mut unknown_log: rejects::RejectLog<String> = rejects::RejectLog::default();
     let limits = Limits::default();
     let digest = config_digest(&config);
     let node_names = config.nodes.clone();
@@ -771,7 +772,10 @@ pub async fn run(
                 }
                 Output::Unknown { node } => {
                     bump(&snapshot, "dropped_unknown_node");
-                    tracing::warn!("heartbeat from {node:?}, which is not a configured node");
+                    // A foreign cluster on this segment sends many: once a minute per name.
+                    if let Some(unlogged) = unknown_log.reject(node.clone(), Instant::now()) {
+                        tracing::warn!(node = %node, unlogged, "heartbeat from {node:?}, which is not a configured node: another cluster on this segment with the same key and port? ({unlogged} more since the last line)");
+                    }
                 }
             }
         }

@@ -1,9 +1,9 @@
 //! Packets this node rejects, told to the administrator once per source and interval rather
-//! than per packet (FAQ 12 and 13: a wrong key, a foreign cluster on the same segment). Pure:
-//! the time is passed in.
+//! than per packet (FAQ 12, 13 and 15: a wrong key, a foreign cluster on the same segment,
+//! with another key or with ours but nodes we do not have). Pure: the time is passed in.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 /// How often one source's rejects are logged.
@@ -18,16 +18,25 @@ struct Source {
     suppressed: u64,
 }
 
-/// One log line per source per [`INTERVAL`], with how many went unlogged since the last.
-#[derive(Debug, Default)]
-pub struct RejectLog {
-    sources: HashMap<IpAddr, Source>,
+/// One log line per source (an address, or a node name) per [`INTERVAL`], with how many
+/// went unlogged since the last.
+#[derive(Debug)]
+pub struct RejectLog<K> {
+    sources: HashMap<K, Source>,
 }
 
-impl RejectLog {
+impl<K> Default for RejectLog<K> {
+    fn default() -> Self {
+        RejectLog {
+            sources: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Hash + Eq> RejectLog<K> {
     /// A packet from `source` was rejected at `now`: `Some(n)` when it is to be logged (`n`
     /// rejects from it went unlogged since its last line), `None` when it is only counted.
-    pub fn reject(&mut self, source: IpAddr, now: Instant) -> Option<u64> {
+    pub fn reject(&mut self, source: K, now: Instant) -> Option<u64> {
         if let Some(entry) = self.sources.get_mut(&source) {
             if now.saturating_duration_since(entry.logged_at) < INTERVAL {
                 entry.suppressed += 1;
@@ -76,10 +85,11 @@ pub fn claimed_node(packet: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     #[test]
     fn one_line_per_source_per_interval_with_the_count_in_between() {
-        let mut log = RejectLog::default();
+        let mut log: RejectLog<IpAddr> = RejectLog::default();
         let start = Instant::now();
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
@@ -94,7 +104,7 @@ mod tests {
 
     #[test]
     fn a_flood_of_sources_cannot_grow_the_table() {
-        let mut log = RejectLog::default();
+        let mut log: RejectLog<IpAddr> = RejectLog::default();
         let start = Instant::now();
         let logged = (0..1000u32)
             .filter(|i| {
