@@ -855,6 +855,12 @@ mod tests {
                 while let Some(done) = tasks.join_next().await {
                     done.unwrap();
                 }
+                // Compared under the record's writer turn: the monitor's own saves (its
+                // pending operation, its result) go on in the background, and a load racing
+                // two of them can read a slot before it is rewritten and the other while it
+                // is (lrmd itself loads only before anything writes).
+                let writer = executor.slots.lock().unwrap()["r"].writer.clone();
+                let _turn = writer.lock().unwrap();
                 let held = executor.slots.lock().unwrap()["r"].record.monitor_interval_ms;
                 let (saved, problems) = store.load_all();
                 assert!(problems.is_empty(), "{problems:?}");
