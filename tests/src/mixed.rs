@@ -19,15 +19,7 @@ pub const HEARTBEAT_306: &str = "/usr/libexec/heartbeat/heartbeat";
 pub const AUTHKEYS: &str = "auth 1\n1 sha1 anchor-secret-0123456789\n";
 
 fn run(args: &[&str]) {
-    let output = std::process::Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e}", args[0]));
-    assert!(
-        output.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    crate::container::host(args);
 }
 
 static WIRES: AtomicU32 = AtomicU32::new(0);

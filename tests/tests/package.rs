@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use hb_lab::container::{Container, DebianRoot};
 use hb_lab::ledger::{ledger_script, Lab};
 use hb_lab::mixed::Wire;
-use hb_lab::PATIENCE;
+use hb_lab::{name_owner_pid, PATIENCE};
 use hbapi::crmd::CrmdProxy;
 use hbapi::names;
 
@@ -99,11 +99,12 @@ fn ha_cf(ping_node: &str) -> String {
     )
 }
 
-/// The pid (in the container's pid namespace) owning `name` on `bus`, if any.
-async fn owner_pid(bus: &zbus::Connection, name: &str) -> Option<u32> {
-    let dbus = zbus::fdo::DBusProxy::new(bus).await.ok()?;
-    let name = zbus::names::BusName::try_from(name).ok()?;
-    dbus.get_connection_unix_process_id(name).await.ok()
+/// `args` run as user `nobody` (inside a container).
+fn as_nobody<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect()
 }
 
 /// Waits until `name` on `bus` is owned by a process other than `old` (by NameOwnerChanged).
@@ -115,7 +116,7 @@ async fn wait_new_owner(bus: &zbus::Connection, name: &str, old: Option<u32>) ->
         .expect("subscribe");
     let found = tokio::time::timeout(PATIENCE, async {
         loop {
-            if let Some(pid) = owner_pid(bus, name).await.filter(|pid| Some(*pid) != old) {
+            if let Some(pid) = name_owner_pid(bus, name).await.filter(|pid| Some(*pid) != old) {
                 return pid;
             }
             changes.next().await.expect("NameOwnerChanged stream");
@@ -249,7 +250,7 @@ async fn the_package_on_three_booted_debian_nodes() {
         .parse()
         .expect("pid");
     assert_eq!(
-        owner_pid(&buses[2], names::crmd::BUS_NAME).await,
+        name_owner_pid(&buses[2], names::crmd::BUS_NAME).await,
         Some(crmd_unit_pid)
     );
 
@@ -258,24 +259,10 @@ async fn the_package_on_three_booted_debian_nodes() {
     for (name, path, interface) in DAEMONS {
         let root_view = bravo.ok(&["busctl", "--system", "introspect", name, path]);
         assert!(root_view.contains(interface), "{name}: {root_view}");
-        let nobody = bravo.ok(&[
-            "setpriv",
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-            "busctl",
-            "--system",
-            "introspect",
-            name,
-            path,
-        ]);
+        let nobody = bravo.ok(&as_nobody(&["busctl", "--system", "introspect", name, path]));
         assert!(nobody.contains(interface), "{name} as nobody: {nobody}");
     }
-    let refused = bravo.run(&[
-        "setpriv",
-        "--reuid=nobody",
-        "--regid=nogroup",
-        "--clear-groups",
+    let refused = bravo.run(&as_nobody(&[
         "busctl",
         "--system",
         "call",
@@ -285,7 +272,7 @@ async fn the_package_on_three_booted_debian_nodes() {
         "Standby",
         "s",
         "all",
-    ]);
+    ]));
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "nobody put bravo in standby");
     assert!(
@@ -305,7 +292,7 @@ async fn the_package_on_three_booted_debian_nodes() {
     }
 
     // kill -9 of crmd: the master respawns it on bravo, systemd on charlie.
-    let old = owner_pid(&buses[1], names::crmd::BUS_NAME).await;
+    let old = name_owner_pid(&buses[1], names::crmd::BUS_NAME).await;
     bravo.kill("KILL", old.expect("bravo's crmd"));
     wait_new_owner(&buses[1], names::crmd::BUS_NAME, old).await;
     let old = Some(crmd_unit_pid);
@@ -318,7 +305,7 @@ async fn the_package_on_three_booted_debian_nodes() {
     );
 
     // A hung daemon: the master finds crmd not answering, kills and respawns it.
-    let old = owner_pid(&buses[1], names::crmd::BUS_NAME).await;
+    let old = name_owner_pid(&buses[1], names::crmd::BUS_NAME).await;
     bravo.kill("STOP", old.expect("bravo's crmd"));
     wait_new_owner(&buses[1], names::crmd::BUS_NAME, old).await;
 
