@@ -25,6 +25,51 @@ pub struct NodeInfo {
     pub links: Vec<LinkInfo>,
 }
 
+/// How late one link carried a peer's heartbeats since hbcomm started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct LinkGap {
+    /// The link.
+    pub link: String,
+    /// The longest gap between two heartbeats on it while it was up, in milliseconds.
+    pub longest_gap_ms: u64,
+    /// Heartbeats that came on it after more than warntime.
+    pub late: u64,
+}
+
+/// How late a peer's heartbeats have been since hbcomm started (FAQ 12's measure); gaps
+/// across the peer's death or a link's are not counted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct NodeGaps {
+    /// The peer.
+    pub node: String,
+    /// The longest gap between two of its heartbeats on any link, in milliseconds: what
+    /// deadtime must exceed.
+    pub longest_gap_ms: u64,
+    /// Heartbeats that came after more than warntime.
+    pub late: u64,
+    /// Per link.
+    pub links: Vec<LinkGap>,
+}
+
+/// The heartbeat timers in force and every peer's gaps.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct HeartbeatTiming {
+    /// `keepalive`, in milliseconds.
+    pub keepalive_ms: u64,
+    /// `warntime`, in milliseconds.
+    pub warntime_ms: u64,
+    /// `deadtime`, in milliseconds.
+    pub deadtime_ms: u64,
+    /// The peers (ping nodes aside).
+    pub nodes: Vec<NodeGaps>,
+}
+
+/// FAQ 12's rule for tuning deadtime: 1.5 to 2 times the longest gap seen under real load.
+/// Returns that range.
+pub fn suggested_deadtime(longest_gap: std::time::Duration) -> (std::time::Duration, std::time::Duration) {
+    (longest_gap.mul_f64(1.5), longest_gap * 2)
+}
+
 /// Client side of hbcomm's interface.
 #[proxy(
     interface = "org.heartbeatrs.Comm1",
@@ -45,6 +90,9 @@ pub trait Comm {
 
     /// Packet counters: received, sent, dropped by reason.
     fn counters(&self) -> zbus::Result<std::collections::HashMap<String, u64>>;
+
+    /// The timers in force and how late each peer's heartbeats have been since start.
+    fn heartbeat_timing(&self) -> zbus::Result<HeartbeatTiming>;
 
     /// Sends a cluster message to `to` (a node, or "" for every node, this one included);
     /// returns its sequence number. Operators only.

@@ -20,6 +20,7 @@ pub mod master;
 pub mod names;
 pub mod notify;
 pub mod process;
+pub mod realtime;
 pub mod statefile;
 pub mod stonith;
 

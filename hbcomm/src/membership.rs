@@ -135,6 +135,25 @@ pub enum Output {
     },
 }
 
+/// How late a node's heartbeats have been since start: FAQ 12's measure for tuning deadtime.
+/// Gaps across a death (a partition, a restart) are not counted: they are not lateness.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lateness {
+    /// The longest gap between two heartbeats.
+    pub longest_gap: Duration,
+    /// How many heartbeats came after more than warntime.
+    pub late: u64,
+}
+
+impl Lateness {
+    fn record(&mut self, gap: Duration, warntime: Duration) {
+        self.longest_gap = self.longest_gap.max(gap);
+        if gap > warntime {
+            self.late += 1;
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Member {
     kind: NodeKind,
@@ -142,7 +161,10 @@ struct Member {
     last_heard: Option<Instant>,
     links: BTreeMap<String, Option<Instant>>,
     warned: bool,
-    longest_gap: Duration,
+    /// Over all links: what deadtime is measured against.
+    lateness: Lateness,
+    /// Per link, on the packets that link carried.
+    link_lateness: BTreeMap<String, Lateness>,
 }
 
 /// The membership of one node's view of the cluster.
@@ -184,7 +206,20 @@ impl Membership {
 
     /// The longest gap between two heartbeats of `node` since start (FAQ 12's measure).
     pub fn longest_gap(&self, node: &str) -> Option<Duration> {
-        self.members.get(node).map(|m| m.longest_gap)
+        self.members.get(node).map(|m| m.lateness.longest_gap)
+    }
+
+    /// Each peer (ping nodes aside) with its lateness over all links and per link.
+    pub fn lateness(&self) -> impl Iterator<Item = (&str, Lateness, &BTreeMap<String, Lateness>)> {
+        self.members
+            .iter()
+            .filter(|(_, m)| m.kind == NodeKind::Normal)
+            .map(|(name, m)| (name.as_str(), m.lateness, &m.link_lateness))
+    }
+
+    /// The timers this view runs on.
+    pub fn timing(&self) -> Timing {
+        self.timing
     }
 
     /// Status of `node` (the local node is always active).
@@ -276,12 +311,15 @@ impl Membership {
                     NodeKind::Normal => self.timing.deadtime,
                     NodeKind::Ping => self.timing.deadping,
                 };
-                let link_was_up = member
-                    .links
-                    .get(&link)
-                    .copied()
-                    .flatten()
-                    .is_some_and(|at| now.saturating_duration_since(at) <= deadtime);
+                let link_heard = member.links.get(&link).copied().flatten();
+                let link_was_up = link_heard.is_some_and(|at| now.saturating_duration_since(at) <= deadtime);
+                if let (Some(at), NodeKind::Normal, true) = (link_heard, member.kind, link_was_up) {
+                    member
+                        .link_lateness
+                        .entry(link.clone())
+                        .or_default()
+                        .record(now.saturating_duration_since(at), self.timing.warntime);
+                }
                 member.links.insert(link.clone(), Some(now));
                 if !link_was_up {
                     out.push(Output::LinkStatus {
@@ -306,13 +344,13 @@ impl Membership {
                     (member.last_heard, member.kind, old == NodeStatus::Dead)
                 {
                     let gap = now.saturating_duration_since(at);
-                    member.longest_gap = member.longest_gap.max(gap);
+                    member.lateness.record(gap, self.timing.warntime);
                     if gap > self.timing.warntime {
                         out.push(Output::LateArrived {
                             node: node.clone(),
                             link: link.clone(),
                             gap,
-                            longest: member.longest_gap,
+                            longest: member.lateness.longest_gap,
                         });
                     }
                 }
@@ -417,7 +455,8 @@ impl Member {
             last_heard: None,
             links: links.iter().map(|l| (l.clone(), None)).collect(),
             warned: false,
-            longest_gap: Duration::ZERO,
+            lateness: Lateness::default(),
+            link_lateness: BTreeMap::new(),
         }
     }
 }
@@ -559,6 +598,24 @@ mod tests {
             ]
         );
         assert_eq!(view.longest_gap("bravo"), Some(ms(840)));
+        // Per link only what the link carried while up: eth0's 400 ms, not its 1440 ms outage.
+        let (name, overall, links) = view.lateness().next().unwrap();
+        assert_eq!(name, "bravo");
+        assert_eq!(
+            overall,
+            Lateness {
+                longest_gap: ms(840),
+                late: 2
+            }
+        );
+        assert_eq!(
+            links.get("eth0"),
+            Some(&Lateness {
+                longest_gap: ms(400),
+                late: 0
+            })
+        );
+        assert_eq!(links.get("eth1"), None, "heard once: no gap yet");
     }
 
     #[test]

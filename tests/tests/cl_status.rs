@@ -138,3 +138,96 @@ async fn hb_mon_prints_once_as_text_and_json_and_redraws_on_changes() {
     .expect("a redraw when bravo died");
     assert_eq!(changed["nodes"][1]["node"], "bravo");
 }
+
+/// Waits until the file at `path` has a line containing `text` after `from` bytes. hbcomm
+/// writes its log with no other notice to wait on.
+async fn wait_log(path: &std::path::Path, text: &str, from: usize) {
+    let deadline = tokio::time::Instant::now() + hb_lab::PATIENCE;
+    loop {
+        let log = std::fs::read_to_string(path).unwrap_or_default();
+        if log.get(from..).is_some_and(|tail| tail.contains(text)) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never logged {text:?}:\n{log}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn faq_12_tuning_late_heartbeats_are_measured_and_a_deadtime_suggested() {
+    let logs = tempfile::tempdir().unwrap();
+    let nodes = start_cluster(&["alpha", "bravo"], |b| {
+        let log = logs.path().join(format!("{}.log", b.name()));
+        b.timing("100ms", "5", "10")
+            .ha_cf("warntime 300ms")
+            .ha_cf(format!("logfile {}", log.display()))
+    })
+    .await;
+    hb_lab::wait_peer_status(&nodes[0], "bravo", "active").await;
+    let alpha_log = logs.path().join("alpha.log");
+    let (before, code) = cl_status(&nodes[0], &["hbtiming", "bravo"]);
+    assert_eq!(code, 0);
+    assert!(
+        before.starts_with("keepalive 100 ms, warntime 300 ms, deadtime 5000 ms\n"),
+        "{before}"
+    );
+
+    // bravo's hbcomm stalls past warntime (well short of deadtime), then goes on.
+    let bravo_comm = nix::unistd::Pid::from_raw(nodes[1].child_pid("hbcomm").await as i32);
+    let from = std::fs::metadata(&alpha_log)
+        .map(|m| m.len() as usize)
+        .unwrap_or(0);
+    nix::sys::signal::kill(bravo_comm, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    wait_log(&alpha_log, "Late heartbeat: node bravo", from).await;
+    nix::sys::signal::kill(bravo_comm, nix::sys::signal::Signal::SIGCONT).unwrap();
+    wait_log(&alpha_log, "heartbeat from bravo on lo", from).await;
+
+    let (json, code) = cl_status(&nodes[0], &["hbtiming", "--json"]);
+    assert_eq!(code, 0);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let bravo = &json["nodes"][0];
+    assert_eq!(bravo["node"], "bravo");
+    let longest = bravo["longest_gap_ms"].as_u64().unwrap();
+    assert!((300..5000).contains(&longest), "{json}");
+    assert!(bravo["late"].as_u64().unwrap() >= 1, "{json}");
+    assert_eq!(bravo["suggested_deadtime_ms"][1].as_u64().unwrap(), 2 * longest);
+    assert_eq!(bravo["links"][0]["link"], "lo");
+    let (text, _) = cl_status(&nodes[0], &["hbtiming", "-v", "bravo"]);
+    assert!(
+        text.contains(&format!("bravo: longest gap {longest} ms, ")),
+        "{text}"
+    );
+    assert!(
+        text.contains("(FAQ 12: 1.5–2 × the longest gap)\n  lo: longest gap "),
+        "{text}"
+    );
+
+    let (counters, code) = cl_status(&nodes[0], &["counters"]);
+    assert_eq!(code, 0);
+    let sent: u64 = counters
+        .lines()
+        .find_map(|l| l.strip_prefix("sent "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no sent counter: {counters}"));
+    assert!(sent > 0);
+
+    let screen = std::process::Command::new(hb_lab::bin("hb_mon"))
+        .arg("-1")
+        .env(hbapi::names::env::RUN_DIR, &nodes[0].run_dir)
+        .env_remove(hbapi::names::env::BUS_ADDRESS)
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&screen.stdout);
+    assert!(
+        screen.contains(&format!("Heartbeats:\n  keepalive 100 ms, warntime 300 ms, deadtime 5000 ms\n  bravo: longest gap {longest} ms")),
+        "{screen}"
+    );
+    assert_eq!(
+        cl_status(&nodes[0], &["nodestatus", "bravo"]).0,
+        "active\n",
+        "a late heartbeat is no death"
+    );
+}

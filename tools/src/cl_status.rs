@@ -54,6 +54,13 @@ rscstatus
 \tShow the status of cluster resources.
 hbparameter -p <parameter-name>   (also: parameter)
 \tRetrieve the value of a cluster parameter.
+hbtiming [<node-name>]
+\tThe heartbeat timers, and how late each node's heartbeats have been
+\tsince start, with FAQ 12's suggested deadtime (heartbeat-rs).
+\tOptions:
+\t\t-v\tverbose: also per link
+counters
+\thbcomm's packet counters: sent, received, dropped by reason (heartbeat-rs).
 
 Every sub-command also takes -m (human-readable sentences) and --json.
 ";
@@ -80,6 +87,8 @@ pub fn flags_of(command: &str) -> Option<&'static str> {
         "listnodes" => "mpnv",
         "nodestatus" | "nodetype" | "hblinkstatus" | "clientstatus" | "rscstatus" => "m",
         "hbparameter" | "parameter" => "mp:",
+        "hbtiming" => "mv",
+        "counters" => "m",
         _ => return None,
     })
 }
@@ -165,6 +174,10 @@ pub struct Facts {
     pub parameters: Vec<(String, String)>,
     /// Processes the master runs here (clients), with whether each is running.
     pub clients: Vec<(String, bool)>,
+    /// hbcomm's timers and the peers' heartbeat gaps.
+    pub timing: hbapi::comm::HeartbeatTiming,
+    /// hbcomm's counters, sorted by name.
+    pub counters: Vec<(String, u64)>,
 }
 
 fn node<'a>(facts: &'a Facts, name: &str) -> Option<&'a NodeInfo> {
@@ -431,6 +444,31 @@ pub fn answer(invocation: &Invocation, facts: Option<&Facts>) -> Answer {
                 format!("{status}\n")
             })
         }
+        "hbtiming" => {
+            let mut timing = facts.timing.clone();
+            if let Some(name) = param(0) {
+                timing.nodes.retain(|n| n.node == name.to_lowercase());
+                if timing.nodes.is_empty() {
+                    return unknown_node();
+                }
+            }
+            Answer::ok(if json {
+                format!("{}\n", crate::json_timing(&timing))
+            } else {
+                let mut text = crate::timing_lines(&timing, verbose).join("\n");
+                text.push('\n');
+                text
+            })
+        }
+        "counters" => Answer::ok(if json {
+            format!("{}\n", crate::json_counters(&facts.counters))
+        } else {
+            facts
+                .counters
+                .iter()
+                .map(|(name, value)| format!("{name} {value}\n"))
+                .collect()
+        }),
         _ => {
             let Some(name) = invocation.parameter.as_deref() else {
                 return Answer::fail(
@@ -483,9 +521,14 @@ async fn gather(connection: &zbus::Connection) -> zbus::Result<Facts> {
         .into_iter()
         .map(|c| (c.name, c.state == "running"))
         .collect();
+    let mut counters: Vec<(String, u64)> = comm.counters().await?.into_iter().collect();
+    counters.sort();
+    let timing = comm.heartbeat_timing().await?;
     Ok(Facts {
         local,
         nodes,
+        timing,
+        counters,
         held,
         in_transition,
         holds,
@@ -564,7 +607,43 @@ mod tests {
             holds: Vec::new(),
             parameters: vec![("deadtime".into(), "1".into())],
             clients: vec![("ipfail".into(), true)],
+            timing: hbapi::comm::HeartbeatTiming {
+                keepalive_ms: 250,
+                warntime_ms: 500,
+                deadtime_ms: 1000,
+                nodes: vec![hbapi::comm::NodeGaps {
+                    node: "bravo".into(),
+                    longest_gap_ms: 300,
+                    late: 0,
+                    links: vec![hbapi::comm::LinkGap {
+                        link: "eth0".into(),
+                        longest_gap_ms: 300,
+                        late: 0,
+                    }],
+                }],
+            },
+            counters: vec![("dropped_auth".into(), 3), ("received".into(), 40)],
         }
+    }
+
+    #[test]
+    fn hbtiming_and_counters_answer_from_hbcomm() {
+        assert_eq!(
+            run("hbtiming bravo").stdout,
+            "keepalive 250 ms, warntime 500 ms, deadtime 1000 ms\nbravo: longest gap 300 ms, 0 late; suggested deadtime 450–600 ms (FAQ 12: 1.5–2 × the longest gap)\n"
+        );
+        assert!(run("hbtiming -v")
+            .stdout
+            .ends_with("  eth0: longest gap 300 ms, 0 late\n"));
+        assert_eq!(run("hbtiming zulu").code, exit::PARAMETER_ERROR);
+        assert!(run("hbtiming --json")
+            .stdout
+            .starts_with("{\"keepalive_ms\":250,"));
+        assert_eq!(run("counters").stdout, "dropped_auth 3\nreceived 40\n");
+        assert_eq!(
+            run("counters --json").stdout,
+            "{\"dropped_auth\":3,\"received\":40}\n"
+        );
     }
 
     fn run(text: &str) -> Answer {

@@ -134,8 +134,138 @@ pub fn json_hold(hold: &hbapi::crmd::HoldInfo) -> String {
     )
 }
 
+/// FAQ 12's tuning, done from hbcomm's measures: the timers, then per peer its longest gap,
+/// how many heartbeats came late, the deadtime range the FAQ suggests and whether the
+/// configured one is below it; `links` adds one line per link.
+pub fn timing_lines(timing: &hbapi::comm::HeartbeatTiming, links: bool) -> Vec<String> {
+    let mut lines = vec![format!(
+        "keepalive {} ms, warntime {} ms, deadtime {} ms",
+        timing.keepalive_ms, timing.warntime_ms, timing.deadtime_ms
+    )];
+    for node in &timing.nodes {
+        if node.longest_gap_ms == 0 {
+            lines.push(format!("{}: no gap measured yet", node.node));
+            continue;
+        }
+        let (low, high) =
+            hbapi::comm::suggested_deadtime(std::time::Duration::from_millis(node.longest_gap_ms));
+        let verdict = if u128::from(timing.deadtime_ms) < low.as_millis() {
+            " — deadtime is below it: raise it, or find what delays the heartbeats"
+        } else {
+            ""
+        };
+        lines.push(format!(
+            "{}: longest gap {} ms, {} late; suggested deadtime {}–{} ms (FAQ 12: 1.5–2 × the longest gap){verdict}",
+            node.node,
+            node.longest_gap_ms,
+            node.late,
+            low.as_millis(),
+            high.as_millis()
+        ));
+        if links {
+            for link in &node.links {
+                lines.push(format!(
+                    "  {}: longest gap {} ms, {} late",
+                    link.link, link.longest_gap_ms, link.late
+                ));
+            }
+        }
+    }
+    lines
+}
+
+/// The timing as a JSON object (hb_mon's and cl_status's `heartbeat_timing`).
+pub fn json_timing(timing: &hbapi::comm::HeartbeatTiming) -> String {
+    let nodes: Vec<String> = timing
+        .nodes
+        .iter()
+        .map(|node| {
+            let (low, high) =
+                hbapi::comm::suggested_deadtime(std::time::Duration::from_millis(node.longest_gap_ms));
+            let links: Vec<String> = node
+                .links
+                .iter()
+                .map(|l| {
+                    format!(
+                        "{{\"link\":{},\"longest_gap_ms\":{},\"late\":{}}}",
+                        json_string(&l.link),
+                        l.longest_gap_ms,
+                        l.late
+                    )
+                })
+                .collect();
+            format!(
+                "{{\"node\":{},\"longest_gap_ms\":{},\"late\":{},\"suggested_deadtime_ms\":[{},{}],\"links\":[{}]}}",
+                json_string(&node.node),
+                node.longest_gap_ms,
+                node.late,
+                low.as_millis(),
+                high.as_millis(),
+                links.join(",")
+            )
+        })
+        .collect();
+    format!(
+        "{{\"keepalive_ms\":{},\"warntime_ms\":{},\"deadtime_ms\":{},\"nodes\":[{}]}}",
+        timing.keepalive_ms,
+        timing.warntime_ms,
+        timing.deadtime_ms,
+        nodes.join(",")
+    )
+}
+
+/// hbcomm's counters, sorted by name, as a JSON object.
+pub fn json_counters(counters: &[(String, u64)]) -> String {
+    let items: Vec<String> = counters
+        .iter()
+        .map(|(name, value)| format!("{}:{value}", json_string(name)))
+        .collect();
+    format!("{{{}}}", items.join(","))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn timing_says_what_faq_12_would() {
+        let timing = hbapi::comm::HeartbeatTiming {
+            keepalive_ms: 200,
+            warntime_ms: 500,
+            deadtime_ms: 1000,
+            nodes: vec![
+                hbapi::comm::NodeGaps {
+                    node: "bravo".into(),
+                    longest_gap_ms: 840,
+                    late: 2,
+                    links: vec![hbapi::comm::LinkGap {
+                        link: "eth0".into(),
+                        longest_gap_ms: 400,
+                        late: 0,
+                    }],
+                },
+                hbapi::comm::NodeGaps {
+                    node: "charlie".into(),
+                    longest_gap_ms: 0,
+                    late: 0,
+                    links: vec![],
+                },
+            ],
+        };
+        assert_eq!(
+            super::timing_lines(&timing, true),
+            [
+                "keepalive 200 ms, warntime 500 ms, deadtime 1000 ms",
+                "bravo: longest gap 840 ms, 2 late; suggested deadtime 1260–1680 ms (FAQ 12: 1.5–2 × the longest gap) — deadtime is below it: raise it, or find what delays the heartbeats",
+                "  eth0: longest gap 400 ms, 0 late",
+                "charlie: no gap measured yet",
+            ]
+        );
+        assert_eq!(super::timing_lines(&timing, false).len(), 3);
+        assert_eq!(
+            super::json_timing(&timing),
+            "{\"keepalive_ms\":200,\"warntime_ms\":500,\"deadtime_ms\":1000,\"nodes\":[{\"node\":\"bravo\",\"longest_gap_ms\":840,\"late\":2,\"suggested_deadtime_ms\":[1260,1680],\"links\":[{\"link\":\"eth0\",\"longest_gap_ms\":400,\"late\":0}]},{\"node\":\"charlie\",\"longest_gap_ms\":0,\"late\":0,\"suggested_deadtime_ms\":[0,0],\"links\":[]}]}"
+        );
+    }
+
     #[test]
     fn json_escapes() {
         assert_eq!(

@@ -36,6 +36,10 @@ pub struct Snapshot {
     pub fences: Vec<FenceRecord>,
     /// Groups held back while a node may still run them.
     pub holds: Vec<HoldInfo>,
+    /// hbcomm's timers and the peers' heartbeat gaps.
+    pub timing: hbapi::comm::HeartbeatTiming,
+    /// hbcomm's counters, sorted by name.
+    pub counters: Vec<(String, u64)>,
 }
 
 /// `HH:MM:SS` (UTC) of a time in seconds since the epoch.
@@ -81,6 +85,27 @@ pub fn render(snapshot: &Snapshot) -> String {
             text.push_str(&format!("  links: {}", links.join(", ")));
         }
         text.push('\n');
+    }
+    if !snapshot.timing.nodes.is_empty() {
+        text.push_str("\nHeartbeats:\n");
+        for line in crate::timing_lines(&snapshot.timing, false) {
+            text.push_str(&format!("  {line}\n"));
+        }
+    }
+    // Dropped packets are what FAQ 13 asks about (a foreign key, another cluster, replays).
+    let dropped: Vec<String> = snapshot
+        .counters
+        .iter()
+        .filter(|(name, value)| name.starts_with("dropped_") && *value > 0)
+        .map(|(name, value)| {
+            format!(
+                "{} {value}",
+                name.trim_start_matches("dropped_").replace('_', " ")
+            )
+        })
+        .collect();
+    if !dropped.is_empty() {
+        text.push_str(&format!("  packets dropped: {}\n", dropped.join(", ")));
     }
     text.push_str("\nGroups:\n");
     if snapshot.groups.is_empty() {
@@ -197,10 +222,12 @@ pub fn render_json(snapshot: &Snapshot) -> String {
         .collect();
     let holds: Vec<String> = snapshot.holds.iter().map(json_hold).collect();
     format!(
-        "{{\"node\":{},\"decision_maker\":{},\"nodes\":{},\"groups\":[{}],\"holds\":[{}],\"fail_counts\":[{}],\"decisions\":[{}],\"fences\":[{}]}}\n",
+        "{{\"node\":{},\"decision_maker\":{},\"nodes\":{},\"heartbeat_timing\":{},\"counters\":{},\"groups\":[{}],\"holds\":[{}],\"fail_counts\":[{}],\"decisions\":[{}],\"fences\":[{}]}}\n",
         json_string(&snapshot.local),
         json_string(&snapshot.decision_maker),
         crate::json_nodes(&nodes),
+        crate::json_timing(&snapshot.timing),
+        crate::json_counters(&snapshot.counters),
         groups.join(","),
         holds.join(","),
         fail_counts.join(","),
@@ -214,8 +241,11 @@ async fn gather(connection: &zbus::Connection) -> zbus::Result<Snapshot> {
     let mut snapshot = Snapshot {
         local: comm.local_node().await?,
         nodes: comm.list_nodes().await?,
+        timing: comm.heartbeat_timing().await?,
         ..Snapshot::default()
     };
+    snapshot.counters = comm.counters().await?.into_iter().collect();
+    snapshot.counters.sort();
     if crate::is_running(connection, names::crmd::BUS_NAME).await {
         let crmd = CrmdProxy::new(connection).await?;
         snapshot.decision_maker = crmd.decision_maker().await?;
@@ -446,7 +476,42 @@ mod tests {
             }],
             fences: vec![],
             holds: vec![],
+            timing: hbapi::comm::HeartbeatTiming {
+                keepalive_ms: 200,
+                warntime_ms: 500,
+                deadtime_ms: 1000,
+                nodes: vec![hbapi::comm::NodeGaps {
+                    node: "bravo".into(),
+                    longest_gap_ms: 700,
+                    late: 1,
+                    links: vec![],
+                }],
+            },
+            counters: vec![
+                ("dropped_forged".into(), 4),
+                ("dropped_replay".into(), 0),
+                ("sent".into(), 9),
+            ],
         }
+    }
+
+    #[test]
+    fn the_screen_shows_heartbeat_gaps_and_dropped_packets() {
+        let screen = render(&snapshot());
+        assert!(
+            screen.contains("\nHeartbeats:\n  keepalive 200 ms, warntime 500 ms, deadtime 1000 ms\n  bravo: longest gap 700 ms, 1 late; suggested deadtime 1050–1400 ms (FAQ 12: 1.5–2 × the longest gap) — deadtime is below it"),
+            "{screen}"
+        );
+        assert!(screen.contains("  packets dropped: forged 4\n"), "{screen}");
+        let json = render_json(&snapshot());
+        assert!(
+            json.contains("\"counters\":{\"dropped_forged\":4,\"dropped_replay\":0,\"sent\":9}"),
+            "{json}"
+        );
+        assert!(
+            json.contains("\"heartbeat_timing\":{\"keepalive_ms\":200,"),
+            "{json}"
+        );
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub struct HaCf {
     pub logging: Logging,
     /// See [`ClusterConfig::watchdog`].
     pub watchdog: Option<String>,
+    /// See [`ClusterConfig::realtime`].
+    pub realtime: Realtime,
     /// See [`ClusterConfig::max_rexmit_delay`].
     pub max_rexmit_delay: Duration,
     /// See [`ClusterConfig::msgfmt`].
@@ -123,8 +125,6 @@ const NOT_IMPLEMENTED: &[(&str, &str)] = &[
         "there is no quorum server; quorum comes from membership, fencing and ping nodes",
     ),
     ("normalpoll", "the event loop is always the system's"),
-    ("realtime", "daemons do not switch to realtime scheduling"),
-    ("rtprio", "daemons do not switch to realtime scheduling"),
     ("coredumps", "core dumps follow the system's settings"),
     ("coreroot", "core dumps follow the system's settings"),
     ("uuidfrom", "nodes are identified by name"),
@@ -166,6 +166,8 @@ const KNOWN: &[&str] = &[
     "use_logd",
     "debug",
     "watchdog",
+    "realtime",
+    "rtprio",
     "max_rexmit_delay",
     "msgfmt",
     "hopfudge",
@@ -300,6 +302,7 @@ pub(crate) fn parse_ha_cf_lenient(path: &Path, text: &str) -> (HaCf, Collector) 
             api_auth: Vec::new(),
             logging: Logging::default(),
             watchdog: None,
+            realtime: Realtime::default(),
             max_rexmit_delay: defaults::MAX_REXMIT_DELAY,
             msgfmt: MsgFormat::Classic,
             hopfudge: 1,
@@ -608,6 +611,32 @@ impl Parser<'_> {
                     self.error(line, column, directive, "watchdog device given more than once");
                 } else {
                     self.config.watchdog = Some(text.to_owned());
+                }
+            }
+            "realtime" => {
+                self.note_single(line, directive_column, directive);
+                match parse_bool(text) {
+                    Some(enabled) => self.config.realtime.enabled = enabled,
+                    None => self.error(
+                        line,
+                        column,
+                        directive,
+                        format!("expected on or off, found {text:?}"),
+                    ),
+                }
+            }
+            "rtprio" => {
+                self.note_single(line, directive_column, directive);
+                match text.parse::<u8>() {
+                    Ok(priority) if (1..=99).contains(&priority) => {
+                        self.config.realtime.priority = Some(priority)
+                    }
+                    _ => self.error(
+                        line,
+                        column,
+                        directive,
+                        format!("expected a SCHED_RR priority from 1 to 99, found {text:?}"),
+                    ),
                 }
             }
             "lost_node_wait" => {

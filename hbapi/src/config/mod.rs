@@ -171,6 +171,7 @@ fn assemble(ha_cf: HaCf, groups: Vec<ResourceGroup>, auth: AuthKeys) -> ClusterC
         api_auth: ha_cf.api_auth,
         logging: ha_cf.logging,
         watchdog: ha_cf.watchdog,
+        realtime: ha_cf.realtime,
         max_rexmit_delay: ha_cf.max_rexmit_delay,
         msgfmt: ha_cf.msgfmt,
         hopfudge: ha_cf.hopfudge,

@@ -35,6 +35,8 @@ pub struct ClusterConfig {
     pub logging: Logging,
     /// `watchdog`: a watchdog device to keep alive.
     pub watchdog: Option<String>,
+    /// `realtime` and `rtprio`: how hbcomm is scheduled and kept in memory.
+    pub realtime: Realtime,
     /// `max_rexmit_delay`: upper bound of the delay before a retransmission request is answered.
     pub max_rexmit_delay: Duration,
     /// `msgfmt`: the wire format this node sends.
@@ -272,6 +274,25 @@ pub struct ApiAuth {
     pub uids: Vec<String>,
     /// Allowed group names or numbers.
     pub gids: Vec<String>,
+}
+
+/// `realtime` and `rtprio`: hbcomm, whose lateness is what makes peers declare a node dead,
+/// runs SCHED_RR and locked in memory unless `realtime off` (Heartbeat's default is on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Realtime {
+    /// `realtime`.
+    pub enabled: bool,
+    /// `rtprio`: the SCHED_RR priority, 1–99; `None`: the lowest (Heartbeat's default).
+    pub priority: Option<u8>,
+}
+
+impl Default for Realtime {
+    fn default() -> Self {
+        Realtime {
+            enabled: true,
+            priority: None,
+        }
+    }
 }
 
 /// Logging directives.

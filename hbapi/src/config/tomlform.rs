@@ -148,6 +148,12 @@ pub struct TomlCluster {
     /// Watchdog device.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watchdog: Option<String>,
+    /// hbcomm runs SCHED_RR, locked in memory (default true, as Heartbeat).
+    #[serde(default = "default_realtime")]
+    pub realtime: bool,
+    /// Its SCHED_RR priority, 1–99 (default: the lowest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtprio: Option<u8>,
     /// `heartbeat` or `freeha`: whose semantics apply where they disagree.
     #[serde(default = "default_style")]
     pub style: String,
@@ -176,6 +182,9 @@ fn default_msgfmt() -> String {
 }
 fn default_hopfudge() -> u8 {
     1
+}
+fn default_realtime() -> bool {
+    true
 }
 fn default_generation_method() -> String {
     "file".into()
@@ -483,6 +492,13 @@ pub fn parse_toml(
             MsgFormat::Netstring
         }
     };
+    if let Some(priority) = raw.cluster.rtprio.filter(|p| !(1..=99).contains(p)) {
+        diag.error(
+            Location::file(path),
+            Some("cluster.rtprio"),
+            format!("expected a SCHED_RR priority from 1 to 99, found {priority}"),
+        );
+    }
     let generation_method = match raw.cluster.generation_method.as_str() {
         "file" => GenerationMethod::File,
         "time" => GenerationMethod::Time,
@@ -803,6 +819,10 @@ pub fn parse_toml(
         api_auth,
         logging,
         watchdog: raw.cluster.watchdog.clone(),
+        realtime: Realtime {
+            enabled: raw.cluster.realtime,
+            priority: raw.cluster.rtprio,
+        },
         max_rexmit_delay: raw
             .cluster
             .max_rexmit_delay
@@ -947,6 +967,8 @@ pub fn to_toml(config: &ClusterConfig, authkeys_file: &str) -> String {
                 GenerationMethod::Time => "time".into(),
             },
             watchdog: config.watchdog.clone(),
+            realtime: config.realtime.enabled,
+            rtprio: config.realtime.priority,
             style: config.style.as_str().into(),
             oops_timeout: Some(Time(config.oops_timeout)),
             lost_node_wait: config.lost_node_wait.map(Time),

@@ -8,7 +8,7 @@ use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::{interface, Connection};
 
-use hbapi::comm::NodeInfo;
+use hbapi::comm::{HeartbeatTiming, NodeInfo};
 use hbapi::error::HbError;
 
 /// Field names the messaging layer itself uses; a client's body may not set them.
@@ -101,6 +101,8 @@ pub struct Snapshot {
     pub nodes: Vec<NodeInfo>,
     /// Counters.
     pub counters: HashMap<String, u64>,
+    /// Timers and peers' gaps.
+    pub timing: HeartbeatTiming,
 }
 
 /// The served object.
@@ -147,6 +149,12 @@ impl CommInterface {
             .lock()
             .map(|s| s.counters.clone())
             .unwrap_or_default()
+    }
+
+    /// The timers in force and how late each peer's heartbeats have been since start, over
+    /// all links and per link (FAQ 12: deadtime should be 1.5–2 times the longest gap).
+    fn heartbeat_timing(&self) -> HeartbeatTiming {
+        self.snapshot.lock().map(|s| s.timing.clone()).unwrap_or_default()
     }
 
     /// Sends a cluster message to `to` (a node, or "" for every node, this one included) and

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use zbus::object_server::SignalEmitter;
 
-use hbapi::comm::{LinkInfo, NodeInfo};
+use hbapi::comm::{HeartbeatTiming, LinkGap, LinkInfo, NodeGaps, NodeInfo};
 use hbapi::config::{AuthMethod, ClusterConfig};
 use hbapi::names;
 
@@ -763,8 +763,9 @@ pub async fn run(
                     gap,
                     longest,
                 } => {
-                    // FAQ 12: deadtime should be 1.5-2 times the longest gap seen.
-                    let suggested = longest.mul_f64(2.0).max(config.timing.deadtime);
+                    let suggested = hbapi::comm::suggested_deadtime(*longest)
+                        .1
+                        .max(config.timing.deadtime);
                     tracing::warn!(node = %node, link = %link, gap_ms = gap.as_millis() as u64, longest_ms = longest.as_millis() as u64, "heartbeat from {node} on {link} {:.2} s after the last (warntime {:.2} s); longest gap {:.2} s, deadtime {:.2} s (suggested at least {:.2} s)", gap.as_secs_f64(), config.timing.warntime.as_secs_f64(), longest.as_secs_f64(), config.timing.deadtime.as_secs_f64(), suggested.as_secs_f64());
                 }
                 Output::Returned { node, silent_for } => {
@@ -819,8 +820,32 @@ fn publish(snapshot: &Mutex<Snapshot>, membership: &Membership, local: &str, now
                 .collect(),
         }
     }));
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let timing = membership.timing();
+    let timing = HeartbeatTiming {
+        keepalive_ms: millis(timing.keepalive),
+        warntime_ms: millis(timing.warntime),
+        deadtime_ms: millis(timing.deadtime),
+        nodes: membership
+            .lateness()
+            .map(|(node, overall, links)| NodeGaps {
+                node: node.to_owned(),
+                longest_gap_ms: millis(overall.longest_gap),
+                late: overall.late,
+                links: links
+                    .iter()
+                    .map(|(link, lateness)| LinkGap {
+                        link: link.clone(),
+                        longest_gap_ms: millis(lateness.longest_gap),
+                        late: lateness.late,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    };
     if let Ok(mut shared) = snapshot.lock() {
         shared.nodes = nodes;
+        shared.timing = timing;
     }
 }
 
@@ -859,11 +884,14 @@ pub fn main() -> std::process::ExitCode {
             return ExitCode::from(100);
         }
     };
+    // Before any thread exists: the policy is per thread and threads inherit it.
+    let realtime = hbapi::realtime::apply(&loaded.config.realtime);
     hbapi::logging::init_with(
         "hbcomm",
         hbapi::logging::level_for_debug(loaded.config.logging.debug),
         &loaded.config.logging,
     );
+    hbapi::realtime::log("hbcomm", realtime);
     let Some(node) = node else {
         tracing::error!("no node name: set {} or pass --node", names::env::NODE_NAME);
         return ExitCode::from(100);

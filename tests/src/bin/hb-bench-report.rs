@@ -50,6 +50,7 @@ fn main() -> std::process::ExitCode {
         ("hb-bench-node", vec![]),
         ("hb-bench-many", vec![]),
         ("hb-bench-load", long.to_vec()),
+        ("hb-bench-realtime", long.to_vec()),
         ("hb-bench-32", long.to_vec()),
     ];
     let began = std::time::SystemTime::now();
