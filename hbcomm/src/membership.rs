@@ -146,11 +146,15 @@ pub struct Lateness {
 }
 
 impl Lateness {
-    fn record(&mut self, gap: Duration, warntime: Duration) {
+    /// Counts one gap; whether that changed anything.
+    fn record(&mut self, gap: Duration, warntime: Duration) -> bool {
+        let late = gap > warntime;
+        let longer = gap > self.longest_gap;
         self.longest_gap = self.longest_gap.max(gap);
-        if gap > warntime {
+        if late {
             self.late += 1;
         }
+        late || longer
     }
 }
 
@@ -174,6 +178,9 @@ pub struct Membership {
     timing: Timing,
     started: Instant,
     members: BTreeMap<String, Member>,
+    /// Bumped whenever any [`Lateness`] changes, so that the caller republishes only then
+    /// (after the first seconds, rarely: a longest gap rarely grows).
+    lateness_version: u64,
 }
 
 impl Membership {
@@ -201,12 +208,18 @@ impl Membership {
             timing,
             started: now,
             members,
+            lateness_version: 0,
         }
     }
 
     /// The longest gap between two heartbeats of `node` since start (FAQ 12's measure).
     pub fn longest_gap(&self, node: &str) -> Option<Duration> {
         self.members.get(node).map(|m| m.lateness.longest_gap)
+    }
+
+    /// Changes whenever some peer's lateness does.
+    pub fn lateness_version(&self) -> u64 {
+        self.lateness_version
     }
 
     /// Each peer (ping nodes aside) with its lateness over all links and per link.
@@ -314,11 +327,15 @@ impl Membership {
                 let link_heard = member.links.get(&link).copied().flatten();
                 let link_was_up = link_heard.is_some_and(|at| now.saturating_duration_since(at) <= deadtime);
                 if let (Some(at), NodeKind::Normal, true) = (link_heard, member.kind, link_was_up) {
-                    member
+                    let gap = now.saturating_duration_since(at);
+                    if member
                         .link_lateness
                         .entry(link.clone())
                         .or_default()
-                        .record(now.saturating_duration_since(at), self.timing.warntime);
+                        .record(gap, self.timing.warntime)
+                    {
+                        self.lateness_version += 1;
+                    }
                 }
                 member.links.insert(link.clone(), Some(now));
                 if !link_was_up {
@@ -344,7 +361,9 @@ impl Membership {
                     (member.last_heard, member.kind, old == NodeStatus::Dead)
                 {
                     let gap = now.saturating_duration_since(at);
-                    member.lateness.record(gap, self.timing.warntime);
+                    if member.lateness.record(gap, self.timing.warntime) {
+                        self.lateness_version += 1;
+                    }
                     if gap > self.timing.warntime {
                         out.push(Output::LateArrived {
                             node: node.clone(),
@@ -616,6 +635,14 @@ mod tests {
             })
         );
         assert_eq!(links.get("eth1"), None, "heard once: no gap yet");
+        let version = view.lateness_version();
+        assert!(version > 0);
+        view.handle(heard("bravo", "eth0"), t0 + ms(1940));
+        assert_eq!(
+            view.lateness_version(),
+            version,
+            "a short gap changes nothing to publish"
+        );
     }
 
     #[test]

@@ -67,6 +67,33 @@ fn ip_shorthand(token: &str) -> Option<Result<(), String>> {
     Some(Ok(()))
 }
 
+/// The kernel's longest interface name or address label (IFNAMSIZ less the NUL).
+const MAX_LABEL: usize = 15;
+
+/// FAQ 24: Heartbeat's IPaddr adds the address as an alias `NIC:N` with ifconfig. When
+/// `NIC:N` is longer than the kernel allows, ifconfig truncates it to the interface's own name
+/// — and the stop then runs `ifconfig NIC down`, taking the whole interface and its base
+/// address down (tried with resource-agents' IPaddr on a 15-character veth). Refused here;
+/// IPaddr2 uses no alias and takes such names.
+fn check_ipaddr_interface(spec: &str) -> Result<(), String> {
+    let Some(interface) = spec.split('/').nth(2).filter(|i| !i.is_empty()) else {
+        return Ok(());
+    };
+    if interface.len() > MAX_LABEL {
+        return Err(format!(
+            "{interface:?} is not an interface name (at most {MAX_LABEL} characters)"
+        ));
+    }
+    let alias = format!("{interface}:0");
+    if alias.len() > MAX_LABEL {
+        return Err(format!(
+            "interface {interface:?} is too long for IPaddr: its alias {alias:?} exceeds the kernel's {MAX_LABEL} characters, ifconfig would truncate it, and stopping the address would take {interface} itself down (FAQ 24); use IPaddr2::{spec}, or an interface name of at most {} characters",
+            MAX_LABEL - 2
+        ));
+    }
+    Ok(())
+}
+
 /// Reads one haresources token into a resource.
 pub fn parse_resource_token(token: &str) -> Result<Resource, String> {
     let (agent, args) = match ip_shorthand(token) {
@@ -79,6 +106,11 @@ pub fn parse_resource_token(token: &str) -> Result<Resource, String> {
         }
     };
     check_agent_name(&agent)?;
+    if agent == "IPaddr" {
+        if let Some(spec) = args.first() {
+            check_ipaddr_interface(spec)?;
+        }
+    }
     let id = if args.len() == 1 && agent == "IPaddr" && token == args[0] {
         format!("IPaddr::{token}")
     } else {
@@ -197,6 +229,12 @@ mod tests {
     }
 
     #[test]
+    fn long_interface_names_are_fine_for_ipaddr2_and_short_ones_for_ipaddr() {
+        let groups = parse("node1 IPaddr2::10.0.0.1/24/hbrs-long-name0 10.0.0.2/24/vlan-eth0.100\n").unwrap();
+        assert_eq!(groups[0].resources.len(), 2);
+    }
+
+    #[test]
     fn groups_arguments_and_ip_shorthand() {
         let groups = parse(
             "# comment\nnode1 10.0.0.170 Filesystem::/dev/sda1::/data1::ext2 httpd\n\nnode2\t135.9.216.3/28/eth0/135.9.216.12 \\\n   mysql # trailing\n",
@@ -246,6 +284,18 @@ mod tests {
                 "haresources:2:9: a: this resource appears twice",
             ),
             ("node1 10.0.0.1/99\n", "is not a netmask"),
+            (
+                "node1 10.0.0.1/24/hbrs-long-name0\n",
+                "haresources:1:7: 10.0.0.1/24/hbrs-long-name0: interface \"hbrs-long-name0\" is too long for IPaddr: its alias \"hbrs-long-name0:0\" exceeds the kernel's 15 characters",
+            ),
+            (
+                "node1 IPaddr::10.0.0.1/24/bond0.12345678\n",
+                "use IPaddr2::10.0.0.1/24/bond0.12345678, or an interface name of at most 13 characters",
+            ),
+            (
+                "node1 10.0.0.1/24/abcdefghijklmnopq\n",
+                "\"abcdefghijklmnopq\" is not an interface name (at most 15 characters)",
+            ),
         ] {
             let error = parse(text).unwrap_err().to_string();
             assert!(error.contains(expected), "{text:?}: {error}");

@@ -324,12 +324,10 @@ pub fn open(config: &ClusterConfig, bind: Option<IpAddr>) -> Result<Vec<Link>, M
                 let address = SocketAddr::new(*group, *group_port);
                 let (socket, sender) = match group {
                     IpAddr::V4(group_v4) => {
-                        let socket = udp_socket(
-                            &description,
-                            SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), *group_port),
-                            None,
-                            Sharing::SameUser,
-                        )?;
+                        // Bound to the group, not the wildcard: another cluster's group on the
+                        // same port (FAQ 15) never reaches this socket.
+                        let socket = udp_socket(&description, address, None, Sharing::SameUser)?;
+                        socket.set_multicast_all_v4(false).map_err(fail)?;
                         let interface = device_ipv4(device).unwrap_or(Ipv4Addr::UNSPECIFIED);
                         socket.join_multicast_v4(group_v4, &interface).map_err(fail)?;
                         let local = bind
@@ -343,13 +341,18 @@ pub fn open(config: &ClusterConfig, bind: Option<IpAddr>) -> Result<Vec<Link>, M
                         (socket, sender)
                     }
                     IpAddr::V6(group_v6) => {
-                        let socket = udp_socket(
-                            &description,
-                            SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), *group_port),
-                            None,
-                            Sharing::SameUser,
-                        )?;
                         let index = nix::net::if_::if_nametoindex(device.as_str()).unwrap_or(0);
+                        // An interface- or link-local group (ff01::/16, ff02::/16) is bound
+                        // with its interface as the scope.
+                        let scope = if group_v6.segments()[0] & 0x000f <= 2 {
+                            index
+                        } else {
+                            0
+                        };
+                        let bound =
+                            SocketAddr::V6(std::net::SocketAddrV6::new(*group_v6, *group_port, 0, scope));
+                        let socket = udp_socket(&description, bound, None, Sharing::SameUser)?;
+                        socket.set_multicast_all_v6(false).map_err(fail)?;
                         socket.join_multicast_v6(group_v6, index).map_err(fail)?;
                         let local = bind
                             .filter(IpAddr::is_ipv6)

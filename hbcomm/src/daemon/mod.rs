@@ -450,6 +450,8 @@ pub async fn run(
     };
     tokio::pin!(shutdown);
     publish(&snapshot, &membership, &options.node, Instant::now());
+    publish_timing(&snapshot, &membership);
+    let mut published_lateness = membership.lateness_version();
     // When the deadline timer is set for. Each heartbeat received pushes the next deadline
     // out; rather than re-arming the timer for every packet, it is re-armed only to fire
     // sooner, and when it fires early the loop arms it for the real deadline.
@@ -734,6 +736,10 @@ pub async fn run(
                 }
             }
         }
+        if membership.lateness_version() != published_lateness {
+            published_lateness = membership.lateness_version();
+            publish_timing(&snapshot, &membership);
+        }
         if outputs.is_empty() {
             continue;
         }
@@ -820,6 +826,13 @@ fn publish(snapshot: &Mutex<Snapshot>, membership: &Membership, local: &str, now
                 .collect(),
         }
     }));
+    if let Ok(mut shared) = snapshot.lock() {
+        shared.nodes = nodes;
+    }
+}
+
+/// Publishes the timers and every peer's lateness (FAQ 12's measures).
+fn publish_timing(snapshot: &Mutex<Snapshot>, membership: &Membership) {
     let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let timing = membership.timing();
     let timing = HeartbeatTiming {
@@ -844,7 +857,6 @@ fn publish(snapshot: &Mutex<Snapshot>, membership: &Membership, local: &str, now
             .collect(),
     };
     if let Ok(mut shared) = snapshot.lock() {
-        shared.nodes = nodes;
         shared.timing = timing;
     }
 }

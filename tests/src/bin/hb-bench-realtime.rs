@@ -221,17 +221,20 @@ async fn main() {
     for nodes in &clusters {
         let mut longest = 0;
         for node in nodes {
-            if let Ok(timing) = CommProxy::new(&node.connection)
+            match CommProxy::new(&node.connection)
                 .await
                 .expect("proxy")
                 .heartbeat_timing()
                 .await
             {
-                longest = timing
-                    .nodes
-                    .iter()
-                    .map(|n| n.longest_gap_ms)
-                    .fold(longest, u64::max);
+                Ok(timing) => {
+                    longest = timing
+                        .nodes
+                        .iter()
+                        .map(|n| n.longest_gap_ms)
+                        .fold(longest, u64::max)
+                }
+                Err(error) => println!("realtime: {}: no heartbeat timing: {error}", node.node),
             }
         }
         longest_ms.push(longest);
