@@ -11,6 +11,7 @@ pub mod ledger;
 pub mod mixed;
 pub mod netns;
 pub mod report;
+pub mod serial;
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};

@@ -24,6 +24,8 @@ pub struct HaCf {
     pub media: Vec<Medium>,
     /// See [`ClusterConfig::udp_port`].
     pub udp_port: u16,
+    /// See [`ClusterConfig::baud`].
+    pub baud: u32,
     /// See [`ClusterConfig::timing`].
     pub timing: Timing,
     /// See [`ClusterConfig::ping_nodes`].
@@ -68,6 +70,12 @@ pub mod defaults {
     pub const DEADTIME: Duration = Duration::from_secs(30);
     /// `udpport` default (IANA's "ha-cluster").
     pub const UDP_PORT: u16 = 694;
+    /// `baud` default.
+    pub const BAUD: u32 = 19_200;
+    /// The serial speeds Heartbeat accepts.
+    pub const BAUD_RATES: [u32; 12] = [
+        300, 600, 1200, 1800, 2400, 4800, 9600, 19_200, 38_400, 57_600, 115_200, 230_400,
+    ];
     /// `max_rexmit_delay` default.
     pub const MAX_REXMIT_DELAY: Duration = Duration::from_millis(250);
     /// `cluster` default.
@@ -86,11 +94,6 @@ pub mod defaults {
 
 /// Directives Heartbeat 3.0.6 accepts that heartbeat-rs reads but does not act on, with why.
 const NOT_IMPLEMENTED: &[(&str, &str)] = &[
-    (
-        "serial",
-        "serial links are not supported; use a second network link instead",
-    ),
-    ("baud", "serial links are not supported"),
     ("hbaping", "Fibre Channel HBA pings are not supported"),
     (
         "compression",
@@ -154,6 +157,8 @@ const KNOWN: &[&str] = &[
     "initdead",
     "udpport",
     "bcast",
+    "serial",
+    "baud",
     "udp",
     "ping",
     "ping6",
@@ -287,6 +292,7 @@ pub(crate) fn parse_ha_cf_lenient(path: &Path, text: &str) -> (HaCf, Collector) 
             nodes: Vec::new(),
             media: Vec::new(),
             udp_port: defaults::UDP_PORT,
+            baud: defaults::BAUD,
             timing: Timing {
                 keepalive: defaults::KEEPALIVE,
                 deadtime: defaults::DEADTIME,
@@ -476,6 +482,40 @@ impl Parser<'_> {
                         directive,
                         format!("expected a UDP port number from 1 to 65535, found {text:?}"),
                     ),
+                }
+            }
+            "baud" => {
+                self.note_single(line, directive_column, directive);
+                match text.parse::<u32>() {
+                    Ok(baud) if defaults::BAUD_RATES.contains(&baud) => self.config.baud = baud,
+                    _ => self.error(
+                        line,
+                        column,
+                        directive,
+                        format!(
+                            "expected a serial speed ({}), found {text:?}",
+                            defaults::BAUD_RATES.map(|b| b.to_string()).join(", ")
+                        ),
+                    ),
+                }
+            }
+            "serial" => {
+                if text.starts_with('/') {
+                    self.push_medium(
+                        line,
+                        column,
+                        directive,
+                        Medium::Serial {
+                            device: text.to_owned(),
+                        },
+                    )
+                } else {
+                    self.error(
+                        line,
+                        column,
+                        directive,
+                        format!("{text:?} is not a full path to a tty (e.g. /dev/ttyS0)"),
+                    )
                 }
             }
             "bcast" => self.push_medium(
@@ -1023,7 +1063,19 @@ impl Parser<'_> {
             self.diag.error(
                 file.clone(),
                 None,
-                "no heartbeat media defined: add a bcast, mcast, mcast6, ucast or ucast6 line",
+                "no heartbeat media defined: add a bcast, mcast, mcast6, ucast, ucast6 or serial line",
+            );
+        }
+        let serial = self
+            .config
+            .media
+            .iter()
+            .any(|m| matches!(m, Medium::Serial { .. }));
+        if serial && self.config.msgfmt == MsgFormat::Netstring {
+            self.diag.error(
+                file.clone(),
+                Some("msgfmt"),
+                "serial links carry Heartbeat's classic text frames: msgfmt netstring cannot be used with a serial line",
             );
         }
         if self.config.nodes.is_empty() && self.config.autojoin != AutoJoin::Any {
@@ -1263,16 +1315,50 @@ mod tests {
 
     #[test]
     fn unimplemented_directive_warns_once() {
-        let (_, warnings) = parse(&format!("{MINIMAL}serial /dev/ttyS0\ncompression bz2\n")).unwrap();
-        let serial: Vec<_> = warnings
+        let (_, warnings) = parse(&format!("{MINIMAL}compression bz2\ncompression_threshold 2\n")).unwrap();
+        let compression: Vec<_> = warnings
             .iter()
-            .filter(|w| w.directive.as_deref() == Some("serial"))
+            .filter(|w| w.directive.as_deref() == Some("compression"))
             .collect();
-        assert_eq!(serial.len(), 1);
-        assert!(serial[0].message.contains("not implemented"));
-        assert!(warnings
-            .iter()
-            .any(|w| w.directive.as_deref() == Some("compression")));
+        assert_eq!(compression.len(), 1);
+        assert!(compression[0].message.contains("not implemented"));
+    }
+
+    #[test]
+    fn serial_lines_and_baud() {
+        let (config, warnings) =
+            parse("node a b\nserial /dev/ttyS0 /dev/ttyUSB1\nbaud 115200\nauto_failback on\n").unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            config.media,
+            [
+                Medium::Serial {
+                    device: "/dev/ttyS0".into()
+                },
+                Medium::Serial {
+                    device: "/dev/ttyUSB1".into()
+                }
+            ]
+        );
+        assert_eq!(config.baud, 115_200);
+        assert_eq!(config.media[0].link_name(), "/dev/ttyS0");
+        for (text, expected) in [
+            (
+                "serial ttyS0\n",
+                "2:8: serial: \"ttyS0\" is not a full path to a tty",
+            ),
+            (
+                "serial /dev/ttyS0\nbaud 12345\n",
+                "3:6: baud: expected a serial speed (300, 600,",
+            ),
+            (
+                "serial /dev/ttyS0\nmsgfmt netstring\n",
+                "msgfmt: serial links carry Heartbeat's classic text frames",
+            ),
+        ] {
+            let error = first_error(&format!("node a b\n{text}auto_failback on\n"));
+            assert!(error.contains(expected), "{text:?}: {error}");
+        }
     }
 
     #[test]

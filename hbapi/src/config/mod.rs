@@ -162,6 +162,7 @@ fn assemble(ha_cf: HaCf, groups: Vec<ResourceGroup>, auth: AuthKeys) -> ClusterC
         nodes: ha_cf.nodes,
         media: ha_cf.media,
         udp_port: ha_cf.udp_port,
+        baud: ha_cf.baud,
         timing: ha_cf.timing,
         ping_nodes: ha_cf.ping_nodes,
         auto_failback: ha_cf.auto_failback,

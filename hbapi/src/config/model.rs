@@ -17,6 +17,8 @@ pub struct ClusterConfig {
     pub media: Vec<Medium>,
     /// `udpport`: UDP port of bcast and ucast links (694).
     pub udp_port: u16,
+    /// `baud`: the speed of serial links (Heartbeat's default 19200).
+    pub baud: u32,
     /// keepalive, warntime, deadtime, initdead, deadping.
     pub timing: Timing,
     /// `ping`, `ping6`, `ping_group`: pseudo-nodes judged by reachability.
@@ -111,6 +113,11 @@ pub enum Medium {
         /// Whether the line was `ucast6`.
         ipv6: bool,
     },
+    /// `serial /dev/ttyS0`: Heartbeat's framing on a tty (a null-modem cable).
+    Serial {
+        /// The tty's absolute path (also the link's name, as in Heartbeat).
+        device: String,
+    },
 }
 
 impl Medium {
@@ -122,15 +129,17 @@ impl Medium {
             Medium::Mcast { .. } => "mcast",
             Medium::Ucast { ipv6: true, .. } => "ucast6",
             Medium::Ucast { .. } => "ucast",
+            Medium::Serial { .. } => "serial",
         }
     }
 
     /// Heartbeat's name for the link (what `cl_status listhblinks` prints).
     pub fn link_name(&self) -> String {
         match self {
-            Medium::Bcast { device } | Medium::Ucast { device, .. } | Medium::Mcast { device, .. } => {
-                device.clone()
-            }
+            Medium::Bcast { device }
+            | Medium::Ucast { device, .. }
+            | Medium::Mcast { device, .. }
+            | Medium::Serial { device } => device.clone(),
         }
     }
 }
@@ -152,6 +161,7 @@ impl fmt::Display for Medium {
                 u8::from(*loopback)
             ),
             Medium::Ucast { device, peer, .. } => write!(f, "{} {device} {peer}", self.directive()),
+            Medium::Serial { device } => write!(f, "serial {device}"),
         }
     }
 }

@@ -114,6 +114,9 @@ pub struct TomlCluster {
     /// UDP port of bcast/ucast links.
     #[serde(default = "default_udp_port")]
     pub udp_port: u16,
+    /// Speed of serial links.
+    #[serde(default = "default_baud")]
+    pub baud: u32,
     /// Heartbeat interval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keepalive: Option<Spanned<Time>>,
@@ -171,6 +174,9 @@ pub struct TomlCluster {
 fn default_cluster_name() -> String {
     defaults::CLUSTER_NAME.into()
 }
+fn default_baud() -> u32 {
+    defaults::BAUD
+}
 fn default_udp_port() -> u16 {
     defaults::UDP_PORT
 }
@@ -220,6 +226,11 @@ pub enum TomlLink {
         device: String,
         /// Peer addresses (IPv4 or IPv6) or host names.
         peers: Vec<String>,
+    },
+    /// Heartbeat's framing on a tty.
+    Serial {
+        /// The tty's absolute path.
+        device: String,
     },
 }
 
@@ -548,6 +559,19 @@ pub fn parse_toml(
                     });
                 }
             }
+            TomlLink::Serial { device } => {
+                if device.starts_with('/') {
+                    media.push(Medium::Serial {
+                        device: device.clone(),
+                    });
+                } else {
+                    diag.error(
+                        Location::file(path),
+                        Some(&key),
+                        format!("{device:?} is not a full path to a tty (e.g. /dev/ttyS0)"),
+                    );
+                }
+            }
             TomlLink::Ucast { device, peers } => {
                 if peers.is_empty() {
                     diag.error(
@@ -567,11 +591,29 @@ pub fn parse_toml(
             }
         }
     }
+    if !defaults::BAUD_RATES.contains(&raw.cluster.baud) {
+        diag.error(
+            Location::file(path),
+            Some("cluster.baud"),
+            format!(
+                "expected a serial speed ({}), found {}",
+                defaults::BAUD_RATES.map(|b| b.to_string()).join(", "),
+                raw.cluster.baud
+            ),
+        );
+    }
+    if media.iter().any(|m| matches!(m, Medium::Serial { .. })) && msgfmt == MsgFormat::Netstring {
+        diag.error(
+            Location::file(path),
+            Some("cluster.msgfmt"),
+            "serial links carry Heartbeat's classic text frames: msgfmt netstring cannot be used with a serial link",
+        );
+    }
     if media.is_empty() {
         diag.error(
             Location::file(path),
             Some("link"),
-            "no heartbeat links: add a [[link]] table (bcast, mcast or ucast)",
+            "no heartbeat links: add a [[link]] table (bcast, mcast, ucast or serial)",
         );
     }
 
@@ -810,6 +852,7 @@ pub fn parse_toml(
         nodes,
         media,
         udp_port: raw.cluster.udp_port,
+        baud: raw.cluster.baud,
         timing,
         ping_nodes,
         auto_failback,
@@ -950,6 +993,7 @@ pub fn to_toml(config: &ClusterConfig, authkeys_file: &str) -> String {
                 .map(|n| Spanned::new(0..0, n.clone()))
                 .collect(),
             udp_port: config.udp_port,
+            baud: config.baud,
             keepalive: time(config.timing.keepalive),
             deadtime: time(config.timing.deadtime),
             warntime: time(config.timing.warntime),
@@ -998,6 +1042,9 @@ pub fn to_toml(config: &ClusterConfig, authkeys_file: &str) -> String {
                 Medium::Ucast { device, peer, .. } => TomlLink::Ucast {
                     device: device.clone(),
                     peers: vec![peer.clone()],
+                },
+                Medium::Serial { device } => TomlLink::Serial {
+                    device: device.clone(),
                 },
             })
             .collect(),

@@ -21,9 +21,11 @@ const RECEIVE_BUFFER: usize = 4 << 20;
 /// One link: where we send and the socket we receive on.
 #[derive(Debug)]
 pub struct Link {
-    /// Heartbeat's link name (the device).
+    /// Heartbeat's link name (the device, or the tty of a serial link).
     pub name: String,
-    /// The socket we receive on (bound to `udpport`).
+    /// A serial link (its packets come from the tty, not from an address).
+    pub serial: bool,
+    /// The socket we receive on (bound to `udpport`; a serial link's loopback end).
     pub socket: DatagramSocket,
     /// Where heartbeats go.
     pub destinations: Vec<Destination>,
@@ -40,6 +42,11 @@ pub struct Destination {
 }
 
 impl Destination {
+    /// A destination sending on `socket`, connected to `address`.
+    pub(crate) fn new(address: SocketAddr, socket: std::net::UdpSocket) -> Destination {
+        Destination { address, socket }
+    }
+
     /// Sends one packet now; `WouldBlock` when the send buffer is full.
     pub fn send(&self, packet: &[u8]) -> std::io::Result<usize> {
         match self.socket.send(packet) {
@@ -221,6 +228,13 @@ pub fn check(config: &ClusterConfig, bind: Option<IpAddr>) -> Result<(), MediaEr
                 }
             }
             Medium::Bcast { .. } | Medium::Mcast { .. } => usable += 1,
+            Medium::Serial { device } => {
+                super::serial::check(device).map_err(|message| MediaError {
+                    medium: medium.to_string(),
+                    message,
+                })?;
+                usable += 1;
+            }
         }
     }
     if usable == 0 {
@@ -236,7 +250,11 @@ pub fn check(config: &ClusterConfig, bind: Option<IpAddr>) -> Result<(), MediaEr
 }
 
 /// Opens every link of `config` (checked first with [`check`]).
-pub fn open(config: &ClusterConfig, bind: Option<IpAddr>) -> Result<Vec<Link>, MediaError> {
+pub fn open(
+    config: &ClusterConfig,
+    bind: Option<IpAddr>,
+    authenticator: &crate::wire::Authenticator,
+) -> Result<Vec<Link>, MediaError> {
     check(config, bind)?;
     let own = local_addresses(bind);
     let port = config.udp_port;
@@ -284,6 +302,7 @@ pub fn open(config: &ClusterConfig, bind: Option<IpAddr>) -> Result<Vec<Link>, M
                 )?;
                 links.push(Link {
                     name: device.clone(),
+                    serial: false,
                     socket: register(socket, &description)?,
                     destinations: vec![sender],
                 });
@@ -306,10 +325,17 @@ pub fn open(config: &ClusterConfig, bind: Option<IpAddr>) -> Result<Vec<Link>, M
                 )?;
                 links.push(Link {
                     name: device.clone(),
+                    serial: false,
                     socket: register(socket, &description)?,
                     destinations: vec![sender],
                 });
             }
+            Medium::Serial { device } => links.push(super::serial::open(
+                device,
+                config.baud,
+                &description,
+                authenticator.clone(),
+            )?),
             Medium::Mcast {
                 device,
                 group,
@@ -367,6 +393,7 @@ pub fn open(config: &ClusterConfig, bind: Option<IpAddr>) -> Result<Vec<Link>, M
                 };
                 links.push(Link {
                     name: device.clone(),
+                    serial: false,
                     socket: register(socket, &description)?,
                     destinations: vec![sender],
                 });

@@ -9,6 +9,7 @@ pub mod media;
 pub mod ping;
 pub mod rejects;
 pub mod replay;
+pub mod serial;
 pub mod socket;
 pub mod state;
 pub mod timer;
@@ -339,7 +340,7 @@ pub async fn run(
     let uuid = state::node_uuid(&options.state_dir)?;
     // A configuration error will not read better on a respawn: exit 100, not 1.
     media::check(&config, options.bind).map_err(|e| CommError::Config(e.to_string()))?;
-    let links = media::open(&config, options.bind)?;
+    let links = media::open(&config, options.bind, &authenticator)?;
     let link_names: Vec<String> = {
         let mut names: Vec<String> = links.iter().map(|l| l.name.clone()).collect();
         names.dedup();
@@ -356,7 +357,8 @@ pub async fn run(
         now,
     );
     let mut guard = ReplayGuard::new(config.timing.keepalive);
-    let mut reject_log: rejects::RejectLog<IpAddr> = rejects::RejectLog::default();
+    // Keyed by the sender's address, or by the tty for a serial link (its packets have none).
+    let mut reject_log: rejects::RejectLog<String> = rejects::RejectLog::default();
     let mut unknown_log: rejects::RejectLog<String> = rejects::RejectLog::default();
     let limits = Limits::default();
     let digest = config_digest(&config);
@@ -573,7 +575,8 @@ pub async fn run(
                         };
                         bump(&snapshot, reason);
                         let forged = reason == "dropped_forged";
-                        match reject_log.reject(from.ip(), now).map(|unlogged| (from.ip(), unlogged)) {
+                        let source = if links[index].serial { link.clone() } else { from.ip().to_string() };
+                        match reject_log.reject(source.clone(), now).map(|unlogged| (source, unlogged)) {
                             Some((source, unlogged)) if forged => {
                                 let claimed = rejects::claimed_node(&datagram[..length]).unwrap_or_else(|| "?".into());
                                 tracing::warn!(%link, %source, claimed_node = %claimed, unlogged, "failed authentication: packet from {source} claiming to be {claimed} dropped ({error}); a wrong authkeys, or another cluster on this segment ({unlogged} more since the last line)");
