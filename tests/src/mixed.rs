@@ -274,7 +274,7 @@ impl Heartbeat306 {
         std::fs::write(
             &start,
             format!(
-                "#!/bin/sh\nset -e\nhostname {node}\nmount --bind {etc} /etc/ha.d\nmount --bind {log} /var/log\nmount --bind {lib} /var/lib/heartbeat\nmount -t tmpfs tmpfs /run\nmkdir -p /run/heartbeat/ccm /run/heartbeat/dopd /run/heartbeat/rsctmp\nchown -R hacluster:haclient /run/heartbeat /var/lib/heartbeat\n{HEARTBEAT_306}\nexec python3 {reaper}\n",
+                "#!/bin/sh\nset -e\nhostname {node}\nmount --bind {etc} /etc/ha.d\nmount --bind {log} /var/log\nmount --bind {lib} /var/lib/heartbeat\nmount -t tmpfs tmpfs /run\nmkdir -p /run/heartbeat/ccm /run/heartbeat/dopd /run/heartbeat/rsctmp /run/lock\nchown -R hacluster:haclient /run/heartbeat /var/lib/heartbeat\n{HEARTBEAT_306}\nexec python3 {reaper}\n",
                 etc = etc.display(),
                 reaper = reaper.display(),
                 log = root.path().join("log").display(),
@@ -289,6 +289,15 @@ impl Heartbeat306 {
             namespace: wire.namespace(node).to_owned(),
             process: None,
         }
+    }
+
+    /// Adds a line to its ha.cf (before it starts).
+    pub fn add_ha_cf(&self, line: &str) {
+        let path = self.root.path().join("etc/ha.cf");
+        let mut text = std::fs::read_to_string(&path).expect("ha.cf");
+        text.push_str(line);
+        text.push('\n');
+        std::fs::write(&path, text).expect("ha.cf");
     }
 
     /// Starts Heartbeat; returns once it validated its configuration.

@@ -175,3 +175,69 @@ async fn a_mangled_packet_on_the_line_at_start_up_is_counted_and_logged_once() {
     wait_peer_status(&alpha, "bravo", "active").await;
     wait_peer_status(&bravo, "alpha", "active").await;
 }
+
+/// A null-modem cable to Debian's Heartbeat 3.0.6 (its serial plugin on a pty), beside the
+/// network link: once the network is cut, each side still hears the other over the line.
+#[tokio::test]
+async fn a_serial_line_to_heartbeat_3_0_6_carries_the_heartbeats_both_ways() {
+    use hb_lab::ledger::Lab;
+    use hb_lab::mixed::{Heartbeat306, Setup, Wire};
+    let cable = NullModem::new();
+    let wire = Wire::new(&["alpha", "bravo"]);
+    let lab = Lab::new();
+    let setup = Setup::pair("alpha Ledger::web\n", "off");
+    let mut heartbeat = Heartbeat306::new(&wire, &lab, &setup, "alpha");
+    heartbeat.add_ha_cf(&format!("serial {}", cable.ends[0].display()));
+    heartbeat.add_ha_cf("baud 19200");
+    heartbeat.start().await;
+    let ours = lab
+        .configure(
+            hb_lab::NodeBuilder::new("bravo")
+                .nodes(&["alpha", "bravo"])
+                .core_daemons()
+                .wrapper(&["ip", "netns", "exec", wire.namespace("bravo")])
+                .links(wire.links())
+                .ha_cf(format!("serial {}", cable.ends[1].display()))
+                .ha_cf("baud 19200")
+                .timing("200ms", "1", "2"),
+            &setup.haresources,
+        )
+        .start_with_authkeys(hb_lab::mixed::AUTHKEYS)
+        .await;
+    wait_peer_status(&ours, "alpha", "active").await;
+    let tty = cable.ends[1].display().to_string();
+    let deadline = tokio::time::Instant::now() + hb_lab::PATIENCE;
+    while !links_of(&ours, "alpha").await.contains(&(tty.clone(), true)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no heartbeat from Heartbeat over the serial line: {:?}\n{}",
+            links_of(&ours, "alpha").await,
+            heartbeat.log_tail(30)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // The network goes; both sides keep each other over the line.
+    let mark = heartbeat.log_len();
+    wire.cut("alpha", true);
+    let comm = CommProxy::new(&ours.connection).await.unwrap();
+    let mut link_changes = comm.receive_link_status_changed().await.unwrap();
+    let gone = tokio::time::timeout(hb_lab::PATIENCE, async {
+        while let Some(signal) = link_changes.next().await {
+            let args = signal.args().unwrap();
+            if args.node == "alpha" && args.link == "eth0" && !args.up {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(gone.is_ok(), "the network link never went down");
+    assert_eq!(ours.peer("alpha").await.status, "active");
+    heartbeat.wait_log("Link bravo:eth0 dead", mark).await;
+    let (_, status, _) = heartbeat.cl_status(&["nodestatus", "bravo"]).await;
+    assert_eq!(
+        status.trim(),
+        "active",
+        "Heartbeat lost bravo:\n{}",
+        heartbeat.log_tail(30)
+    );
+}
