@@ -10,11 +10,17 @@
 //! oops_timeout = "30s"       # freeha only: how long peers wait for a stopped node
 //! freeha_bindir = "/opt/freeha/bin"  # where class "freeha" finds starthasrv, stophasrv, monitorhasrv
 //! lost_node_wait = "5s"      # no fencing: how long peers wait for a lost node's own stop
+//! realtime = true            # hbcomm SCHED_RR and locked in memory (rtprio = 1–99 to choose)
+//! baud = 19200               # speed of serial links
 //!
 //! [[link]]
 //! type = "ucast"
 //! device = "eth0"
 //! peers = ["10.0.0.1", "10.0.0.2"]
+//!
+//! [[link]]
+//! type = "serial"
+//! device = "/dev/ttyS0"
 //!
 //! [auth]
 //! file = "authkeys"          # or: active = 1, keys = [{ id = 1, method = "sha256", secret = "…" }]
