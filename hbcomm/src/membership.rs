@@ -328,16 +328,26 @@ impl Membership {
                 let link_was_up = link_heard.is_some_and(|at| now.saturating_duration_since(at) <= deadtime);
                 if let (Some(at), NodeKind::Normal, true) = (link_heard, member.kind, link_was_up) {
                     let gap = now.saturating_duration_since(at);
-                    if member
-                        .link_lateness
-                        .entry(link.clone())
-                        .or_default()
-                        .record(gap, self.timing.warntime)
-                    {
+                    // Every heartbeat passes here: look the link up, allocate only the first time.
+                    let changed = match member.link_lateness.get_mut(&link) {
+                        Some(lateness) => lateness.record(gap, self.timing.warntime),
+                        None => {
+                            let mut lateness = Lateness::default();
+                            lateness.record(gap, self.timing.warntime);
+                            member.link_lateness.insert(link.clone(), lateness);
+                            true
+                        }
+                    };
+                    if changed {
                         self.lateness_version += 1;
                     }
                 }
-                member.links.insert(link.clone(), Some(now));
+                match member.links.get_mut(&link) {
+                    Some(heard) => *heard = Some(now),
+                    None => {
+                        member.links.insert(link.clone(), Some(now));
+                    }
+                }
                 if !link_was_up {
                     out.push(Output::LinkStatus {
                         node: node.clone(),

@@ -429,18 +429,18 @@ async fn write_line(
 /// nested message: crmd's lists) goes as the netstring it is; a Heartbeat node skips it as
 /// noise, a heartbeat-rs node reads it.
 fn line_form(packet: &[u8], authenticator: &Authenticator) -> Option<Vec<u8>> {
+    // The loop's own packet, signed a moment ago: decoded without checking the signature again.
     let limits = crate::wire::Limits::default();
-    match crate::wire::receive(packet, authenticator, &limits) {
-        Ok((_, Format::Classic)) => Some(packet.to_vec()),
-        Ok((message, Format::Netstring)) if text_safe(&message) => {
-            Some(crate::wire::encode(&message, Format::Classic, authenticator))
-        }
-        Ok((_, Format::Netstring)) => Some(packet.to_vec()),
-        Err(error) => {
-            tracing::debug!("not sent on a serial link: {error}");
-            None
-        }
+    let framed = crate::wire::frame(packet, &limits).ok()?;
+    if framed.format == Format::Classic {
+        return Some(packet.to_vec());
     }
+    let message = crate::wire::decode(&framed, &limits).ok()?;
+    Some(if text_safe(&message) {
+        crate::wire::encode(&message, Format::Classic, authenticator)
+    } else {
+        packet.to_vec()
+    })
 }
 
 fn text_safe(message: &crate::wire::Message) -> bool {
