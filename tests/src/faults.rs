@@ -379,6 +379,17 @@ pub struct Outcome {
     pub violations_expected: bool,
 }
 
+/// The prefix that starts a command inside the cgroup at `path` (v1 or v2): `sh -c …` moving
+/// itself in, then exec.
+pub fn enter_cgroup(path: &std::path::Path) -> Vec<String> {
+    vec![
+        "sh".into(),
+        "-c".into(),
+        "echo $$ > \"$0/cgroup.procs\" && exec \"$@\"".into(),
+        path.display().to_string(),
+    ]
+}
+
 /// A cgroup (v2) holding one lab node: frozen and thawed, or killed, as one.
 pub struct Cgroup {
     /// Its directory.
@@ -449,14 +460,9 @@ impl Cgroup {
         }
     }
 
-    /// The prefix that starts a command inside it: `sh -c …` moving itself in, then exec.
+    /// The prefix that starts a command inside it.
     fn wrapper(&self) -> Vec<String> {
-        vec![
-            "sh".into(),
-            "-c".into(),
-            "echo $$ > \"$0/cgroup.procs\" && exec \"$@\"".into(),
-            self.path.display().to_string(),
-        ]
+        enter_cgroup(&self.path)
     }
 }
 

@@ -79,6 +79,18 @@ impl Figure {
     }
 }
 
+/// `count` shell busy loops at nice level `nice` (0: the caller's), the benchmarks' CPU load.
+pub fn busy_loops(count: usize, nice: i32) -> Vec<std::process::Child> {
+    (0..count)
+        .map(|_| {
+            std::process::Command::new("nice")
+                .args(["-n", &nice.to_string(), "sh", "-c", "while :; do :; done"])
+                .spawn()
+                .expect("busy loop (nice, sh)")
+        })
+        .collect()
+}
+
 /// The number after `--NAME` on the command line, or `default`.
 pub fn option(name: &str, default: u64) -> u64 {
     let flag = format!("--{name}");

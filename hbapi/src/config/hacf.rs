@@ -232,6 +232,38 @@ pub fn parse_bool(text: &str) -> Option<bool> {
     }
 }
 
+/// A `serial` line's device: a tty named by its full path.
+pub(super) fn serial_medium(device: &str) -> Result<Medium, String> {
+    if device.starts_with('/') {
+        Ok(Medium::Serial {
+            device: device.to_owned(),
+        })
+    } else {
+        Err(format!(
+            "{device:?} is not a full path to a tty (e.g. /dev/ttyS0)"
+        ))
+    }
+}
+
+/// A `baud` value: one of the speeds Heartbeat accepts.
+pub(super) fn parse_baud(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(baud) if defaults::BAUD_RATES.contains(&baud) => Ok(baud),
+        _ => Err(format!(
+            "expected a serial speed ({}), found {text:?}",
+            defaults::BAUD_RATES.map(|b| b.to_string()).join(", ")
+        )),
+    }
+}
+
+/// Why `media` and `msgfmt` cannot go together, if they cannot.
+pub(super) fn serial_format_conflict(media: &[Medium], msgfmt: MsgFormat) -> Option<&'static str> {
+    let serial = media.iter().any(|m| matches!(m, Medium::Serial { .. }));
+    (serial && msgfmt == MsgFormat::Netstring).then_some(
+        "serial links carry Heartbeat's classic text frames: msgfmt netstring cannot be used with a serial link",
+    )
+}
+
 /// A node name as Heartbeat stores it: lower-cased, bounded, no white space or `/`.
 pub fn check_node_name(name: &str) -> Result<String, String> {
     if name.is_empty() {
@@ -486,38 +518,15 @@ impl Parser<'_> {
             }
             "baud" => {
                 self.note_single(line, directive_column, directive);
-                match text.parse::<u32>() {
-                    Ok(baud) if defaults::BAUD_RATES.contains(&baud) => self.config.baud = baud,
-                    _ => self.error(
-                        line,
-                        column,
-                        directive,
-                        format!(
-                            "expected a serial speed ({}), found {text:?}",
-                            defaults::BAUD_RATES.map(|b| b.to_string()).join(", ")
-                        ),
-                    ),
+                match parse_baud(text) {
+                    Ok(baud) => self.config.baud = baud,
+                    Err(message) => self.error(line, column, directive, message),
                 }
             }
-            "serial" => {
-                if text.starts_with('/') {
-                    self.push_medium(
-                        line,
-                        column,
-                        directive,
-                        Medium::Serial {
-                            device: text.to_owned(),
-                        },
-                    )
-                } else {
-                    self.error(
-                        line,
-                        column,
-                        directive,
-                        format!("{text:?} is not a full path to a tty (e.g. /dev/ttyS0)"),
-                    )
-                }
-            }
+            "serial" => match serial_medium(text) {
+                Ok(medium) => self.push_medium(line, column, directive, medium),
+                Err(message) => self.error(line, column, directive, message),
+            },
             "bcast" => self.push_medium(
                 line,
                 column,
@@ -1066,17 +1075,8 @@ impl Parser<'_> {
                 "no heartbeat media defined: add a bcast, mcast, mcast6, ucast, ucast6 or serial line",
             );
         }
-        let serial = self
-            .config
-            .media
-            .iter()
-            .any(|m| matches!(m, Medium::Serial { .. }));
-        if serial && self.config.msgfmt == MsgFormat::Netstring {
-            self.diag.error(
-                file.clone(),
-                Some("msgfmt"),
-                "serial links carry Heartbeat's classic text frames: msgfmt netstring cannot be used with a serial line",
-            );
+        if let Some(conflict) = serial_format_conflict(&self.config.media, self.config.msgfmt) {
+            self.diag.error(file.clone(), Some("msgfmt"), conflict);
         }
         if self.config.nodes.is_empty() && self.config.autojoin != AutoJoin::Any {
             self.diag.error(

@@ -42,7 +42,9 @@ use toml::Spanned;
 use super::authkeys::MAX_KEY_INDEX;
 use super::diag::{Collector, ConfigError, Diagnostic, Location};
 use super::duration::{format_time, parse_time};
-use super::hacf::{check_node_name, defaults, resolve_timing, TimingLines};
+use super::hacf::{
+    check_node_name, defaults, parse_baud, resolve_timing, serial_format_conflict, serial_medium, TimingLines,
+};
 use super::haresources::{check_agent_name, parse_resource_token};
 use super::model::*;
 
@@ -565,19 +567,10 @@ pub fn parse_toml(
                     });
                 }
             }
-            TomlLink::Serial { device } => {
-                if device.starts_with('/') {
-                    media.push(Medium::Serial {
-                        device: device.clone(),
-                    });
-                } else {
-                    diag.error(
-                        Location::file(path),
-                        Some(&key),
-                        format!("{device:?} is not a full path to a tty (e.g. /dev/ttyS0)"),
-                    );
-                }
-            }
+            TomlLink::Serial { device } => match serial_medium(device) {
+                Ok(medium) => media.push(medium),
+                Err(message) => diag.error(Location::file(path), Some(&key), message),
+            },
             TomlLink::Ucast { device, peers } => {
                 if peers.is_empty() {
                     diag.error(
@@ -597,23 +590,11 @@ pub fn parse_toml(
             }
         }
     }
-    if !defaults::BAUD_RATES.contains(&raw.cluster.baud) {
-        diag.error(
-            Location::file(path),
-            Some("cluster.baud"),
-            format!(
-                "expected a serial speed ({}), found {}",
-                defaults::BAUD_RATES.map(|b| b.to_string()).join(", "),
-                raw.cluster.baud
-            ),
-        );
+    if let Err(message) = parse_baud(&raw.cluster.baud.to_string()) {
+        diag.error(Location::file(path), Some("cluster.baud"), message);
     }
-    if media.iter().any(|m| matches!(m, Medium::Serial { .. })) && msgfmt == MsgFormat::Netstring {
-        diag.error(
-            Location::file(path),
-            Some("cluster.msgfmt"),
-            "serial links carry Heartbeat's classic text frames: msgfmt netstring cannot be used with a serial link",
-        );
+    if let Some(conflict) = serial_format_conflict(&media, msgfmt) {
+        diag.error(Location::file(path), Some("cluster.msgfmt"), conflict);
     }
     if media.is_empty() {
         diag.error(

@@ -16,14 +16,7 @@ const CANDIDATES_MS: [u64; 5] = [100, 150, 200, 300, 500];
 async fn main() {
     let minutes = hb_lab::report::option("minutes", 10);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut load: Vec<std::process::Child> = (0..cores)
-        .map(|_| {
-            std::process::Command::new("sh")
-                .args(["-c", "while :; do :; done"])
-                .spawn()
-                .expect("load generator")
-        })
-        .collect();
+    let mut load = hb_lab::report::busy_loops(cores, 0);
     let mut clusters = Vec::new();
     let mut deaths = Vec::new();
     for deadtime in CANDIDATES_MS {

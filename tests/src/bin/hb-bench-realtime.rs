@@ -76,12 +76,7 @@ impl MemoryCgroup {
     }
 
     fn wrapper(&self) -> Vec<String> {
-        vec![
-            "sh".into(),
-            "-c".into(),
-            "echo $$ > \"$0/cgroup.procs\" && exec \"$@\"".into(),
-            self.path.display().to_string(),
-        ]
+        hb_lab::faults::enter_cgroup(&self.path)
     }
 }
 
@@ -180,14 +175,7 @@ async fn main() {
             .spawn()
             .expect("page-cache reader"),
     );
-    for _ in 0..cores * BUSY_PER_CORE {
-        load.push(
-            std::process::Command::new("nice")
-                .args(["-n", "-20", "sh", "-c", "while :; do :; done"])
-                .spawn()
-                .expect("busy loop"),
-        );
-    }
+    load.extend(hb_lab::report::busy_loops(cores * BUSY_PER_CORE, -20));
     println!(
         "realtime: {} nodes using {} MiB in one memory cgroup limited to {} MiB; a reader streaming {} MiB through it; {} busy loops at nice -20 on {cores} cores; {minutes} min",
         clusters.len() * 2,
