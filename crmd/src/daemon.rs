@@ -61,6 +61,62 @@ impl Core {
             Core::Mixed(core) => core.next_deadline(),
         }
     }
+
+    /// What the watchdog is told (Heartbeat's v1 protocol is for two nodes: no quorum).
+    fn watchdog_state(&self) -> (bool, String) {
+        match self {
+            Core::Native(core) => core.watchdog_state(),
+            Core::Mixed(core) => (!core.running_here().is_empty(), String::new()),
+        }
+    }
+}
+
+/// Hands the core's watchdog state to [`speak_to_watchdog`] when it changed.
+fn tell_watchdog(states: &tokio::sync::watch::Sender<(bool, String)>, core: &Core) {
+    states.send_if_modified(|said| {
+        let now = core.watchdog_state();
+        if now == *said {
+            return false;
+        }
+        *said = now;
+        true
+    });
+}
+
+/// Tells hbcomm's watchdog guard what crmd knows ([`Core::watchdog_state`]), in order, off
+/// crmd's loop (hbcomm may be stopped: a call must not hold decisions up); again whenever
+/// hbcomm comes back (a respawned hbcomm knows nothing). Ends once `states` is closed and
+/// its last value sent.
+async fn speak_to_watchdog(
+    connection: zbus::Connection,
+    mut states: tokio::sync::watch::Receiver<(bool, String)>,
+) {
+    let Ok(comm) = CommProxy::new(&connection).await else {
+        return;
+    };
+    let mut comm_back = match zbus::fdo::DBusProxy::new(&connection).await {
+        Ok(bus) => bus
+            .receive_name_owner_changed_with_args(&[(0, names::comm::BUS_NAME)])
+            .await
+            .ok(),
+        Err(_) => None,
+    };
+    let mut closed = false;
+    loop {
+        let (groups_here, hold) = states.borrow_and_update().clone();
+        let sent = comm.set_watchdog_state(groups_here, &hold).await;
+        if let Err(error) = &sent {
+            tracing::warn!("hbcomm did not take the watchdog state: {error}; trying again");
+        }
+        if closed && sent.is_ok() {
+            return;
+        }
+        tokio::select! {
+            changed = states.changed(), if !closed => closed = changed.is_err(),
+            Some(_) = async { comm_back.as_mut()?.next().await }, if comm_back.is_some() => {}
+            () = tokio::time::sleep(std::time::Duration::from_secs(1)), if sent.is_err() => {}
+        }
+    }
 }
 
 /// A v1 message that says the sender is a Heartbeat node (not one of ours: ours carry the
@@ -310,6 +366,7 @@ pub async fn run(
     // connection (zbus applies back-pressure). What happened meanwhile is caught up below:
     // membership from ListNodes, everyone's state from their answers to our hello.
     let mut node_changes = comm.receive_node_status_changed().await?;
+    let mut stalls = comm.receive_no_local_heartbeat().await?;
     let mut messages = comm.receive_message_received().await?;
     let mut fences = stonith.receive_fence_finished().await?;
     let members: Vec<(String, String)> = comm
@@ -369,6 +426,11 @@ pub async fn run(
     let mut warned_v1: std::collections::BTreeSet<String> = Default::default();
     let mut last_states: Vec<NodeState> = Vec::new();
     let mut stopping = false;
+    let (watchdog_tx, watchdog_rx) = tokio::sync::watch::channel(core.watchdog_state());
+    let watchdog_speaker = config
+        .watchdog
+        .is_some()
+        .then(|| tokio::spawn(speak_to_watchdog(connection.clone(), watchdog_rx)));
     tokio::pin!(shutdown);
     let ending = loop {
         if back_to_native {
@@ -497,6 +559,10 @@ pub async fn run(
                 Some(Event::FenceFinished { op_id: record.op_id, ok: record.ok, message: record.message })
             }
             Some(command) = commands.recv() => Some(Event::Command(command)),
+            Some(signal) = stalls.next() => {
+                let Ok(args) = signal.args() else { continue };
+                Some(Event::NoLocalHeartbeat { silent: std::time::Duration::from_millis(args.silent_ms) })
+            }
             () = std::future::ready(()), if core.unsettled() => None,
         };
         let settled = event.is_none();
@@ -510,8 +576,15 @@ pub async fn run(
         if settled || matches!(core, Core::Mixed(_)) {
             publish(&core, &shared, &options, &mut last_states);
         }
+        tell_watchdog(&watchdog_tx, &core);
     };
     publish(&core, &shared, &options, &mut last_states);
+    tell_watchdog(&watchdog_tx, &core);
+    drop(watchdog_tx);
+    if let Some(speaker) = watchdog_speaker {
+        // Its last word before crmd leaves the bus: whether groups are left here.
+        let _ = tokio::time::timeout(hbapi::bus::METHOD_TIMEOUT, speaker).await;
+    }
     outbox.flush().await;
     if ending == Ending::Clean {
         // Heartbeat's shutdown notice: peers drop this node at once instead of waiting for

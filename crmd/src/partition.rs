@@ -163,6 +163,12 @@ pub enum Event {
     },
     /// An operator command.
     Command(Command),
+    /// hbcomm sent no heartbeat of this node for longer than deadtime (it was not
+    /// scheduled): peers may have declared this node dead and taken its groups.
+    NoLocalHeartbeat {
+        /// How long this node was silent.
+        silent: Duration,
+    },
     /// Time passed.
     Tick,
     /// The daemon is told to stop.
@@ -408,6 +414,38 @@ impl Partition {
         self.busy.clone()
     }
 
+    /// What the watchdog is told ([`hbapi::comm::CommProxy::set_watchdog_state`]): whether a
+    /// group runs here (or is being started or stopped, or failed to stop), and why this node
+    /// must not be kept alive with it — no quorum (peers take its groups over once the
+    /// watchdog must have fired), or a planned stop that left groups running.
+    pub fn watchdog_state(&self) -> (bool, String) {
+        let groups_here = !(self.running.is_empty() && self.busy.is_empty() && self.blocked.is_empty());
+        // Nodes that left cleanly run nothing and take nothing over: a planned stop of the
+        // other nodes is no reason to reset this one.
+        let could_take_over = self
+            .config
+            .nodes
+            .iter()
+            .filter(|n| {
+                **n != self.local
+                    && !self.is_member(n)
+                    && !self
+                        .report_of(n)
+                        .is_some_and(|r| r.state == LocalState::Leaving && r.running.is_empty())
+            })
+            .count();
+        let hold = if !self.started {
+            ""
+        } else if !self.has_quorum() && could_take_over * 2 > self.config.nodes.len() {
+            "no quorum while groups run here"
+        } else if self.left && !self.running.is_empty() {
+            "crmd stopped with groups it could not stop"
+        } else {
+            ""
+        };
+        (groups_here, hold.to_owned())
+    }
+
     /// Whether a node hbcomm hears has not reported yet (nothing is decided meanwhile: the
     /// resources are in transition, as Heartbeat's rscstatus says).
     pub fn awaiting_reports(&self) -> bool {
@@ -578,6 +616,21 @@ impl Partition {
                 (self.on_fence_finished(op_id, ok, &message, &mut effects), false)
             }
             Event::Command(command) => (self.on_command(command, &mut effects), false),
+            Event::NoLocalHeartbeat { silent } => {
+                // Heartbeat restarts itself here; giving the groups up is the part of that
+                // which matters: whoever decides places them again, here or where a peer
+                // already took them.
+                for group in self.running.clone() {
+                    if !self.busy.contains(&group) {
+                        tracing::error!(group = %group, "no local heartbeat for {:.2} s: stopping {group}, which peers may have taken over", silent.as_secs_f64());
+                        self.work(&group, Work::Stop, &mut effects);
+                    }
+                }
+                (
+                    format!("no local heartbeat for {:.2} s", silent.as_secs_f64()),
+                    false,
+                )
+            }
             Event::Tick => self.on_tick(&mut effects),
             Event::Shutdown => {
                 if self.leaving.is_none() {
@@ -609,7 +662,9 @@ impl Partition {
         self.dirty = false;
         if !self.has_quorum() {
             for group in self.running.clone() {
-                if !self.busy.contains(&group) {
+                // A stop that failed is not tried again in a loop: the group is blocked
+                // until an operator cleans it up (or the watchdog resets this node).
+                if !self.busy.contains(&group) && !self.blocked.contains(&group) {
                     tracing::error!(group = %group, "no quorum: stopping {group}");
                     self.work(&group, Work::Stop, &mut effects);
                 }
@@ -1341,6 +1396,13 @@ impl Partition {
     fn lost_node_wait(&self, node: &str) -> Duration {
         if let Some(wait) = self.config.lost_node_wait {
             return wait;
+        }
+        // With a watchdog, a lost node that still runs groups without quorum stopped feeding
+        // it when it noticed (about when we did, within deadtime): by then it has either
+        // stopped them or been reset — a stop that failed included, which the stop timeout
+        // alone does not cover.
+        if let Some(timeout) = self.config.watchdog_timeout() {
+            return timeout + self.config.timing.deadtime;
         }
         let held = self
             .report_of(node)

@@ -644,6 +644,14 @@ impl Mixed {
                 }
             }
             Event::Command(command) => self.command(command),
+            Event::NoLocalHeartbeat { silent } => {
+                // Heartbeat 3.0.6 restarts itself, giving everything up: the same here.
+                tracing::error!(
+                    "no local heartbeat for {:.2} s: giving up every group",
+                    silent.as_secs_f64()
+                );
+                self.standby_request(Hold::ALL, "no local heartbeat");
+            }
             Event::Tick => self.tick(),
             Event::Shutdown => self.shutdown(),
         }

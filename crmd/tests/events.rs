@@ -39,6 +39,12 @@ enum Happening {
     Line { number: usize, words: Vec<String> },
     /// A node's clock asks for a tick.
     Tick { node: String, incarnation: u32 },
+    /// A node's watchdog runs out unless it was fed since `starved_at`.
+    WatchdogExpires {
+        node: String,
+        incarnation: u32,
+        starved_at: Duration,
+    },
 }
 
 struct Scheduled {
@@ -73,6 +79,8 @@ struct SimNode {
     hears: BTreeSet<String>,
     /// Pending tick time.
     tick_at: Option<Duration>,
+    /// Since when its watchdog is not fed (crmd's watchdog state holds it).
+    starved_at: Option<Duration>,
 }
 
 /// The scenario's settings.
@@ -85,6 +93,7 @@ struct Settings {
     timing: Timing,
     stop_timeout: Duration,
     lost_node_wait: Option<Duration>,
+    watchdog: bool,
     oops_timeout: Duration,
     work_time: Duration,
     latency: Duration,
@@ -146,6 +155,7 @@ impl World {
                             incarnation: 0,
                             hears: BTreeSet::new(),
                             tick_at: None,
+                            starved_at: None,
                         },
                     )
                 })
@@ -196,8 +206,41 @@ impl World {
         };
         let mut effects = core.handle(now, event);
         effects.extend(core.settle(now));
+        let (groups_here, hold) = core.watchdog_state();
         self.carry(node, effects);
         self.arm_tick(node);
+        self.watch_dog(node, groups_here && !hold.is_empty());
+    }
+
+    /// hbcomm feeds the watchdog unless crmd holds it; unfed for its timeout, the node resets.
+    fn watch_dog(&mut self, node: &str, starving: bool) {
+        let Some(timeout) = self.config.watchdog_timeout() else {
+            return;
+        };
+        let now = self.now;
+        let Some(sim) = self.nodes.get_mut(node) else {
+            return;
+        };
+        match (starving, sim.starved_at) {
+            (true, None) => {
+                sim.starved_at = Some(now);
+                let incarnation = sim.incarnation;
+                self.log(format!("{node}'s watchdog is no longer fed"));
+                self.schedule(
+                    timeout,
+                    Happening::WatchdogExpires {
+                        node: node.to_owned(),
+                        incarnation,
+                        starved_at: now,
+                    },
+                );
+            }
+            (false, Some(_)) => {
+                sim.starved_at = None;
+                self.log(format!("{node}'s watchdog is fed again"));
+            }
+            _ => {}
+        }
     }
 
     fn arm_tick(&mut self, node: &str) {
@@ -399,6 +442,7 @@ impl World {
         let now = base + self.now;
         if let Some(sim) = self.nodes.get_mut(node) {
             sim.incarnation += 1;
+            sim.starved_at = None;
             sim.core = Some(Partition::new(node, self.config.clone(), now));
             sim.tick_at = None;
             sim.hears = members
@@ -635,6 +679,25 @@ impl World {
                     self.feed(&node, event)
                 }
                 Happening::Line { number, words } => self.line(number, &words)?,
+                Happening::WatchdogExpires {
+                    node,
+                    incarnation,
+                    starved_at,
+                } => {
+                    let Some(sim) = self.nodes.get_mut(&node) else {
+                        continue;
+                    };
+                    if sim.incarnation != incarnation
+                        || sim.starved_at != Some(starved_at)
+                        || sim.core.is_none()
+                    {
+                        continue;
+                    }
+                    sim.starved_at = None;
+                    self.log(format!("{node} is reset by its watchdog (everything on it ends)"));
+                    self.running.remove(&node);
+                    self.power_off(&node, false);
+                }
                 Happening::Tick { node, incarnation } => {
                     let Some(sim) = self.nodes.get_mut(&node) else {
                         continue;
@@ -779,6 +842,9 @@ fn config_of(settings: &Settings) -> ClusterConfig {
     if let Some(wait) = settings.lost_node_wait {
         text.push_str(&format!("lost_node_wait = \"{}\"\n", seconds(wait)));
     }
+    if settings.watchdog {
+        text.push_str("watchdog = \"/dev/watchdog\"\n");
+    }
     text.push_str("\n[[link]]\ntype = \"ucast\"\ndevice = \"lo\"\npeers = [\"127.0.0.9\"]\n");
     text.push_str("\n[auth]\nactive = 1\nkeys = [{ id = 1, method = \"sha256\", secret = \"scenario\" }]\n");
     if settings.fencing {
@@ -833,6 +899,7 @@ fn parse(text: &str) -> Result<Scenario, String> {
         },
         stop_timeout: Duration::from_secs(20),
         lost_node_wait: None,
+        watchdog: false,
         oops_timeout: Duration::from_secs(30),
         work_time: Duration::from_millis(10),
         latency: Duration::from_millis(1),
@@ -865,6 +932,7 @@ fn parse(text: &str) -> Result<Scenario, String> {
                 }
             }
             ["fencing", "yes"] => settings.fencing = true,
+            ["watchdog", "yes"] => settings.watchdog = true,
             ["style", "freeha"] => settings.style = Style::FreeHa,
             ["deadtime", value] => settings.timing.deadtime = parse_duration(value).map_err(|e| error(&e))?,
             ["initdead", value] => settings.timing.initdead = parse_duration(value).map_err(|e| error(&e))?,

@@ -112,6 +112,12 @@ pub trait Comm {
     /// nothing while it has not left. Operators only.
     fn join(&self) -> zbus::Result<()>;
 
+    /// crmd's word to the watchdog, when one is configured: whether groups run (or are being
+    /// started or stopped) here, and why this node must not be kept alive while they do
+    /// (`hold`; empty when there is no such reason: it has quorum). The device is fed only
+    /// while no group runs here or no reason holds, and crmd is on the bus. Root only.
+    fn set_watchdog_state(&self, groups_here: bool, hold: &str) -> zbus::Result<()>;
+
     /// A cluster message for this node: each once, in its sender's order.
     #[zbus(signal)]
     fn message_received(
@@ -132,4 +138,10 @@ pub trait Comm {
     /// A node advertises another resource configuration or key than ours.
     #[zbus(signal)]
     fn config_mismatch(&self, node: &str, theirs: &str, ours: &str) -> zbus::Result<()>;
+
+    /// No local heartbeat (Heartbeat's name): this node sent none for `silent_ms`, longer
+    /// than deadtime — hbcomm was not scheduled. Its peers may have declared it dead and
+    /// taken its groups over; crmd gives them up.
+    #[zbus(signal)]
+    fn no_local_heartbeat(&self, silent_ms: u64, deadtime_ms: u64) -> zbus::Result<()>;
 }

@@ -7,4 +7,5 @@ pub mod daemon;
 pub mod master;
 pub mod membership;
 pub mod reliable;
+pub mod watchdog;
 pub mod wire;

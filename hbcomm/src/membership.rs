@@ -79,6 +79,13 @@ pub enum Input {
         /// Node.
         node: String,
     },
+    /// This node itself was not scheduled for `gap` (no local heartbeat): the silence of
+    /// every peer in that time was its own deafness, not their death. Every timer is moved
+    /// on by the gap, so that peers are judged by what they send from now on.
+    Stalled {
+        /// How long this node was not running.
+        gap: Duration,
+    },
 }
 
 /// What the caller must publish.
@@ -419,6 +426,18 @@ impl Membership {
                     }
                 }
             }
+            Input::Stalled { gap } => {
+                fn later(at: Instant, gap: Duration, now: Instant) -> Instant {
+                    (at + gap).min(now)
+                }
+                self.started = later(self.started, gap, now);
+                for member in self.members.values_mut() {
+                    member.last_heard = member.last_heard.map(|at| later(at, gap, now));
+                    for heard in member.links.values_mut() {
+                        *heard = heard.map(|at| later(at, gap, now));
+                    }
+                }
+            }
             Input::Tick => {
                 let timing = self.timing;
                 let started = self.started;
@@ -653,6 +672,37 @@ mod tests {
             version,
             "a short gap changes nothing to publish"
         );
+    }
+
+    #[test]
+    fn a_local_stall_is_not_the_peers_death() {
+        let t0 = Instant::now();
+        let mut view = view(t0);
+        view.handle(heard("bravo", "eth0"), t0);
+        view.handle(heard("charlie", "eth0"), t0);
+        // This node was not scheduled for 3 s: its first look at the clock after it.
+        let woke = t0 + ms(3000);
+        assert_eq!(view.handle(Input::Stalled { gap: ms(3000) }, woke), vec![]);
+        let out = view.handle(Input::Tick, woke);
+        assert!(
+            !out.iter()
+                .any(|o| matches!(o, Output::NodeStatus { .. } | Output::LinkStatus { .. })),
+            "no death for silence while this node was stopped: {out:?}"
+        );
+        // Heard again: no late heartbeat is made of this node's own stall.
+        let out = view.handle(heard("bravo", "eth0"), woke + ms(200));
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::LateArrived { .. })),
+            "{out:?}"
+        );
+        // A peer that stays silent after it is declared dead a deadtime later.
+        let out = view.handle(Input::Tick, woke + ms(1001));
+        assert!(out.contains(&Output::NodeStatus {
+            node: "charlie".into(),
+            old: NodeStatus::Active,
+            new: NodeStatus::Dead
+        }));
+        assert_eq!(view.status("bravo"), Some(NodeStatus::Active));
     }
 
     #[test]

@@ -53,18 +53,24 @@ pub enum Shape {
     Fencing3,
     /// Two nodes with the lab power switch.
     Fencing2,
+    /// Three nodes, no fence device, each with the lab's watchdog ([`crate::watchdog`]).
+    Watchdog3,
 }
 
 impl Shape {
     fn names(self) -> &'static [&'static str] {
         match self {
-            Shape::Quorum3 | Shape::Fencing3 => &["alpha", "bravo", "charlie"],
+            Shape::Quorum3 | Shape::Fencing3 | Shape::Watchdog3 => &["alpha", "bravo", "charlie"],
             Shape::Fencing2 => &["alpha", "bravo"],
         }
     }
 
     fn fencing(self) -> bool {
-        self != Shape::Quorum3
+        matches!(self, Shape::Fencing3 | Shape::Fencing2)
+    }
+
+    fn watchdog(self) -> bool {
+        self == Shape::Watchdog3
     }
 
     fn label(self) -> &'static str {
@@ -72,6 +78,7 @@ impl Shape {
             Shape::Quorum3 => "3 nodes, quorum",
             Shape::Fencing3 => "3 nodes, fencing",
             Shape::Fencing2 => "2 nodes, fencing",
+            Shape::Watchdog3 => "3 nodes, watchdog",
         }
     }
 }
@@ -81,6 +88,12 @@ impl Shape {
 pub enum Kind {
     /// Every process of alpha killed at once.
     Crash,
+    /// Every process of alpha's cluster stack killed at once while web keeps running there
+    /// (`killall -9` of the stack: the service's own processes survive it).
+    StackKill,
+    /// alpha frozen past deadtime but thawed before its peers' wait for its own stop is over
+    /// (no fencing, no watchdog): no local heartbeat, and alpha must give web up.
+    LongStall,
     /// alpha frozen (cgroup freezer) past deadtime, then thawed.
     Hang,
     /// alpha frozen for less than deadtime.
@@ -170,6 +183,7 @@ impl Fault {
             Shape::Quorum3 => "quorum3",
             Shape::Fencing3 => "fencing3",
             Shape::Fencing2 => "fencing2",
+            Shape::Watchdog3 => "watchdog3",
         };
         format!("{kind}/{shape}")
     }
@@ -187,6 +201,11 @@ impl Fault {
             (StartHangs | AsymmetricPartition | UnheardNode | BusKilled, _) => Expect::Runs { victim: alpha },
             (Loss(percent), _) if percent >= 40 => Expect::Runs { victim: None },
             (FenceLies, _) => Expect::DoubleStart,
+            // Without fencing or a watchdog nothing ends web on alpha: the gap the watchdog
+            // closes, shown.
+            (StackKill, _) if self.shape == Shape::Quorum3 => Expect::DoubleStart,
+            (StackKill, _) => Expect::Moves { victim: alpha },
+            (LongStall, _) => Expect::Runs { victim: alpha },
             _ => Expect::Stays,
         }
     }
@@ -239,6 +258,19 @@ pub fn default_faults() -> Vec<Fault> {
             kind: Loss(percent),
             shape: Quorum3,
         });
+    }
+    for (kind, shape) in [
+        (StackKill, Quorum3),
+        (StackKill, Fencing3),
+        (StackKill, Watchdog3),
+        (LongStall, Quorum3),
+        (Hang, Watchdog3),
+        (Stall, Watchdog3),
+        (Partition, Watchdog3),
+        (KillDaemon("crmd"), Watchdog3),
+        (KillDaemon("hbcomm"), Watchdog3),
+    ] {
+        faults.push(Fault { kind, shape });
     }
     faults.extend([
         Fault {
@@ -569,6 +601,8 @@ pub struct Cluster {
     pub lab: Lab,
     device: tempfile::TempDir,
     mount: CgroupMount,
+    /// The lab's watchdog of each node (Shape::Watchdog3), in node order.
+    watchdogs: Vec<crate::watchdog::StandIn>,
     seen: Arc<Mutex<Vec<Seen>>>,
     /// Ledger lines with when the harness first saw them.
     ledger_seen: Arc<Mutex<Vec<(Instant, String)>>>,
@@ -599,6 +633,18 @@ impl Cluster {
         std::fs::write(&plugin, power_switch_script(device.path(), &lab.ledger)).expect("plugin");
         std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .expect("chmod");
+        let watchdogs: Vec<crate::watchdog::StandIn> = if fault.shape.watchdog() {
+            let timeout = hbapi::config::watchdog_timeout(DEADTIME);
+            names
+                .iter()
+                .zip(&cgroups)
+                .map(|(name, cgroup)| {
+                    crate::watchdog::StandIn::new(device.path(), name, timeout, &cgroup.path, &lab.ledger)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         match fault.kind {
             Kind::StartFails => marker(&lab, "fail-start.bravo.web"),
             Kind::StartHangs => marker(&lab, "hang-start.bravo.web"),
@@ -634,6 +680,9 @@ impl Cluster {
                         names.join(",")
                     ));
             }
+            if let Some(watchdog) = watchdogs.get(me) {
+                builder = builder.ha_cf(format!("watchdog {}", watchdog.path.display()));
+            }
             if fault.kind == Kind::PingLoss {
                 builder = builder
                     .ha_cf("ping 127.0.0.9")
@@ -659,6 +708,7 @@ impl Cluster {
             lab,
             device,
             mount,
+            watchdogs,
             seen: Default::default(),
             ledger_seen: Default::default(),
             watchers: Vec::new(),
@@ -956,6 +1006,34 @@ pub async fn play(fault: Fault) -> Outcome {
         _ => {}
     }
     outcome.violations.extend(cluster.lab.double_starts());
+    if fault.kind == Kind::LongStall {
+        // No local heartbeat: alpha gives web up, and does not take its own stall for the
+        // death of its peers.
+        let entries = cluster.lab.entries();
+        if !entries[lines_before.min(entries.len())..]
+            .iter()
+            .any(|(node, event, resource)| node == "alpha" && event == "stop" && resource == "web")
+        {
+            outcome
+                .violations
+                .push("alpha kept web after a stall its peers took for its death".into());
+        }
+        let deaths: Vec<String> = cluster
+            .seen
+            .lock()
+            .expect("seen")
+            .iter()
+            .filter(|(at, observer, node, status)| {
+                *at >= began && observer == "alpha" && node != "alpha" && status == "dead"
+            })
+            .map(|(_, _, node, _)| node.clone())
+            .collect();
+        if !deaths.is_empty() {
+            outcome
+                .violations
+                .push(format!("alpha took its own stall for the death of {deaths:?}"));
+        }
+    }
 
     // Deaths the fault did not call for, and restarts.
     let victim = expect.victim();
@@ -1003,6 +1081,7 @@ pub async fn play(fault: Fault) -> Outcome {
         namespace,
         device,
         mount,
+        watchdogs,
         ..
     } = cluster;
     for watcher in watchers {
@@ -1028,6 +1107,18 @@ pub async fn play(fault: Fault) -> Outcome {
                 .push(format!("left running after stop: {names:?}"));
         }
     }
+    // A planned stop disarms every watchdog that did not reset its node.
+    for (watchdog, name) in watchdogs.iter().zip(fault.shape.names()) {
+        if watchdog.reset_at().is_none() && watchdog.armed() {
+            outcome
+                .violations
+                .push(format!("{name}'s watchdog left armed by a planned stop"));
+        }
+        if watchdog.tickles() == 0 {
+            outcome.violations.push(format!("{name}'s watchdog never fed"));
+        }
+    }
+    drop(watchdogs);
     let still = lab.running();
     if !still.is_empty() && !blocked && outcome.violations.is_empty() {
         outcome
@@ -1045,6 +1136,16 @@ async fn inject(fault: Fault, cluster: &Cluster) -> Result<(), String> {
     let port = cluster.port.to_string();
     match fault.kind {
         Kind::Crash | Kind::StartFails => cluster.power_off("alpha").await,
+        // The ledger keeps web running on alpha: only a power-off (fence, watchdog) ends it.
+        Kind::StackKill => cluster.cgroups[0].kill().await,
+        // (A SIGSTOP of hbcomm alone is no stall: the master kills a stopped child at once.)
+        Kind::LongStall => {
+            cluster.cgroups[0].freeze(true);
+            // Past deadtime (1 s), short of the peers' wait for alpha's own stop (deadtime
+            // plus the 2 s stop timeout): they have not started web when alpha wakes.
+            tokio::time::sleep(DEADTIME * 2).await;
+            cluster.cgroups[0].freeze(false);
+        }
         Kind::Hang => cluster.cgroups[0].freeze(true),
         Kind::FenceLies => {
             std::fs::write(cluster.device.path().join("mode"), "lies").map_err(|e| e.to_string())?;

@@ -12,6 +12,7 @@ pub mod mixed;
 pub mod netns;
 pub mod report;
 pub mod serial;
+pub mod watchdog;
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};

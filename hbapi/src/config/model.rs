@@ -35,7 +35,8 @@ pub struct ClusterConfig {
     pub api_auth: Vec<ApiAuth>,
     /// Logging: `logfile`, `debugfile`, `logfacility`, `use_logd`, `debug`.
     pub logging: Logging,
-    /// `watchdog`: a watchdog device to keep alive.
+    /// `watchdog`: a watchdog device hbcomm keeps alive while this node may run its groups
+    /// (its timeout: [`watchdog_timeout`]).
     pub watchdog: Option<String>,
     /// `realtime` and `rtprio`: how hbcomm is scheduled and kept in memory.
     pub realtime: Realtime,
@@ -66,6 +67,23 @@ pub struct ClusterConfig {
     pub groups: Vec<ResourceGroup>,
     /// The authentication keys, from `authkeys` or `[auth]`.
     pub auth: AuthKeys,
+}
+
+impl ClusterConfig {
+    /// The watchdog's timeout when a device is configured.
+    pub fn watchdog_timeout(&self) -> Option<Duration> {
+        self.watchdog
+            .as_ref()
+            .map(|_| watchdog_timeout(self.timing.deadtime))
+    }
+}
+
+/// Heartbeat 3.0.6's watchdog timeout: deadtime plus 10 ms, in whole seconds rounded up (the
+/// unit of `WDIOC_SETTIMEOUT`). A node that sends no heartbeat for that long is reset; its
+/// peers, which declared it dead after deadtime, know when that has happened.
+pub fn watchdog_timeout(deadtime: Duration) -> Duration {
+    let millis = deadtime.as_millis().saturating_add(10);
+    Duration::from_secs(u64::try_from(millis.div_ceil(1000)).unwrap_or(u64::MAX))
 }
 
 /// The membership timers, all on the monotonic clock.

@@ -45,6 +45,15 @@ pub enum Control {
     Leave(oneshot::Sender<()>),
     /// Heartbeats again, as a new generation, after a leave.
     Join(oneshot::Sender<()>),
+    /// crmd's word to the watchdog ([`crate::watchdog::Guard::crmd_says`]).
+    WatchdogState {
+        /// Whether groups run here.
+        groups_here: bool,
+        /// Why this node must not be kept alive while they do ("": no reason).
+        hold: String,
+        /// Answered once taken.
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// A cluster message a client asked to send, for the daemon's loop.
@@ -207,6 +216,34 @@ impl CommInterface {
         self.control(Control::Join).await
     }
 
+    /// crmd's word to the watchdog, when one is configured: whether groups run here, and why
+    /// this node must not be kept alive while they do ("" when nothing holds: quorum). Root
+    /// (or hbcomm's own user) only: starving the watchdog resets the machine.
+    async fn set_watchdog_state(
+        &self,
+        groups_here: bool,
+        hold: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] connection: &Connection,
+    ) -> Result<(), HbError> {
+        let uid = hbapi::bus::caller_uid(connection, &header).await?;
+        if uid != 0 && uid != nix::unistd::geteuid().as_raw() {
+            return Err(HbError::AccessDenied(format!(
+                "uid {uid} may not speak for crmd to the watchdog: only root may"
+            )));
+        }
+        if hold.len() > 512 {
+            return Err(HbError::InvalidArgument("hold: more than 512 bytes".into()));
+        }
+        let hold = hold.to_owned();
+        self.control(|reply| Control::WatchdogState {
+            groups_here,
+            hold,
+            reply,
+        })
+        .await
+    }
+
     /// A cluster message for this node arrived (or this node sent one to all).
     #[zbus(signal)]
     pub async fn message_received(
@@ -241,6 +278,14 @@ impl CommInterface {
         node: &str,
         theirs: &str,
         ours: &str,
+    ) -> zbus::Result<()>;
+
+    /// No local heartbeat: this node sent none for `silent_ms`, longer than deadtime.
+    #[zbus(signal)]
+    pub async fn no_local_heartbeat(
+        emitter: &SignalEmitter<'_>,
+        silent_ms: u64,
+        deadtime_ms: u64,
     ) -> zbus::Result<()>;
 }
 

@@ -13,6 +13,7 @@ pub mod serial;
 pub mod socket;
 pub mod state;
 pub mod timer;
+pub mod watchdog;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -20,6 +21,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use zbus::object_server::SignalEmitter;
 
@@ -30,6 +32,7 @@ use hbapi::names;
 use crate::cadence;
 use crate::membership::{Input, Membership, NodeKind, NodeStatus, Output};
 use crate::reliable::{AnswerLimiter, Inbound, InboundOutput, Resend, SendHistory};
+use crate::watchdog::Guard;
 use crate::wire::{self, Authenticator, Format, Limits, Message, Value, WireError};
 
 use self::iface::{CommInterface, Control, Outgoing, Snapshot, RESERVED_FIELDS};
@@ -383,6 +386,25 @@ pub async fn run(
         .build()
         .await?;
     let emitter = SignalEmitter::new(&connection, names::comm::OBJECT_PATH)?.into_owned();
+    // Opened once the bus name is ours: a second hbcomm (which could not take the name)
+    // never touches the first one's device.
+    let mut watchdog = match (&config.watchdog, config.watchdog_timeout()) {
+        (Some(path), Some(timeout)) => {
+            Some(watchdog::Device::open(path, timeout).map_err(CommError::Config)?)
+        }
+        _ => None,
+    };
+    let mut guard_of_watchdog = Guard::new();
+    // crmd's presence matters to the watchdog only (see crate::watchdog).
+    let mut crmd_owner_changes = match &watchdog {
+        Some(_) => Some(
+            zbus::fdo::DBusProxy::new(&connection)
+                .await?
+                .receive_name_owner_changed_with_args(&[(0, names::crmd::BUS_NAME)])
+                .await?,
+        ),
+        None => None,
+    };
     tracing::info!(node = %options.node, generation, links = ?link_names, "hbcomm started");
     // Under systemd (Type=notify); the master gives its children no notify socket.
     let _ = hbapi::notify::notify("READY=1");
@@ -465,6 +487,9 @@ pub async fn run(
     let mut next_tick = Instant::now();
     // Set once this node sent its shutdown notice: no heartbeats until it joins again.
     let mut left = false;
+    // When this node's last heartbeat went (or would have, while it has left): a wake-up
+    // later than deadtime after it means hbcomm was not scheduled — no local heartbeat.
+    let mut last_beat = Instant::now();
     // Nodes that said they leave, with the generation they left in: heartbeats of that
     // generation (Heartbeat sends a few more before it exits) do not bring them back.
     let mut departed: HashMap<String, u32> = HashMap::new();
@@ -518,7 +543,21 @@ pub async fn run(
                 }
                 let _ = request.reply.send(Ok(seq));
             }
+            Some(change) = async { crmd_owner_changes.as_mut()?.next().await }, if crmd_owner_changes.is_some() => {
+                if let Ok(args) = change.args() {
+                    let present = args.new_owner().is_some();
+                    if let Some(verdict) = guard_of_watchdog.crmd_present(present) {
+                        log_watchdog_verdict(verdict.as_deref(), config.watchdog_timeout());
+                    }
+                }
+            }
             Some(request) = control.recv() => match request {
+                Control::WatchdogState { groups_here, hold, reply } => {
+                    if let Some(verdict) = guard_of_watchdog.crmd_says(groups_here, &hold) {
+                        log_watchdog_verdict(verdict.as_deref(), config.watchdog_timeout());
+                    }
+                    let _ = reply.send(());
+                }
                 Control::Leave(reply) => {
                     if !left {
                         left = true;
@@ -676,6 +715,31 @@ pub async fn run(
                 deadline_checks = true;
             }
         }
+        // Before any deadline is judged: silence that was this node's own stall is not the
+        // peers' death.
+        let woke = Instant::now();
+        let silent = woke.saturating_duration_since(last_beat);
+        if silent > config.timing.deadtime {
+            last_beat = woke;
+            bump(&snapshot, "local_stalls");
+            tracing::error!(silent_ms = silent.as_millis() as u64, "No local heartbeat: this node sent none for {:.2} s (deadtime {:.2} s) — hbcomm was not scheduled. Its peers may have declared it dead and taken its groups over: they are given up here", silent.as_secs_f64(), config.timing.deadtime.as_secs_f64());
+            outputs.extend(membership.handle(Input::Stalled { gap: silent }, woke));
+            let _ = CommInterface::no_local_heartbeat(
+                &emitter,
+                silent.as_millis() as u64,
+                config.timing.deadtime.as_millis() as u64,
+            )
+            .await;
+        }
+        if beat.is_some() {
+            last_beat = woke;
+            if let Some(device) = watchdog
+                .as_mut()
+                .filter(|_| guard_of_watchdog.starving().is_none())
+            {
+                device.tickle();
+            }
+        }
         // Every heartbeat of this node also runs the deadline checks (see next_tick above).
         if deadline_checks || beat.is_some() {
             let now = Instant::now();
@@ -791,8 +855,22 @@ pub async fn run(
         }
         publish(&snapshot, &membership, &options.node, Instant::now());
     }
+    if let Some(device) = watchdog {
+        device.close(guard_of_watchdog.may_disarm());
+    }
     tracing::info!("hbcomm stopping");
     Ok(())
+}
+
+/// Says when the watchdog stops or starts being fed.
+fn log_watchdog_verdict(starving: Option<&str>, timeout: Option<Duration>) {
+    let timeout = timeout.unwrap_or_default().as_secs();
+    match starving {
+        Some(reason) => tracing::error!(
+            "watchdog no longer fed: {reason}; this node resets within {timeout} s unless that changes"
+        ),
+        None => tracing::warn!("watchdog fed again"),
+    }
 }
 
 /// Counts one event in the counters the bus interface serves (no copy kept elsewhere).
