@@ -639,7 +639,10 @@ impl Cluster {
                 .iter()
                 .zip(&cgroups)
                 .map(|(name, cgroup)| {
-                    crate::watchdog::StandIn::new(device.path(), name, timeout, &cgroup.path, &lab.ledger)
+                    let (node, cgroup, ledger) = (name.to_string(), cgroup.path.clone(), lab.ledger.clone());
+                    crate::watchdog::StandIn::new(device.path(), name, timeout, move || {
+                        crate::watchdog::reset_cgroup(&node, &cgroup, &ledger)
+                    })
                 })
                 .collect()
         } else {

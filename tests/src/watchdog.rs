@@ -1,10 +1,10 @@
 //! The lab's watchdog: what a hardware watchdog does to a machine, done to a lab node's
 //! cgroup. A test node's ha.cf names a FIFO as its `watchdog` device; a thread of the harness
 //! reads it as a driver would take writes: any byte arms it and starts the timer over, `V`
-//! disarms it (Linux's magic close — hbcomm writes it only as it closes), and when the timer
-//! runs out the node's cgroup is killed and the ledger says "NODE off all", as the power
-//! switch does. Closing the FIFO without `V` (hbcomm killed) leaves it armed, as a driver
-//! without `nowayout` would be.
+//! disarms it (Linux's magic close — written only as the device is closed), and when the
+//! timer runs out the node is reset: for the fault harness ([`reset_cgroup`]) its cgroup is
+//! killed and the ledger says "NODE off all", as the power switch does. Closing the FIFO
+//! without `V` (the stack killed) leaves it armed, as a driver without `nowayout` would be.
 
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
@@ -35,9 +35,8 @@ pub struct StandIn {
 
 impl StandIn {
     /// A FIFO `NODE.watchdog` in `dir`, watched from now on: when not written for `timeout`
-    /// while armed, the processes of `cgroup` are killed and `NODE off all` is appended to
-    /// `ledger`.
-    pub fn new(dir: &Path, node: &str, timeout: Duration, cgroup: &Path, ledger: &Path) -> StandIn {
+    /// while armed, `reset` runs (once per expiry).
+    pub fn new(dir: &Path, node: &str, timeout: Duration, reset: impl Fn() + Send + 'static) -> StandIn {
         let path = dir.join(format!("{node}.watchdog"));
         nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
             .unwrap_or_else(|e| panic!("mkfifo {}: {e}", path.display()));
@@ -51,7 +50,6 @@ impl StandIn {
             .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
         let state = Arc::new(Mutex::new(State::default()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (node, cgroup, ledger) = (node.to_owned(), cgroup.to_owned(), ledger.to_owned());
         let thread = {
             let (state, stop) = (state.clone(), stop.clone());
             std::thread::spawn(move || {
@@ -72,7 +70,7 @@ impl StandIn {
                         state.armed_until = None;
                         state.reset_at = Some(now);
                         drop(state);
-                        reset(&node, &cgroup, &ledger);
+                        reset();
                         continue;
                     }
                     drop(state);
@@ -106,8 +104,9 @@ impl StandIn {
     }
 }
 
-/// The machine resets: every process of the node ends at once.
-fn reset(node: &str, cgroup: &Path, ledger: &Path) {
+/// The fault harness's reset: every process of the node's cgroup ends at once, and the ledger
+/// writes off what ran there.
+pub fn reset_cgroup(node: &str, cgroup: &Path, ledger: &Path) {
     let _ = std::fs::write(cgroup.join("cgroup.kill"), "1");
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::fs::read_to_string(cgroup.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty())
