@@ -336,6 +336,9 @@ pub async fn run(
     if config.nodes.len() == 2 && !fencing && config.ping_nodes.is_empty() {
         tracing::warn!("two nodes without fencing (stonith) or ping nodes: if the link between them breaks, BOTH will run every resource (split brain). Configure a stonith device, or ping nodes with ipfail");
     }
+    if config.nodes.len() >= 3 && !fencing && config.watchdog.is_none() && !config.groups.is_empty() {
+        tracing::warn!("{} nodes without fencing (stonith) or a watchdog: if every process of the stack on a node dies at once, or the node hangs for longer than its peers wait for its own stop, its groups keep running there while the others start them. Configure a stonith device or a watchdog", config.nodes.len());
+    }
     if config.auto_failback == AutoFailback::Legacy {
         tracing::warn!(
             "auto_failback legacy is deprecated (Heartbeat says so too); it behaves as auto_failback on here, and hb_standby is refused"

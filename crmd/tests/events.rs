@@ -39,6 +39,12 @@ enum Happening {
     Line { number: usize, words: Vec<String> },
     /// A node's clock asks for a tick.
     Tick { node: String, incarnation: u32 },
+    /// A stalled node runs again.
+    StallEnd {
+        node: String,
+        incarnation: u32,
+        silent: Duration,
+    },
     /// A node's watchdog runs out unless it was fed since `starved_at`.
     WatchdogExpires {
         node: String,
@@ -79,8 +85,10 @@ struct SimNode {
     hears: BTreeSet<String>,
     /// Pending tick time.
     tick_at: Option<Duration>,
-    /// Since when its watchdog is not fed (crmd's watchdog state holds it).
+    /// Since when its watchdog is not fed (crmd's watchdog state holds it, or it stalls).
     starved_at: Option<Duration>,
+    /// Until when the whole node is not scheduled: what reaches it waits.
+    frozen_until: Option<Duration>,
 }
 
 /// The scenario's settings.
@@ -156,6 +164,7 @@ impl World {
                             hears: BTreeSet::new(),
                             tick_at: None,
                             starved_at: None,
+                            frozen_until: None,
                         },
                     )
                 })
@@ -200,6 +209,19 @@ impl World {
 
     /// Feeds an event to a node's core, then settles it and carries out the effects.
     fn feed(&mut self, node: &str, event: Event) {
+        if let Some(until) = self.nodes.get(node).and_then(|n| n.frozen_until) {
+            if until > self.now {
+                let after = until - self.now;
+                self.schedule(
+                    after,
+                    Happening::Core {
+                        node: node.to_owned(),
+                        event,
+                    },
+                );
+                return;
+            }
+        }
         let now = self.base + self.now;
         let Some(core) = self.nodes.get_mut(node).and_then(|n| n.core.as_mut()) else {
             return;
@@ -528,6 +550,17 @@ impl World {
                         .insert((*group).to_owned());
                 }
             }
+            ["stall", node, length] => {
+                if !known(node) {
+                    return Err(error("unknown node"));
+                }
+                let silent = parse_duration(length).map_err(|e| error(&e))?;
+                self.log(format!(
+                    "{node} is not scheduled for {:.1} s",
+                    silent.as_secs_f64()
+                ));
+                self.stall(node, silent);
+            }
             ["crash", node] => {
                 if !known(node) {
                     return Err(error("unknown node"));
@@ -652,6 +685,52 @@ impl World {
         Ok(())
     }
 
+    /// The whole node stops running for `silent`: peers declare it dead after deadtime; its
+    /// watchdog, unfed, resets it after its timeout; if it runs again first, its hbcomm
+    /// reports no local heartbeat (past deadtime) and its peers hear it again.
+    fn stall(&mut self, node: &str, silent: Duration) {
+        let now = self.now;
+        let timeout = self.config.watchdog_timeout();
+        let Some(sim) = self.nodes.get_mut(node) else {
+            return;
+        };
+        if sim.core.is_none() {
+            return;
+        }
+        sim.frozen_until = Some(now + silent);
+        let incarnation = sim.incarnation;
+        if let (Some(timeout), None) = (timeout, sim.starved_at) {
+            sim.starved_at = Some(now);
+            self.schedule(
+                timeout,
+                Happening::WatchdogExpires {
+                    node: node.to_owned(),
+                    incarnation,
+                    starved_at: now,
+                },
+            );
+        }
+        if silent > self.settings.timing.deadtime {
+            let peers: Vec<String> = self
+                .nodes
+                .iter()
+                .filter(|(name, peer)| *name != node && peer.hears.contains(node))
+                .map(|(name, _)| name.clone())
+                .collect();
+            for peer in peers {
+                self.lose(&peer, node, self.settings.timing.deadtime);
+            }
+        }
+        self.schedule(
+            silent,
+            Happening::StallEnd {
+                node: node.to_owned(),
+                incarnation,
+                silent,
+            },
+        );
+    }
+
     fn cut(&mut self, from: &str, to: &str) {
         if self.cuts.insert((from.to_owned(), to.to_owned())) && self.alive(from) && self.alive(to) {
             self.lose(to, from, self.settings.timing.deadtime);
@@ -679,6 +758,51 @@ impl World {
                     self.feed(&node, event)
                 }
                 Happening::Line { number, words } => self.line(number, &words)?,
+                Happening::StallEnd {
+                    node,
+                    incarnation,
+                    silent,
+                } => {
+                    let Some(sim) = self.nodes.get_mut(&node) else {
+                        continue;
+                    };
+                    if sim.incarnation != incarnation || sim.core.is_none() {
+                        continue;
+                    }
+                    sim.frozen_until = None;
+                    let crmd_starves = sim.core.as_ref().is_some_and(|core| {
+                        let (groups_here, hold) = core.watchdog_state();
+                        groups_here && !hold.is_empty()
+                    });
+                    if !crmd_starves {
+                        sim.starved_at = None;
+                    }
+                    self.log(format!("{node} runs again"));
+                    if silent > self.settings.timing.deadtime {
+                        let peers: Vec<String> = self
+                            .nodes
+                            .keys()
+                            .filter(|peer| **peer != node && self.alive(peer) && self.reaches(&node, peer))
+                            .cloned()
+                            .collect();
+                        for peer in peers {
+                            if let Some(sim) = self.nodes.get_mut(&peer) {
+                                sim.hears.insert(node.clone());
+                            }
+                            self.schedule(
+                                self.settings.timing.keepalive,
+                                Happening::Core {
+                                    node: peer,
+                                    event: Event::NodeStatus {
+                                        node: node.clone(),
+                                        status: "active".into(),
+                                    },
+                                },
+                            );
+                        }
+                        self.feed(&node, Event::NoLocalHeartbeat { silent });
+                    }
+                }
                 Happening::WatchdogExpires {
                     node,
                     incarnation,
