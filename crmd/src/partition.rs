@@ -15,7 +15,8 @@
 //!   has reported with quorum, and every member hears the same nodes as it does.
 //! - **Lost nodes**: a node that dies while it may hold groups is unclean. With fencing it is
 //!   fenced before its groups start elsewhere; without fencing and with quorum its groups wait
-//!   until its own stop must be over (the longest stop timeout plus deadtime, or ha.cf's
+//!   until its own stop must be over (the longest stop timeout plus deadtime; with a watchdog,
+//!   its timeout plus deadtime, by when a node that could not stop them was reset; or ha.cf's
 //!   `lost_node_wait`); a node that left cleanly (its last report: leaving, nothing running)
 //!   is not unclean at all.
 //! - **Orders** are sent to every node: a start under way counts as running on its target,
@@ -1391,8 +1392,8 @@ impl Partition {
     }
 
     /// How long a lost node's groups are held without fencing: ha.cf's `lost_node_wait`
-    /// when set, else the longest stop timeout of what it ran plus deadtime (the two sides
-    /// notice the split at different moments).
+    /// when set; with a watchdog its timeout plus deadtime; else the longest stop timeout of
+    /// what it ran plus deadtime (the two sides notice the split at different moments).
     fn lost_node_wait(&self, node: &str) -> Duration {
         if let Some(wait) = self.config.lost_node_wait {
             return wait;

@@ -57,8 +57,8 @@ pub struct ClusterConfig {
     /// whose daemon was stopped (ha.toml's `oops_timeout`; FreeHA style only).
     pub oops_timeout: Duration,
     /// How long peers hold a lost node's groups without fencing (three nodes or more, with
-    /// quorum), waiting for its own stop (ha.cf's `lost_node_wait`); `None`: the longest stop
-    /// timeout of what it ran, plus deadtime.
+    /// quorum), waiting for its own stop (ha.cf's `lost_node_wait`); `None`: with a watchdog
+    /// its timeout, else the longest stop timeout of what it ran, plus deadtime.
     pub lost_node_wait: Option<Duration>,
     /// Where FreeHA's service scripts live (ha.toml's `freeha_bindir`; FreeHA installs them
     /// in /opt/freeha/bin).
