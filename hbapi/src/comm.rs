@@ -62,6 +62,12 @@ pub struct HeartbeatTiming {
     pub deadtime_ms: u64,
     /// The peers (ping nodes aside).
     pub nodes: Vec<NodeGaps>,
+    /// ha.cf's watchdog device ("" when there is none).
+    pub watchdog: String,
+    /// Its timeout, in milliseconds.
+    pub watchdog_timeout_ms: u64,
+    /// Why it is not written now ("" while it is fed with every heartbeat).
+    pub watchdog_starving: String,
 }
 
 /// FAQ 12's rule for tuning deadtime: 1.5 to 2 times the longest gap seen under real load.

@@ -66,6 +66,15 @@ async fn every_heartbeat_feeds_the_watchdog_and_a_planned_stop_disarms_it() {
             && text.contains("it must reset this node 2 s after the last write"),
         "{text}"
     );
+    let (code, timing, stderr) = nodes[0].tool("cl_status", &["hbtiming"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        timing.contains(&format!(
+            "watchdog {} (timeout 2 s): fed with every heartbeat",
+            alpha_dog.path.display()
+        )),
+        "{timing}"
+    );
     // A planned stop: disarmed with the magic character, never reset.
     nodes[1].terminate().await;
     assert!(!bravo_dog.armed(), "bravo's planned stop left its watchdog armed");

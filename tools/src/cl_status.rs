@@ -621,6 +621,7 @@ mod tests {
                         late: 0,
                     }],
                 }],
+                ..Default::default()
             },
             counters: vec![("dropped_auth".into(), 3), ("received".into(), 40)],
         }

@@ -142,6 +142,20 @@ pub fn timing_lines(timing: &hbapi::comm::HeartbeatTiming, links: bool) -> Vec<S
         "keepalive {} ms, warntime {} ms, deadtime {} ms",
         timing.keepalive_ms, timing.warntime_ms, timing.deadtime_ms
     )];
+    if !timing.watchdog.is_empty() {
+        let seconds = timing.watchdog_timeout_ms / 1000;
+        lines.push(if timing.watchdog_starving.is_empty() {
+            format!(
+                "watchdog {} (timeout {seconds} s): fed with every heartbeat",
+                timing.watchdog
+            )
+        } else {
+            format!(
+                "watchdog {} (timeout {seconds} s): NOT FED — {}: this node resets when it expires",
+                timing.watchdog, timing.watchdog_starving
+            )
+        });
+    }
     for node in &timing.nodes {
         if node.longest_gap_ms == 0 {
             lines.push(format!("{}: no gap measured yet", node.node));
@@ -205,8 +219,19 @@ pub fn json_timing(timing: &hbapi::comm::HeartbeatTiming) -> String {
             )
         })
         .collect();
+    let watchdog = if timing.watchdog.is_empty() {
+        "null".to_owned()
+    } else {
+        format!(
+            "{{\"device\":{},\"timeout_ms\":{},\"fed\":{},\"starving\":{}}}",
+            json_string(&timing.watchdog),
+            timing.watchdog_timeout_ms,
+            timing.watchdog_starving.is_empty(),
+            json_string(&timing.watchdog_starving)
+        )
+    };
     format!(
-        "{{\"keepalive_ms\":{},\"warntime_ms\":{},\"deadtime_ms\":{},\"nodes\":[{}]}}",
+        "{{\"keepalive_ms\":{},\"warntime_ms\":{},\"deadtime_ms\":{},\"watchdog\":{watchdog},\"nodes\":[{}]}}",
         timing.keepalive_ms,
         timing.warntime_ms,
         timing.deadtime_ms,
@@ -249,20 +274,24 @@ mod tests {
                     links: vec![],
                 },
             ],
+            watchdog: "/dev/watchdog".into(),
+            watchdog_timeout_ms: 2000,
+            watchdog_starving: "no quorum while groups run here".into(),
         };
         assert_eq!(
             super::timing_lines(&timing, true),
             [
                 "keepalive 200 ms, warntime 500 ms, deadtime 1000 ms",
+                "watchdog /dev/watchdog (timeout 2 s): NOT FED — no quorum while groups run here: this node resets when it expires",
                 "bravo: longest gap 840 ms, 2 late; suggested deadtime 1260–1680 ms (FAQ 12: 1.5–2 × the longest gap) — deadtime is below it: raise it, or find what delays the heartbeats",
                 "  eth0: longest gap 400 ms, 0 late",
                 "charlie: no gap measured yet",
             ]
         );
-        assert_eq!(super::timing_lines(&timing, false).len(), 3);
+        assert_eq!(super::timing_lines(&timing, false).len(), 4);
         assert_eq!(
             super::json_timing(&timing),
-            "{\"keepalive_ms\":200,\"warntime_ms\":500,\"deadtime_ms\":1000,\"nodes\":[{\"node\":\"bravo\",\"longest_gap_ms\":840,\"late\":2,\"suggested_deadtime_ms\":[1260,1680],\"links\":[{\"link\":\"eth0\",\"longest_gap_ms\":400,\"late\":0}]},{\"node\":\"charlie\",\"longest_gap_ms\":0,\"late\":0,\"suggested_deadtime_ms\":[0,0],\"links\":[]}]}"
+            "{\"keepalive_ms\":200,\"warntime_ms\":500,\"deadtime_ms\":1000,\"watchdog\":{\"device\":\"/dev/watchdog\",\"timeout_ms\":2000,\"fed\":false,\"starving\":\"no quorum while groups run here\"},\"nodes\":[{\"node\":\"bravo\",\"longest_gap_ms\":840,\"late\":2,\"suggested_deadtime_ms\":[1260,1680],\"links\":[{\"link\":\"eth0\",\"longest_gap_ms\":400,\"late\":0}]},{\"node\":\"charlie\",\"longest_gap_ms\":0,\"late\":0,\"suggested_deadtime_ms\":[0,0],\"links\":[]}]}"
         );
     }
 

@@ -486,6 +486,7 @@ mod tests {
                     late: 1,
                     links: vec![],
                 }],
+                ..Default::default()
             },
             counters: vec![
                 ("dropped_forged".into(), 4),

@@ -475,6 +475,9 @@ pub async fn run(
     tokio::pin!(shutdown);
     publish(&snapshot, &membership, &options.node, Instant::now());
     publish_timing(&snapshot, &membership);
+    if watchdog.is_some() {
+        publish_watchdog(&snapshot, &config, None);
+    }
     let mut published_lateness = membership.lateness_version();
     // When the deadline timer is set for. Each heartbeat received pushes the next deadline
     // out; rather than re-arming the timer for every packet, it is re-armed only to fire
@@ -547,14 +550,14 @@ pub async fn run(
                 if let Ok(args) = change.args() {
                     let present = args.new_owner().is_some();
                     if let Some(verdict) = guard_of_watchdog.crmd_present(present) {
-                        log_watchdog_verdict(verdict.as_deref(), config.watchdog_timeout());
+                        watchdog_verdict(&snapshot, &config, verdict.as_deref());
                     }
                 }
             }
             Some(request) = control.recv() => match request {
                 Control::WatchdogState { groups_here, hold, reply } => {
                     if let Some(verdict) = guard_of_watchdog.crmd_says(groups_here, &hold) {
-                        log_watchdog_verdict(verdict.as_deref(), config.watchdog_timeout());
+                        watchdog_verdict(&snapshot, &config, verdict.as_deref());
                     }
                     let _ = reply.send(());
                 }
@@ -862,9 +865,10 @@ pub async fn run(
     Ok(())
 }
 
-/// Says when the watchdog stops or starts being fed.
-fn log_watchdog_verdict(starving: Option<&str>, timeout: Option<Duration>) {
-    let timeout = timeout.unwrap_or_default().as_secs();
+/// Says when the watchdog stops or starts being fed, in the log and on the bus.
+fn watchdog_verdict(snapshot: &Mutex<Snapshot>, config: &ClusterConfig, starving: Option<&str>) {
+    publish_watchdog(snapshot, config, starving);
+    let timeout = config.watchdog_timeout().unwrap_or_default().as_secs();
     match starving {
         Some(reason) => tracing::error!(
             "watchdog no longer fed: {reason}; this node resets within {timeout} s unless that changes"
@@ -936,9 +940,29 @@ fn publish_timing(snapshot: &Mutex<Snapshot>, membership: &Membership) {
                     .collect(),
             })
             .collect(),
+        ..HeartbeatTiming::default()
     };
     if let Ok(mut shared) = snapshot.lock() {
-        shared.timing = timing;
+        let HeartbeatTiming {
+            watchdog,
+            watchdog_timeout_ms,
+            watchdog_starving,
+            ..
+        } = std::mem::replace(&mut shared.timing, timing);
+        shared.timing.watchdog = watchdog;
+        shared.timing.watchdog_timeout_ms = watchdog_timeout_ms;
+        shared.timing.watchdog_starving = watchdog_starving;
+    }
+}
+
+/// The watchdog as the bus shows it (with the timers: `HeartbeatTiming`).
+fn publish_watchdog(snapshot: &Mutex<Snapshot>, config: &ClusterConfig, starving: Option<&str>) {
+    if let Ok(mut shared) = snapshot.lock() {
+        shared.timing.watchdog = config.watchdog.clone().unwrap_or_default();
+        shared.timing.watchdog_timeout_ms = config
+            .watchdog_timeout()
+            .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+        shared.timing.watchdog_starving = starving.unwrap_or_default().to_owned();
     }
 }
 
