@@ -664,19 +664,7 @@ impl World {
                 let cuts = std::mem::take(&mut self.cuts);
                 for (from, to) in cuts {
                     if self.alive(&from) && self.alive(&to) {
-                        if let Some(sim) = self.nodes.get_mut(&to) {
-                            sim.hears.insert(from.clone());
-                        }
-                        self.schedule(
-                            self.settings.timing.keepalive,
-                            Happening::Core {
-                                node: to,
-                                event: Event::NodeStatus {
-                                    node: from,
-                                    status: "active".into(),
-                                },
-                            },
-                        );
+                        self.hear_again(&to, &from);
                     }
                 }
             }
@@ -727,6 +715,23 @@ impl World {
                 node: node.to_owned(),
                 incarnation,
                 silent,
+            },
+        );
+    }
+
+    /// `peer`'s hbcomm hears `node` again with its next heartbeat.
+    fn hear_again(&mut self, peer: &str, node: &str) {
+        if let Some(sim) = self.nodes.get_mut(peer) {
+            sim.hears.insert(node.to_owned());
+        }
+        self.schedule(
+            self.settings.timing.keepalive,
+            Happening::Core {
+                node: peer.to_owned(),
+                event: Event::NodeStatus {
+                    node: node.to_owned(),
+                    status: "active".into(),
+                },
             },
         );
     }
@@ -786,19 +791,7 @@ impl World {
                             .cloned()
                             .collect();
                         for peer in peers {
-                            if let Some(sim) = self.nodes.get_mut(&peer) {
-                                sim.hears.insert(node.clone());
-                            }
-                            self.schedule(
-                                self.settings.timing.keepalive,
-                                Happening::Core {
-                                    node: peer,
-                                    event: Event::NodeStatus {
-                                        node: node.clone(),
-                                        status: "active".into(),
-                                    },
-                                },
-                            );
+                            self.hear_again(&peer, &node);
                         }
                         self.feed(&node, Event::NoLocalHeartbeat { silent });
                     }
