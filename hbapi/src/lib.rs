@@ -14,6 +14,7 @@ pub mod crmd;
 pub mod daemon;
 pub mod error;
 pub mod ipfail;
+pub mod links;
 pub mod logging;
 pub mod lrmd;
 pub mod master;

@@ -6,7 +6,6 @@
 //! can share one ha.cf. `bind` (for several nodes on one host, e.g. 127.0.0.2) binds to that
 //! address instead of a device.
 
-use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -96,36 +95,8 @@ fn destination(
 }
 
 /// Errors opening the links.
-#[derive(Debug, thiserror::Error)]
-#[error("{medium}: {message}")]
-pub struct MediaError {
-    /// The ha.cf line.
-    pub medium: String,
-    /// What went wrong.
-    pub message: String,
-}
-
-/// This node's addresses: `bind` when given (several nodes share the host, each with its own
-/// address), else every address of the host.
-pub fn local_addresses(bind: Option<IpAddr>) -> BTreeSet<IpAddr> {
-    if let Some(bind) = bind {
-        return BTreeSet::from([bind]);
-    }
-    let addresses: BTreeSet<IpAddr> = nix::ifaddrs::getifaddrs()
-        .map(|list| {
-            list.filter_map(|ifaddr| {
-                let address = ifaddr.address?;
-                if let Some(v4) = address.as_sockaddr_in() {
-                    Some(IpAddr::V4(v4.ip()))
-                } else {
-                    address.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
-                }
-            })
-            .collect()
-        })
-        .unwrap_or_default();
-    addresses
-}
+/// A link that cannot be used (checked or opened), with its ha.cf line.
+pub use hbapi::links::LinkError as MediaError;
 
 /// The device's broadcast address. An address added without one (`ip addr add A/N`, no
 /// `brd`) reports the address itself (or 0.0.0.0), which would send every heartbeat to this
@@ -208,62 +179,21 @@ fn register(socket: Socket, medium: &str) -> Result<DatagramSocket, MediaError> 
     })
 }
 
-/// What the links of `config` need before any socket is opened, as `heartbeat --check` and
-/// the master's start see it too: every ucast peer resolves, and some link is left once the
-/// lines naming this node's own addresses are skipped (one ha.cf serves every node).
-pub fn check(config: &ClusterConfig, bind: Option<IpAddr>) -> Result<(), MediaError> {
-    let own = local_addresses(bind);
-    let mut usable = 0;
-    for medium in &config.media {
-        match medium {
-            Medium::Ucast { peer, ipv6, .. } => {
-                let Some(address) = resolve(peer, *ipv6) else {
-                    return Err(MediaError {
-                        medium: medium.to_string(),
-                        message: format!("cannot resolve {peer}"),
-                    });
-                };
-                if !own.contains(&address) {
-                    usable += 1;
-                }
-            }
-            Medium::Bcast { .. } | Medium::Mcast { .. } => usable += 1,
-            Medium::Serial { device } => {
-                super::serial::check(device).map_err(|message| MediaError {
-                    medium: medium.to_string(),
-                    message,
-                })?;
-                usable += 1;
-            }
-        }
-    }
-    if usable == 0 {
-        return Err(MediaError {
-            medium: "ha.cf".into(),
-            message: format!(
-                "no heartbeat link is left once the lines naming this node's own addresses ({}) are skipped",
-                own.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-            ),
-        });
-    }
-    Ok(())
-}
-
 /// Opens every link of `config` (checked first with [`check`]).
 pub fn open(
     config: &ClusterConfig,
     bind: Option<IpAddr>,
     authenticator: &crate::wire::Authenticator,
 ) -> Result<Vec<Link>, MediaError> {
-    check(config, bind)?;
-    let own = local_addresses(bind);
+    hbapi::links::check(config, bind)?;
+    let own = hbapi::links::local_addresses(bind);
     let port = config.udp_port;
     let mut links: Vec<Link> = Vec::new();
     for medium in &config.media {
         let description = medium.to_string();
         match medium {
             Medium::Ucast { device, peer, ipv6 } => {
-                let Some(peer) = resolve(peer, *ipv6) else {
+                let Some(peer) = hbapi::links::resolve(peer, *ipv6) else {
                     return Err(MediaError {
                         medium: description,
                         message: format!("cannot resolve {peer}"),
@@ -401,18 +331,6 @@ pub fn open(
         }
     }
     Ok(links)
-}
-
-fn resolve(peer: &str, ipv6: bool) -> Option<IpAddr> {
-    if let Ok(address) = peer.parse::<IpAddr>() {
-        return Some(address);
-    }
-    use std::net::ToSocketAddrs;
-    (peer, 0)
-        .to_socket_addrs()
-        .ok()?
-        .map(|a| a.ip())
-        .find(|ip| ip.is_ipv6() == ipv6)
 }
 
 #[cfg(test)]

@@ -342,7 +342,7 @@ pub async fn run(
     let mut generation = state::next_generation(&options.state_dir)?;
     let uuid = state::node_uuid(&options.state_dir)?;
     // A configuration error will not read better on a respawn: exit 100, not 1.
-    media::check(&config, options.bind).map_err(|e| CommError::Config(e.to_string()))?;
+    hbapi::links::check(&config, options.bind).map_err(|e| CommError::Config(e.to_string()))?;
     let links = media::open(&config, options.bind, &authenticator)?;
     let link_names: Vec<String> = {
         let mut names: Vec<String> = links.iter().map(|l| l.name.clone()).collect();

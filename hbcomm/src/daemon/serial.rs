@@ -273,16 +273,6 @@ fn open_tty(device: &str, baud: u32) -> Result<OwnedFd, String> {
     Ok(fd)
 }
 
-/// What `heartbeat --check` can tell about a serial line before opening it.
-pub fn check(device: &str) -> Result<(), String> {
-    use std::os::unix::fs::FileTypeExt;
-    let metadata = std::fs::metadata(device).map_err(|e| format!("{device}: {e}"))?;
-    if !metadata.file_type().is_char_device() {
-        return Err(format!("{device} is not a character device (a tty)"));
-    }
-    Ok(())
-}
-
 /// Opens the serial link on `device` and starts its two tasks (in the current runtime);
 /// returns the link the loop receives and sends on.
 pub fn open(

@@ -23,7 +23,7 @@ fn commands(package: bool) -> Vec<clap::Command> {
         None => command,
     };
     vec![
-        hbcomm::master::cli::Args::command(),
+        heartbeat::cli::Args::command(),
         hb_tools::monitor::Args::command(),
         installed(hb_tools::cli::StonithArgs::command()),
         installed(hb_tools::cli::MeatclientArgs::command()),

@@ -237,7 +237,7 @@ pub fn check_links(config: &ClusterConfig) -> Result<(), String> {
         ),
         None => None,
     };
-    crate::daemon::media::check(config, bind).map_err(|e| e.to_string())
+    hbapi::links::check(config, bind).map_err(|e| e.to_string())
 }
 
 /// Checks the respawn lines can run: every program executable, every user known.
