@@ -21,12 +21,12 @@ env ROLE=test
 ";
 
 fn config_dir(ha_cf: &str, haresources: &str, authkeys_mode: u32) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("ha.cf"), ha_cf).unwrap();
-    std::fs::write(dir.path().join("haresources"), haresources).unwrap();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("ha.cf"), ha_cf).expect("ha.cf");
+    std::fs::write(dir.path().join("haresources"), haresources).expect("haresources");
     let authkeys = dir.path().join("authkeys");
-    std::fs::write(&authkeys, "auth 1\n1 sha1 anchor-secret-0123456789\n").unwrap();
-    std::fs::set_permissions(&authkeys, std::fs::Permissions::from_mode(authkeys_mode)).unwrap();
+    std::fs::write(&authkeys, "auth 1\n1 sha1 anchor-secret-0123456789\n").expect("authkeys");
+    std::fs::set_permissions(&authkeys, std::fs::Permissions::from_mode(authkeys_mode)).expect("chmod");
     dir
 }
 
@@ -37,7 +37,7 @@ fn heartbeat(dir: &Path, args: &[&str]) -> (i32, String, String) {
         .args(["--node", "alpha"])
         .args(args)
         .output()
-        .unwrap();
+        .expect("run heartbeat");
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
