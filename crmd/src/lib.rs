@@ -32,7 +32,7 @@ pub fn main() -> std::process::ExitCode {
         Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("crmd: configuration refused:\n{error}");
-            return ExitCode::from(100);
+            return hbapi::daemon::no_respawn();
         }
     };
     hbapi::logging::init_with(
@@ -42,12 +42,12 @@ pub fn main() -> std::process::ExitCode {
     );
     let Ok(node) = std::env::var(names::env::NODE_NAME) else {
         tracing::error!("no node name: crmd is started by the heartbeat master");
-        return ExitCode::from(100);
+        return hbapi::daemon::no_respawn();
     };
     let run_dir = PathBuf::from(hbapi::daemon::env_or(names::env::RUN_DIR, "/run/heartbeat"));
     let Some(bus_address) = hbapi::bus::find_address(&run_dir) else {
         tracing::error!("no bus address: crmd is started by the heartbeat master");
-        return ExitCode::from(100);
+        return hbapi::daemon::no_respawn();
     };
     let status_file = std::env::var_os(names::env::STATUS_FILE)
         .map(PathBuf::from)

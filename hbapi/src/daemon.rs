@@ -4,6 +4,16 @@
 use std::future::Future;
 use std::process::ExitCode;
 
+/// Heartbeat's exit status for "do not respawn me": the process refused its configuration or
+/// environment, which a restart would not change. The master never respawns a child that
+/// exits with it, and stops the node when a core daemon does.
+pub const EXIT_NO_RESPAWN: u8 = 100;
+
+/// [`EXIT_NO_RESPAWN`] as a process's exit code.
+pub fn no_respawn() -> ExitCode {
+    ExitCode::from(EXIT_NO_RESPAWN)
+}
+
 /// The value of an environment variable the master sets, or `default` when unset or empty.
 pub fn env_or(name: &str, default: &str) -> String {
     std::env::var(name)

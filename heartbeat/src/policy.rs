@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 pub use hbapi::master::ChildState;
 
 /// Exit status that means "do not respawn me" (Heartbeat's convention).
-pub const NO_RESPAWN_EXIT: i32 = 100;
+pub const NO_RESPAWN_EXIT: i32 = hbapi::daemon::EXIT_NO_RESPAWN as i32;
 
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

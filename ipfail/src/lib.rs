@@ -42,8 +42,6 @@ pub const MESSAGE_TYPE: &str = "ipfail";
 /// Default hysteresis.
 pub const DEFAULT_HYSTERESIS: Duration = Duration::from_secs(5);
 
-/// Exit code that tells the master not to respawn (Heartbeat's convention).
-const DO_NOT_RESPAWN: u8 = 100;
 
 /// The served object.
 struct IpfailInterface {
@@ -360,7 +358,7 @@ pub fn main() -> ExitCode {
         Ok(hysteresis) => hysteresis,
         Err(message) => {
             eprintln!("ipfail: {message}");
-            return ExitCode::from(DO_NOT_RESPAWN);
+            return hbapi::daemon::no_respawn();
         }
     };
     let debug = std::env::var(names::env::DEBUG)
@@ -375,7 +373,7 @@ pub fn main() -> ExitCode {
     );
     let Ok(node) = std::env::var(names::env::NODE_NAME) else {
         tracing::error!("no node name: ipfail is started by the heartbeat master");
-        return ExitCode::from(DO_NOT_RESPAWN);
+        return hbapi::daemon::no_respawn();
     };
     let run_dir = PathBuf::from(hbapi::daemon::env_or(names::env::RUN_DIR, "/run/heartbeat"));
     let state_dir = PathBuf::from(hbapi::daemon::env_or(names::env::STATE_DIR, "/var/lib/heartbeat"));
@@ -394,7 +392,7 @@ pub fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(IpfailError::Refused(reason)) => {
                 tracing::error!("configuration refused: {reason}");
-                ExitCode::from(DO_NOT_RESPAWN)
+                hbapi::daemon::no_respawn()
             }
             Err(error) => {
                 tracing::error!("{error}");

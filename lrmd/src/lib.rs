@@ -256,7 +256,7 @@ pub fn main() -> std::process::ExitCode {
     let run_dir = PathBuf::from(hbapi::daemon::env_or(names::env::RUN_DIR, "/run/heartbeat"));
     let Some(bus_address) = hbapi::bus::find_address(&run_dir) else {
         tracing::error!("no bus address: lrmd is started by the heartbeat master");
-        return ExitCode::from(100);
+        return hbapi::daemon::no_respawn();
     };
     let options = LrmdOptions {
         node: hbapi::daemon::env_or(names::env::NODE_NAME, ""),

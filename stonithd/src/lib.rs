@@ -168,7 +168,7 @@ pub fn main() -> std::process::ExitCode {
         Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("stonithd: configuration refused:\n{error}");
-            return ExitCode::from(100);
+            return hbapi::daemon::no_respawn();
         }
     };
     hbapi::logging::init_with(
@@ -178,12 +178,12 @@ pub fn main() -> std::process::ExitCode {
     );
     let Ok(node) = std::env::var(names::env::NODE_NAME) else {
         tracing::error!("no node name: stonithd is started by the heartbeat master");
-        return ExitCode::from(100);
+        return hbapi::daemon::no_respawn();
     };
     let run_dir = PathBuf::from(hbapi::daemon::env_or(names::env::RUN_DIR, "/run/heartbeat"));
     let Some(bus_address) = hbapi::bus::find_address(&run_dir) else {
         tracing::error!("no bus address: stonithd is started by the heartbeat master");
-        return ExitCode::from(100);
+        return hbapi::daemon::no_respawn();
     };
     let options = StonithdOptions {
         node,
@@ -199,7 +199,7 @@ pub fn main() -> std::process::ExitCode {
                 tracing::error!("{problem}");
             }
             // A fencing device that cannot be used must not go unnoticed: refuse to run.
-            return ExitCode::from(100);
+            return hbapi::daemon::no_respawn();
         }
         let shutdown = hbapi::daemon::terminated();
         match run(options, devices, shutdown).await {

@@ -76,6 +76,10 @@ pub enum CommError {
     /// Ping nodes.
     #[error(transparent)]
     Ping(#[from] ping::PingError),
+    /// A system resource hbcomm could not get now (a timer): worth a respawn, unlike
+    /// [`CommError::Config`].
+    #[error("{0}")]
+    Io(String),
 }
 
 /// Most sequence numbers answered per retransmission request (a forged or confused request
@@ -456,11 +460,11 @@ pub async fn run(
         config.max_rexmit_delay,
         config.timing.deadtime.max(config.max_rexmit_delay * 4),
     );
-    let keepalive = timer::FdTimer::new().map_err(|e| CommError::Config(format!("timerfd: {e}")))?;
+    let keepalive = timer::FdTimer::new().map_err(|e| CommError::Io(format!("timerfd: {e}")))?;
     keepalive
         .set_periodic(Duration::ZERO, config.timing.keepalive)
-        .map_err(|e| CommError::Config(format!("timerfd: {e}")))?;
-    let deadlines = timer::FdTimer::new().map_err(|e| CommError::Config(format!("timerfd: {e}")))?;
+        .map_err(|e| CommError::Io(format!("timerfd: {e}")))?;
+    let deadlines = timer::FdTimer::new().map_err(|e| CommError::Io(format!("timerfd: {e}")))?;
     let mut heartbeats = Heartbeats {
         message: Message::new()
             .with("t", "status")
@@ -998,7 +1002,7 @@ pub fn main() -> std::process::ExitCode {
         Err(error) => {
             eprintln!("hbcomm: configuration refused:\n{error}");
             // A configuration that cannot be read will not read better on a respawn.
-            return ExitCode::from(100);
+            return hbapi::daemon::no_respawn();
         }
     };
     // Before any thread exists: the policy is per thread and threads inherit it.
@@ -1011,19 +1015,19 @@ pub fn main() -> std::process::ExitCode {
     hbapi::realtime::log("hbcomm", realtime);
     let Some(node) = node else {
         tracing::error!("no node name: set {} or pass --node", names::env::NODE_NAME);
-        return ExitCode::from(100);
+        return hbapi::daemon::no_respawn();
     };
     let Some(bus_address) = hbapi::bus::find_address(std::path::Path::new(
         &std::env::var(names::env::RUN_DIR).unwrap_or_else(|_| "/run/heartbeat".into()),
     )) else {
         tracing::error!("no bus address: hbcomm is started by the heartbeat master");
-        return ExitCode::from(100);
+        return hbapi::daemon::no_respawn();
     };
     let bind = match bind.filter(|b| !b.is_empty()).map(|b| b.parse::<IpAddr>()) {
         Some(Ok(address)) => Some(address),
         Some(Err(error)) => {
             tracing::error!("--bind: {error}");
-            return ExitCode::from(100);
+            return hbapi::daemon::no_respawn();
         }
         None => None,
     };
@@ -1041,7 +1045,7 @@ pub fn main() -> std::process::ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(error @ CommError::Config(_)) => {
                 tracing::error!("{error}");
-                ExitCode::from(100)
+                hbapi::daemon::no_respawn()
             }
             Err(error) => {
                 tracing::error!("{error}");
