@@ -42,7 +42,6 @@ pub const MESSAGE_TYPE: &str = "ipfail";
 /// Default hysteresis.
 pub const DEFAULT_HYSTERESIS: Duration = Duration::from_secs(5);
 
-
 /// The served object.
 struct IpfailInterface {
     state: Arc<Mutex<IpfailState>>,

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use hbapi::stonith::{DeviceInfo, FenceRecord};
 
-use crate::plugin::{Device, PluginError};
+use fencing::{Device, PluginError};
 
 /// Records kept.
 pub const HISTORY_LIMIT: usize = 1000;
@@ -195,7 +195,7 @@ impl Fencer {
             for attempt in 1..=device.attempts() {
                 let (confirm_tx, confirm_rx) = oneshot::channel::<u32>();
                 let confirmed_by = Arc::new(Mutex::new(-1i64));
-                if matches!(device.kind, crate::plugin::Kind::Meatware) {
+                if device.waits_for_operator() {
                     if let Ok(mut waiting) = self.meatware.lock() {
                         waiting.insert(target.to_ascii_lowercase(), confirm_tx);
                     }

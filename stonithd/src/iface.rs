@@ -10,7 +10,7 @@ use hbapi::error::HbError;
 use hbapi::stonith::{DeviceInfo, FenceRecord};
 
 use crate::fencer::Fencer;
-use crate::plugin::{self, PluginDirs};
+use fencing::PluginDirs;
 
 /// The served object.
 pub struct StonithInterface {
@@ -22,7 +22,7 @@ pub struct StonithInterface {
 impl StonithInterface {
     /// Every device type available on this node.
     fn list_types(&self) -> Vec<String> {
-        plugin::list_types(&self.dirs)
+        fencing::list_types(&self.dirs)
     }
 
     /// The configured devices (without their parameters, which hold secrets).

@@ -1,10 +1,9 @@
-//! `stonithd`: fencing for the cluster. It runs cluster-glue's stonith plugins, fence-agents
-//! and its built-in devices ([`plugin`]), one fence per target at a time with retries and a
-//! recorded history ([`fencer`]), for callers on the bus ([`iface`]).
+//! `stonithd`: fencing for the cluster. It runs the devices of the `fencing` library
+//! (cluster-glue's stonith plugins, fence-agents and the built-ins), one fence per target at a
+//! time with retries and a recorded history ([`fencer`]), for callers on the bus ([`iface`]).
 
 pub mod fencer;
 pub mod iface;
-pub mod plugin;
 
 use std::path::{Path, PathBuf};
 
@@ -13,29 +12,7 @@ use hbapi::names;
 
 use crate::fencer::{Event, Fencer};
 use crate::iface::StonithInterface;
-use crate::plugin::{Device, PluginDirs, PluginError};
-
-/// Reads a glue configuration file (`-F` syntax): the parameters of `-p`, `#` starting a
-/// comment line.
-pub fn read_config_file(path: &Path) -> Result<String, PluginError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| PluginError::Config(format!("{}: {e}", path.display())))?;
-    let mode =
-        std::fs::metadata(path).map_or(0, |m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()));
-    if mode & 0o077 != 0 {
-        tracing::warn!(
-            "{}: mode {:04o}: it gives a stonith device its parameters (passwords) and other users can read it; chmod 600 {}",
-            path.display(),
-            mode & 0o7777,
-            path.display()
-        );
-    }
-    Ok(text
-        .lines()
-        .filter(|line| !line.trim_start().starts_with('#'))
-        .collect::<Vec<_>>()
-        .join(" "))
-}
+use fencing::{read_config_file, Device, PluginDirs};
 
 /// The devices this node may use: `stonith_host` lines for it or for `*`, and `stonith`
 /// lines with their configuration files. Each problem is reported with its line.
@@ -73,9 +50,8 @@ pub async fn devices_from_config(
         };
         let id = format!("{device_type}#{}", index + 1);
         let built = async {
-            let kind = plugin::resolve(device_type, dirs)?;
-            let names = plugin::config_names(&kind).await?;
-            let params = plugin::parse_params(&text?, &names)?;
+            let names = fencing::resolve(device_type, dirs)?.config_names().await?;
+            let params = fencing::parse_params(&text?, &names)?;
             Device::new(&id, device_type, params, dirs)
         };
         match built.await {
@@ -144,15 +120,6 @@ pub async fn run(
     Ok(())
 }
 
-/// Plugin directories, overridable for tests and unusual installs.
-pub fn plugin_dirs_from_env() -> PluginDirs {
-    let defaults = PluginDirs::default();
-    PluginDirs {
-        external: std::env::var_os("HB_STONITH_EXTERNAL_DIR").map_or(defaults.external, PathBuf::from),
-        fence_agents: std::env::var_os("HB_FENCE_AGENTS_DIR").map_or(defaults.fence_agents, PathBuf::from),
-    }
-}
-
 /// `stonithd`'s entry point: settings from the master's environment.
 pub fn main() -> std::process::ExitCode {
     use std::process::ExitCode;
@@ -189,7 +156,7 @@ pub fn main() -> std::process::ExitCode {
         node,
         bus_address,
         state_dir: PathBuf::from(hbapi::daemon::env_or(names::env::STATE_DIR, "/var/lib/heartbeat")),
-        dirs: plugin_dirs_from_env(),
+        dirs: PluginDirs::from_env(),
     };
     hbapi::daemon::block_on("stonithd", async move {
         hbapi::daemon::follow_log_level();

@@ -12,8 +12,8 @@ use clap::Parser;
 use futures_util::StreamExt;
 use hb_tools::cli::StonithArgs as Args;
 
+use fencing::{exit, Device, PluginDirs, PluginError};
 use hb_tools::{json_string, json_strings};
-use stonithd::plugin::{self, exit, Device, PluginDirs, PluginError};
 
 const USAGE: &str = "usage:
 \t stonith [-svh] -L
@@ -44,14 +44,14 @@ fn fail(silent: bool, error: &PluginError) -> ExitCode {
 
 async fn help(dirs: &PluginDirs) {
     hb_tools::out!("{USAGE}\nSTONITH -t device types and associated configuration details:\n");
-    for device_type in plugin::list_types(dirs) {
-        let Ok(kind) = plugin::resolve(&device_type, dirs) else {
+    for device_type in fencing::list_types(dirs) {
+        let Ok(family) = fencing::resolve(&device_type, dirs) else {
             continue;
         };
-        let names = plugin::config_names(&kind).await.unwrap_or_default();
+        let names = family.config_names().await.unwrap_or_default();
         hb_tools::out!(
             "\n\nSTONITH Device: {device_type} - {}\nList of valid parameter names for {device_type} STONITH device:\n",
-            plugin::description(&kind).await
+            family.description().await
         );
         for name in &names {
             hb_tools::outln!("\t{name}");
@@ -70,13 +70,13 @@ async fn main() -> ExitCode {
         }
     };
     let _ = (args.verbose, args.debug, args.count);
-    let dirs = stonithd::plugin_dirs_from_env();
+    let dirs = PluginDirs::from_env();
     if args.help {
         help(&dirs).await;
         return ExitCode::SUCCESS;
     }
     if args.list_types {
-        let types = plugin::list_types(&dirs);
+        let types = fencing::list_types(&dirs);
         if args.json {
             hb_tools::outln!("{}", json_strings(&types));
         } else {
@@ -95,11 +95,11 @@ async fn main() -> ExitCode {
             }
         };
     };
-    let kind = match plugin::resolve(&device_type, &dirs) {
-        Ok(kind) => kind,
+    let family = match fencing::resolve(&device_type, &dirs) {
+        Ok(family) => family,
         Err(error) => return fail(args.silent, &error),
     };
-    let names = match plugin::config_names(&kind).await {
+    let names = match family.config_names().await {
         Ok(names) => names,
         Err(error) => return fail(args.silent, &error),
     };
@@ -113,7 +113,7 @@ async fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if args.meta_data {
-        return match plugin::meta_data(&device_type, &kind).await {
+        return match family.meta_data(&device_type).await {
             Ok(xml) => {
                 hb_tools::out!("{xml}");
                 ExitCode::SUCCESS
@@ -134,14 +134,14 @@ async fn main() -> ExitCode {
     }
     let text = match (&args.params, &args.params_file) {
         (Some(text), _) => Some(text.clone()),
-        (None, Some(file)) => match stonithd::read_config_file(file) {
+        (None, Some(file)) => match fencing::read_config_file(file) {
             Ok(text) => Some(text),
             Err(error) => return fail(args.silent, &error),
         },
         _ => None,
     };
     if let Some(text) = text {
-        match plugin::parse_params(&text, &names) {
+        match fencing::parse_params(&text, &names) {
             Ok(parsed) => params.extend(parsed),
             Err(error) => return fail(args.silent, &error),
         }
@@ -183,8 +183,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(exit::INVALID);
         };
         let hosts = device.hosts(&local).await.unwrap_or_default();
-        if !hosts.iter().any(|h| h.eq_ignore_ascii_case(&node)) && !matches!(device.kind, plugin::Kind::Null)
-        {
+        if !hosts.iter().any(|h| h.eq_ignore_ascii_case(&node)) && !device.fences_any_host() {
             return fail(
                 args.silent,
                 &PluginError::BadHost {
@@ -193,7 +192,7 @@ async fn main() -> ExitCode {
                 },
             );
         }
-        if matches!(device.kind, plugin::Kind::Meatware) {
+        if device.waits_for_operator() {
             return fail(
                 args.silent,
                 &PluginError::Config("meatware waits for `meatclient -c NODE` through stonithd: run `stonith -T reset NODE` without -t on a node where the cluster runs".into()),
