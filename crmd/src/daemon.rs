@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use zbus::object_server::SignalEmitter;
 
-use hbapi::comm::CommProxy;
+use hbapi::comm::{CommProxy, NodeStatus};
 use hbapi::config::{AutoFailback, ClusterConfig, ResourceGroup};
 use hbapi::crmd::{HoldInfo, NodeState};
 use hbapi::lrmd::{rc, status, LrmdProxy};
@@ -372,14 +372,17 @@ pub async fn run(
     let mut stalls = comm.receive_no_local_heartbeat().await?;
     let mut messages = comm.receive_message_received().await?;
     let mut fences = stonith.receive_fence_finished().await?;
-    let members: Vec<(String, String)> = comm
+    let members: Vec<(String, NodeStatus)> = comm
         .list_nodes()
         .await
         .map(|nodes| {
             nodes
                 .into_iter()
-                .filter(|n| n.kind == "normal")
-                .map(|n| (n.name, n.status))
+                .filter(|n| !n.is_ping())
+                .map(|n| {
+                    let status = n.node_status();
+                    (n.name, status)
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -397,7 +400,7 @@ pub async fn run(
         shared: shared.clone(),
         done: done_tx,
     };
-    let mut members_now: std::collections::BTreeMap<String, String> = members.iter().cloned().collect();
+    let mut members_now: std::collections::BTreeMap<String, NodeStatus> = members.iter().cloned().collect();
     let effects = core.handle(
         now(),
         Event::Started {
@@ -410,18 +413,19 @@ pub async fn run(
     // marker). Once per life of the peer: Heartbeat logs an error for a second `starting`
     // while it negotiates. One that is not active yet ignores it, and gets another.
     let mut probed: std::collections::BTreeSet<String> = Default::default();
-    let probe = |edges: &Edges, peer: &str, status: &str, probed: &mut std::collections::BTreeSet<String>| {
-        if config.nodes.len() == 2
-            && peer != options.node
-            && status == "active"
-            && probed.insert(peer.to_owned())
-        {
-            let (msg_type, to, body) = V1Message::Starting.encode();
-            edges.outbox.send_typed(&to, msg_type, body);
-        }
-    };
+    let probe =
+        |edges: &Edges, peer: &str, status: NodeStatus, probed: &mut std::collections::BTreeSet<String>| {
+            if config.nodes.len() == 2
+                && peer != options.node
+                && status == NodeStatus::Active
+                && probed.insert(peer.to_owned())
+            {
+                let (msg_type, to, body) = V1Message::Starting.encode();
+                edges.outbox.send_typed(&to, msg_type, body);
+            }
+        };
     for (peer, status) in &members_now {
-        probe(&edges, peer, status, &mut probed);
+        probe(&edges, peer, *status, &mut probed);
     }
     // Set when the Heartbeat peer turned out to be ours (upgraded): the partition core takes
     // over again once the v1 core is idle.
@@ -441,7 +445,7 @@ pub async fn run(
                 if mixed.idle() && !stopping {
                     let running: Vec<String> = mixed.running_here().into_iter().collect();
                     let mut partition = Box::new(Partition::new(&options.node, config.clone(), now()));
-                    let members = members_now.iter().map(|(n, s)| (n.clone(), s.clone())).collect();
+                    let members = members_now.iter().map(|(n, s)| (n.clone(), *s)).collect();
                     let effects = partition.handle(now(), Event::Started { running, members });
                     core = Core::Native(partition);
                     back_to_native = false;
@@ -463,15 +467,19 @@ pub async fn run(
             () = tokio::time::sleep_until(wake_at) => Some(Event::Tick),
             Some(signal) = node_changes.next() => {
                 let Ok(args) = signal.args() else { continue };
+                let Some(status) = NodeStatus::parse(args.new) else {
+                    tracing::warn!(node = %args.node, "hbcomm reports {} as {:?}, a status this crmd does not know: ignored", args.node, args.new);
+                    continue;
+                };
                 if config.nodes.iter().any(|n| n == args.node) {
-                    members_now.insert(args.node.to_owned(), args.new.to_owned());
-                    if args.new == "dead" {
+                    members_now.insert(args.node.to_owned(), status);
+                    if status == NodeStatus::Dead {
                         probed.remove(args.node);
                     } else if matches!(core, Core::Native(_)) {
-                        probe(&edges, args.node, args.new, &mut probed);
+                        probe(&edges, args.node, status, &mut probed);
                     }
                 }
-                Some(Event::NodeStatus { node: args.node.to_owned(), status: args.new.to_owned() })
+                Some(Event::NodeStatus { node: args.node.to_owned(), status })
             }
             Some(signal) = messages.next() => {
                 let Ok(args) = signal.args() else { continue };
@@ -502,14 +510,14 @@ pub async fn run(
                         if partition.is_leaving() {
                             continue;
                         }
-                        let peer_status = members_now.get(args.from).cloned().unwrap_or_else(|| "active".into());
+                        let peer_status = members_now.get(args.from).copied().unwrap_or(NodeStatus::Active);
                         let (mixed, effects) = Mixed::new(
                             &options.node,
                             args.from,
                             config.clone(),
                             partition.running_here(),
                             partition.busy_here(),
-                            &peer_status,
+                            peer_status,
                             now(),
                         );
                         core = Core::Mixed(Box::new(mixed));

@@ -32,6 +32,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hbapi::comm::NodeStatus;
 use hbapi::config::{AutoFailback, ClusterConfig, ResourceGroup, Style};
 use hbapi::crmd::NodeState;
 
@@ -116,14 +117,14 @@ pub enum Event {
         /// Groups found running.
         running: Vec<String>,
         /// Each normal node hbcomm knows, with its status.
-        members: Vec<(String, String)>,
+        members: Vec<(String, NodeStatus)>,
     },
     /// hbcomm says `node` is now `status` (init, up, active, dead).
     NodeStatus {
         /// Node.
         node: String,
         /// Its new status.
-        status: String,
+        status: NodeStatus,
     },
     /// A peer message (also this node's own broadcasts, which hbcomm delivers back).
     Message {
@@ -299,7 +300,7 @@ pub struct Partition {
     now: Instant,
     // What this node knows of the others.
     /// hbcomm's status of every normal node.
-    members: BTreeMap<String, String>,
+    members: BTreeMap<String, NodeStatus>,
     peers: BTreeMap<String, Peer>,
     /// Lost while they may have held groups, neither fenced nor cleanly stopped since.
     unclean: BTreeSet<String>,
@@ -452,7 +453,7 @@ impl Partition {
     pub fn awaiting_reports(&self) -> bool {
         self.config.nodes.iter().any(|n| {
             n != &self.local
-                && matches!(self.members.get(n).map(String::as_str), Some("active" | "up"))
+                && self.members.get(n).is_some_and(|s| s.is_alive())
                 && self.report_of(n).is_none()
         })
     }
@@ -542,7 +543,7 @@ impl Partition {
                 } else if !node.held.is_empty() {
                     "STOPPING"
                 } else if !node.active {
-                    if self.members.get(&node.name).is_some_and(|s| s == "dead") {
+                    if self.members.get(&node.name) == Some(&NodeStatus::Dead) {
                         "DEAD"
                     } else {
                         "UNKNOWN"
@@ -767,12 +768,12 @@ impl Partition {
         effects
     }
 
-    fn on_node_status(&mut self, node: String, status: String) -> String {
+    fn on_node_status(&mut self, node: String, status: NodeStatus) -> String {
         let trigger = format!("node {node} is {status}");
         if !self.config.nodes.contains(&node) || node == self.local {
             return trigger;
         }
-        if status == "dead" {
+        if status == NodeStatus::Dead {
             let report = self.report_of(&node);
             let left_cleanly = report.is_some_and(|r| r.state == LocalState::Leaving && r.running.is_empty());
             let held = !left_cleanly
@@ -795,7 +796,7 @@ impl Partition {
                 self.released_at.insert(node.clone(), self.now + wait);
             }
             self.orders.retain(|a, _| a.target_node() != Some(node.as_str()));
-        } else if status == "active" && self.members.get(&node).is_some_and(|old| old == "dead") {
+        } else if status == NodeStatus::Active && self.members.get(&node) == Some(&NodeStatus::Dead) {
             // Back from the dead: it reports afresh before anyone counts on it, and what it
             // reports is the truth about it again.
             self.peers.remove(&node);
@@ -1423,8 +1424,7 @@ impl Partition {
     /// Whether hbcomm hears `node`.
     fn hears(&self, node: &str) -> bool {
         node == self.local
-            || (!self.fenced.contains(node)
-                && self.members.get(node).is_some_and(|s| s == "active" || s == "up"))
+            || (!self.fenced.contains(node) && self.members.get(node).is_some_and(|s| s.is_alive()))
     }
 
     /// Whether `node` counts for quorum: heard, and (with three or more nodes) hearing this
@@ -1490,10 +1490,10 @@ impl Partition {
             && self.has_quorum()
             && self.config.nodes.iter().all(|n| {
                 n == &self.local
-                    || matches!(
-                        self.members.get(n).map(String::as_str),
-                        Some("active" | "up" | "dead")
-                    )
+                    || self
+                        .members
+                        .get(n)
+                        .is_some_and(|s| s.is_alive() || *s == NodeStatus::Dead)
             })
             // Every member has reported, with quorum (a member that hears us and says it has
             // none reported before it heard everyone: wait for its next report).

@@ -27,6 +27,7 @@
 //! Every message we send carries [`MARKER`], so that a heartbeat-rs node never takes
 //! another heartbeat-rs node for a Heartbeat one.
 
+use hbapi::comm::NodeStatus;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -389,7 +390,7 @@ pub struct Mixed {
     nice_failback: bool,
     auto_failback: bool,
     fencing: bool,
-    peer_status: String,
+    peer_status: NodeStatus,
     phase: Phase,
     /// What this node holds.
     held: Hold,
@@ -429,7 +430,7 @@ impl Mixed {
         config: Arc<ClusterConfig>,
         running: BTreeSet<String>,
         busy: BTreeSet<String>,
-        peer_status: &str,
+        peer_status: NodeStatus,
         now: Instant,
     ) -> (Mixed, Vec<Effect>) {
         let mut mixed = Mixed {
@@ -440,7 +441,7 @@ impl Mixed {
             fencing: !config.stonith.is_empty(),
             config,
             now,
-            peer_status: peer_status.to_owned(),
+            peer_status,
             phase: Phase::Starting,
             held: Hold::NONE,
             peer_holds: Hold::NONE,
@@ -584,7 +585,7 @@ impl Mixed {
     }
 
     fn peer_alive(&self) -> bool {
-        matches!(self.peer_status.as_str(), "active" | "up")
+        self.peer_status.is_alive()
     }
 
     // ---- Events ----
@@ -598,7 +599,7 @@ impl Mixed {
                 if node == self.peer {
                     let was_alive = self.peer_alive();
                     self.peer_status = status;
-                    if was_alive && self.peer_status == "dead" {
+                    if was_alive && self.peer_status == NodeStatus::Dead {
                         self.peer_lost();
                     } else if !was_alive && self.peer_alive() && self.phase == Phase::Stable {
                         // Back: restarted (it will say `starting`) or a healed partition (it

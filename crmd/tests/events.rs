@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crmd::partition::{Command, Effect, Event, GroupOutcome, Partition, Work};
 use crmd::policy::Scope;
+use hbapi::comm::NodeStatus;
 use hbapi::config::{AutoFailback, ClusterConfig, Style, Timing};
 
 /// Where the expected part of a scenario starts.
@@ -438,7 +439,7 @@ impl World {
                 node: peer.to_owned(),
                 event: Event::NodeStatus {
                     node: lost.to_owned(),
-                    status: "dead".into(),
+                    status: NodeStatus::Dead,
                 },
             },
         );
@@ -457,7 +458,14 @@ impl World {
                 continue;
             }
             let heard = alive.contains(other) && self.reaches(other, node);
-            members.push((other.clone(), if heard { "active" } else { "init" }.to_owned()));
+            members.push((
+                other.clone(),
+                if heard {
+                    NodeStatus::Active
+                } else {
+                    NodeStatus::Init
+                },
+            ));
         }
         let was_alive = self.alive(node);
         let base = self.base;
@@ -469,7 +477,7 @@ impl World {
             sim.tick_at = None;
             sim.hears = members
                 .iter()
-                .filter(|(_, s)| s == "active")
+                .filter(|(_, s)| *s == NodeStatus::Active)
                 .map(|(n, _)| n.clone())
                 .collect();
         }
@@ -491,7 +499,7 @@ impl World {
                         node: other,
                         event: Event::NodeStatus {
                             node: node.to_owned(),
-                            status: "active".into(),
+                            status: NodeStatus::Active,
                         },
                     },
                 );
@@ -537,7 +545,7 @@ impl World {
                         node,
                         Event::NodeStatus {
                             node: (*other).to_owned(),
-                            status: "dead".into(),
+                            status: NodeStatus::Dead,
                         },
                     );
                 }
@@ -730,7 +738,7 @@ impl World {
                 node: peer.to_owned(),
                 event: Event::NodeStatus {
                     node: node.to_owned(),
-                    status: "active".into(),
+                    status: NodeStatus::Active,
                 },
             },
         );
@@ -756,7 +764,9 @@ impl World {
                     // A loss already undone (the node restarted and is heard again) is not
                     // reported: hbcomm would hear its new heartbeats first.
                     if let Event::NodeStatus { node: lost, status } = &event {
-                        if status == "dead" && self.nodes.get(&node).is_some_and(|n| n.hears.contains(lost)) {
+                        if *status == NodeStatus::Dead
+                            && self.nodes.get(&node).is_some_and(|n| n.hears.contains(lost))
+                        {
                             continue;
                         }
                     }

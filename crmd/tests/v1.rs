@@ -82,7 +82,7 @@ impl Bravo {
             config(auto_failback, fencing),
             running,
             BTreeSet::new(),
-            "active",
+            hbapi::comm::NodeStatus::Active,
             now,
         );
         (Bravo { core, now }, effects)
@@ -214,7 +214,7 @@ fn a_crashed_heartbeat_node_holding_groups_is_fenced_before_takeover() {
     bravo.done("db", GroupOutcome::Started);
     let effects = bravo.event(Event::NodeStatus {
         node: "alpha".into(),
-        status: "dead".into(),
+        status: hbapi::comm::NodeStatus::Dead,
     });
     assert!(
         work(&effects).is_empty(),
@@ -274,7 +274,7 @@ fn a_clean_stop_of_heartbeat_is_taken_over_without_fencing() {
     assert_eq!(work(&effects), vec![("web".into(), Work::Start)]);
     let effects = bravo.event(Event::NodeStatus {
         node: "alpha".into(),
-        status: "dead".into(),
+        status: hbapi::comm::NodeStatus::Dead,
     });
     assert!(
         !effects.iter().any(|e| matches!(e, Effect::Fence { .. })),

@@ -25,6 +25,100 @@ pub struct NodeInfo {
     pub links: Vec<LinkInfo>,
 }
 
+/// Node states as Heartbeat names them (on the bus: [`NodeInfo::status`] and
+/// `NodeStatusChanged`, spelled by [`NodeStatus::as_str`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NodeStatus {
+    /// Not heard since start-up.
+    Init,
+    /// Heard, its heartbeat says it is up but not yet active.
+    Up,
+    /// Heard and active.
+    Active,
+    /// Silent for longer than deadtime (or initdead).
+    Dead,
+    /// A ping pseudo-node that answers (Heartbeat's PINGSTATUS).
+    Ping,
+}
+
+impl NodeStatus {
+    /// Heartbeat's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStatus::Init => "init",
+            NodeStatus::Up => "up",
+            NodeStatus::Active => "active",
+            NodeStatus::Dead => "dead",
+            NodeStatus::Ping => "ping",
+        }
+    }
+
+    /// What a heartbeat's `st` field says (unknown values count as up).
+    pub fn from_heartbeat(st: &str) -> Self {
+        match st {
+            "active" => NodeStatus::Active,
+            "init" => NodeStatus::Init,
+            "dead" => NodeStatus::Dead,
+            _ => NodeStatus::Up,
+        }
+    }
+
+    /// A status as the bus spells it; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            NodeStatus::Init,
+            NodeStatus::Up,
+            NodeStatus::Active,
+            NodeStatus::Dead,
+            NodeStatus::Ping,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == text)
+    }
+
+    /// A cluster node that is heard (up or active).
+    pub fn is_alive(self) -> bool {
+        matches!(self, NodeStatus::Up | NodeStatus::Active)
+    }
+}
+
+impl std::fmt::Display for NodeStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether a member is a cluster node or a ping pseudo-node (on the bus: [`NodeInfo::kind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    /// A node running heartbeat.
+    Normal,
+    /// A ping target (judged with deadping).
+    Ping,
+}
+
+impl NodeKind {
+    /// Heartbeat's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeKind::Normal => "normal",
+            NodeKind::Ping => "ping",
+        }
+    }
+}
+
+impl NodeInfo {
+    /// Its status, typed (a status this version does not know reads as dead).
+    pub fn node_status(&self) -> NodeStatus {
+        NodeStatus::parse(&self.status).unwrap_or(NodeStatus::Dead)
+    }
+
+    /// Whether it is a ping node.
+    pub fn is_ping(&self) -> bool {
+        self.kind == NodeKind::Ping.as_str()
+    }
+}
+
 /// How late one link carried a peer's heartbeats since hbcomm started.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct LinkGap {

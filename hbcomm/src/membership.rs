@@ -13,52 +13,7 @@ use std::time::{Duration, Instant};
 
 use hbapi::config::Timing;
 
-/// Node states as Heartbeat names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum NodeStatus {
-    /// Not heard since start-up.
-    Init,
-    /// Heard, its heartbeat says it is up but not yet active.
-    Up,
-    /// Heard and active.
-    Active,
-    /// Silent for longer than deadtime (or initdead).
-    Dead,
-    /// A ping pseudo-node that answers (Heartbeat's PINGSTATUS).
-    Ping,
-}
-
-impl NodeStatus {
-    /// Heartbeat's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeStatus::Init => "init",
-            NodeStatus::Up => "up",
-            NodeStatus::Active => "active",
-            NodeStatus::Dead => "dead",
-            NodeStatus::Ping => "ping",
-        }
-    }
-
-    /// What a heartbeat's `st` field says (unknown values count as up).
-    pub fn from_heartbeat(st: &str) -> Self {
-        match st {
-            "active" => NodeStatus::Active,
-            "init" => NodeStatus::Init,
-            "dead" => NodeStatus::Dead,
-            _ => NodeStatus::Up,
-        }
-    }
-}
-
-/// Whether a member is a cluster node or a ping pseudo-node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NodeKind {
-    /// A node running heartbeat.
-    Normal,
-    /// A ping target (judged with deadping).
-    Ping,
-}
+pub use hbapi::comm::{NodeKind, NodeStatus};
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -28,7 +28,7 @@ use futures_util::StreamExt;
 use zbus::interface;
 use zbus::object_server::SignalEmitter;
 
-use hbapi::comm::CommProxy;
+use hbapi::comm::{CommProxy, NodeStatus};
 use hbapi::crmd::CrmdProxy;
 use hbapi::ipfail::{IpfailState, PingCount};
 use hbapi::master::HeartbeatProxy;
@@ -129,7 +129,7 @@ async fn settings(master: &HeartbeatProxy<'_>, comm: &CommProxy<'_>) -> Result<S
         .list_nodes()
         .await?
         .iter()
-        .filter(|node| node.kind == "ping")
+        .filter(|node| node.is_ping())
         .count();
     Ok(Settings {
         auto_failback,
@@ -214,10 +214,11 @@ pub async fn run(
     let mut pings: BTreeMap<String, bool> = BTreeMap::new();
     let mut active: BTreeMap<String, bool> = BTreeMap::new();
     for node in comm.list_nodes().await? {
-        if node.kind == "ping" {
-            pings.insert(node.name, node.status == "ping");
+        let status = node.node_status();
+        if node.is_ping() {
+            pings.insert(node.name, status == NodeStatus::Ping);
         } else {
-            active.insert(node.name, matches!(node.status.as_str(), "active" | "up"));
+            active.insert(node.name, status.is_alive());
         }
     }
     let local_count = |pings: &BTreeMap<String, bool>| {
@@ -243,9 +244,10 @@ pub async fn run(
             } => {}
             Some(signal) = node_changes.next() => {
                 let Ok(args) = signal.args() else { continue };
-                let (node, new) = (args.node.to_owned(), args.new.to_owned());
+                let node = args.node.to_owned();
+                let new = NodeStatus::parse(args.new).unwrap_or(NodeStatus::Dead);
                 if let Some(up) = pings.get_mut(&node) {
-                    *up = new == "ping";
+                    *up = new == NodeStatus::Ping;
                     let now = local_count(&pings);
                     if now != local {
                         local = now;
@@ -253,7 +255,7 @@ pub async fn run(
                         let _ = comm.send_message("", MESSAGE_TYPE, count_body("count", local)).await;
                     }
                 } else if node != options.node {
-                    let up = matches!(new.as_str(), "active" | "up");
+                    let up = new.is_alive();
                     active.insert(node.clone(), up);
                     if !up {
                         counts.remove(&node);

@@ -2,6 +2,7 @@
 //! (heartbeat 3.0.6's cl_status.c), answered from the bus. `--json` anywhere prints the
 //! same facts as JSON.
 
+use hbapi::comm::{NodeKind, NodeStatus};
 use std::process::ExitCode;
 
 use hbapi::comm::{CommProxy, NodeInfo};
@@ -293,8 +294,8 @@ pub fn answer(invocation: &Invocation, facts: Option<&Facts>) -> Answer {
             let ping = invocation.flags.contains(&'p');
             // Both, like neither, means every node (Heartbeat's rule).
             let only = match (normal, ping) {
-                (true, false) => Some("normal"),
-                (false, true) => Some("ping"),
+                (true, false) => Some(NodeKind::Normal.as_str()),
+                (false, true) => Some(NodeKind::Ping.as_str()),
                 _ => None,
             };
             if json {
@@ -328,7 +329,9 @@ pub fn answer(invocation: &Invocation, facts: Option<&Facts>) -> Answer {
             } else {
                 format!("{value}\n")
             };
-            let alive = matches!(node.status.as_str(), "active" | "up" | "ping");
+            // Heartbeat's cl_status counts an answering ping node as alive too.
+            let status = node.node_status();
+            let alive = status.is_alive() || status == NodeStatus::Ping;
             Answer {
                 stdout,
                 stderr: String::new(),

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use futures_util::StreamExt;
 
-use hbapi::comm::{CommProxy, NodeInfo};
+use hbapi::comm::{CommProxy, NodeInfo, NodeStatus};
 use hbapi::crmd::{CrmdProxy, DecisionInfo, GroupInfo, HoldInfo};
 use hbapi::names;
 use hbapi::stonith::{FenceRecord, StonithProxy};
@@ -75,7 +75,7 @@ pub fn render(snapshot: &Snapshot) -> String {
             .iter()
             .map(|l| format!("{} {}", l.name, if l.up { "up" } else { "DOWN" }))
             .collect();
-        let kind = if node.kind == "normal" {
+        let kind = if !node.is_ping() {
             String::new()
         } else {
             format!(" ({})", node.kind)
@@ -316,7 +316,7 @@ pub fn explain(snapshot: &Snapshot, group: &str) -> Result<String, String> {
         text.push_str(&format!("{}.\n", hold_text(hold)));
     }
     if let Some(preferred) = snapshot.nodes.iter().find(|n| n.name == info.preferred_node) {
-        if preferred.status != "active" && info.node != info.preferred_node {
+        if preferred.node_status() != NodeStatus::Active && info.node != info.preferred_node {
             text.push_str(&format!(
                 "Its preferred node {} is {}.\n",
                 preferred.name, preferred.status

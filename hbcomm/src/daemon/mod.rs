@@ -896,17 +896,14 @@ fn bump(snapshot: &Mutex<Snapshot>, key: &str) {
 fn publish(snapshot: &Mutex<Snapshot>, membership: &Membership, local: &str, now: Instant) {
     let mut nodes = vec![NodeInfo {
         name: local.to_owned(),
-        kind: "normal".into(),
+        kind: NodeKind::Normal.as_str().into(),
         status: NodeStatus::Active.as_str().into(),
         links: Vec::new(),
     }];
     nodes.extend(membership.members().map(|(name, kind, status)| {
         NodeInfo {
             name: name.to_owned(),
-            kind: match kind {
-                NodeKind::Normal => "normal".into(),
-                NodeKind::Ping => "ping".into(),
-            },
+            kind: kind.as_str().into(),
             status: status.as_str().into(),
             links: membership
                 .links(name, now)
