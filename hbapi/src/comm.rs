@@ -119,6 +119,105 @@ impl NodeInfo {
     }
 }
 
+/// hbcomm's packet counters, served by `Counters` under [`Counter::as_str`]'s names (a
+/// counter appears once it is first counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Counter {
+    /// Packets sent, one per destination.
+    Sent,
+    /// Sends that failed.
+    SendErrors,
+    /// Datagrams received, before any check.
+    Received,
+    /// Receives that failed.
+    ReceiveErrors,
+    /// Failed authentication (or none).
+    DroppedForged,
+    /// Larger than a packet may be.
+    DroppedOversized,
+    /// Not a packet of the protocol.
+    DroppedMalformed,
+    /// Authentic, but seen before (a replay).
+    DroppedReplay,
+    /// A protocol request from a node that is not a member.
+    DroppedNotMember,
+    /// From a node not in the configuration.
+    DroppedUnknownNode,
+    /// A message received twice (over two links, or retransmitted).
+    Duplicates,
+    /// Cluster messages sent.
+    MessagesSent,
+    /// Cluster messages handed to the bus, in order.
+    MessagesDelivered,
+    /// Cluster messages lost for good (not retransmitted in time).
+    MessagesLost,
+    /// Retransmissions this node asked for.
+    RexmitRequested,
+    /// Retransmission requests answered.
+    RexmitAnswered,
+    /// Retransmission requests for what this node no longer has.
+    RexmitRefused,
+    /// Retransmission requests over the rate limit.
+    RexmitLimited,
+    /// Heartbeats sent early to keep in step with a peer's.
+    HeartbeatsEarly,
+    /// ICMP echo requests that could not be sent.
+    PingSendErrors,
+    /// No local heartbeat: hbcomm was not scheduled for longer than deadtime.
+    LocalStalls,
+    /// Heartbeat's retransmission requests received (`NS_rexmit`).
+    ReceivedRexmit,
+    /// Heartbeat's "cannot retransmit" answers received (`NS_nak_rexmit`).
+    ReceivedNakRexmit,
+    /// Heartbeat's acknowledgements received (`NS_ackmsg`).
+    ReceivedAck,
+    /// Other messages without a sequence number.
+    ReceivedOther,
+}
+
+impl Counter {
+    /// Its name in `Counters` (and `cl_status counters`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Counter::Sent => "sent",
+            Counter::SendErrors => "send_errors",
+            Counter::Received => "received",
+            Counter::ReceiveErrors => "receive_errors",
+            Counter::DroppedForged => "dropped_forged",
+            Counter::DroppedOversized => "dropped_oversized",
+            Counter::DroppedMalformed => "dropped_malformed",
+            Counter::DroppedReplay => "dropped_replay",
+            Counter::DroppedNotMember => "dropped_not_member",
+            Counter::DroppedUnknownNode => "dropped_unknown_node",
+            Counter::Duplicates => "duplicates",
+            Counter::MessagesSent => "messages_sent",
+            Counter::MessagesDelivered => "messages_delivered",
+            Counter::MessagesLost => "messages_lost",
+            Counter::RexmitRequested => "rexmit_requested",
+            Counter::RexmitAnswered => "rexmit_answered",
+            Counter::RexmitRefused => "rexmit_refused",
+            Counter::RexmitLimited => "rexmit_limited",
+            Counter::HeartbeatsEarly => "heartbeats_early",
+            Counter::PingSendErrors => "ping_send_errors",
+            Counter::LocalStalls => "local_stalls",
+            Counter::ReceivedRexmit => "received_NS_rexmit",
+            Counter::ReceivedNakRexmit => "received_NS_nak_rexmit",
+            Counter::ReceivedAck => "received_NS_ackmsg",
+            Counter::ReceivedOther => "received_other",
+        }
+    }
+
+    /// The counter of a message without a sequence number, by its type (`t`).
+    pub fn received(message_type: &str) -> Counter {
+        match message_type {
+            "NS_rexmit" => Counter::ReceivedRexmit,
+            "NS_nak_rexmit" => Counter::ReceivedNakRexmit,
+            "NS_ackmsg" => Counter::ReceivedAck,
+            _ => Counter::ReceivedOther,
+        }
+    }
+}
+
 /// How late one link carried a peer's heartbeats since hbcomm started.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct LinkGap {

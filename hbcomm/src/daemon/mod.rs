@@ -25,7 +25,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use zbus::object_server::SignalEmitter;
 
-use hbapi::comm::{HeartbeatTiming, LinkGap, LinkInfo, NodeGaps, NodeInfo};
+use hbapi::comm::{Counter, HeartbeatTiming, LinkGap, LinkInfo, NodeGaps, NodeInfo};
 use hbapi::config::{AuthMethod, ClusterConfig};
 use hbapi::names;
 
@@ -157,9 +157,9 @@ fn broadcast(links: &[media::Link], packet: &[u8], snapshot: &Mutex<Snapshot>) {
     for link in links {
         for destination in &link.destinations {
             match destination.send(packet) {
-                Ok(_) => bump(snapshot, "sent"),
+                Ok(_) => bump(snapshot, Counter::Sent),
                 Err(error) => {
-                    bump(snapshot, "send_errors");
+                    bump(snapshot, Counter::SendErrors);
                     tracing::debug!(link = %link.name, destination = %destination.address, "send failed: {error}");
                 }
             }
@@ -241,7 +241,7 @@ fn protocol_message(
     now: Instant,
 ) {
     let kind = message.get("t").unwrap_or("untyped");
-    bump(snapshot, &format!("received_{kind}"));
+    bump(snapshot, Counter::received(kind));
     if message.get("dest") != Some(local) {
         return;
     }
@@ -252,7 +252,7 @@ fn protocol_message(
             // unlike every other sequence number.
             let decimal = |name: &str| message.get(name).and_then(|v| v.parse::<u64>().ok());
             let (Some(first), Some(last)) = (decimal("firstseq"), decimal("lastseq")) else {
-                bump(snapshot, "dropped_malformed");
+                bump(snapshot, Counter::DroppedMalformed);
                 return;
             };
             // Nothing past what this node sent: such a request is forged or of another life.
@@ -261,18 +261,18 @@ fn protocol_message(
                 .min(outbox.seq);
             for seq in first..=last {
                 if !outbox.answers.allow(src, seq, now) {
-                    bump(snapshot, "rexmit_limited");
+                    bump(snapshot, Counter::RexmitLimited);
                     continue;
                 }
                 match outbox.history.resend(seq, now) {
                     Resend::Packet(packet) => {
                         let packet = packet.to_vec();
-                        bump(snapshot, "rexmit_answered");
+                        bump(snapshot, Counter::RexmitAnswered);
                         broadcast(links, &packet, snapshot);
                     }
                     Resend::Recently => {}
                     Resend::Unknown => {
-                        bump(snapshot, "rexmit_refused");
+                        bump(snapshot, Counter::RexmitRefused);
                         let mut nak = Message::new()
                             .with("t", "NS_nak_rexmit")
                             .with("firstseq", format!("{seq:x}"))
@@ -315,7 +315,7 @@ impl Heartbeats {
         if let Some(pinger) = pinger {
             self.ping_seq = self.ping_seq.wrapping_add(1);
             for _ in 0..pinger.send_all(self.ping_seq) {
-                bump(snapshot, "ping_send_errors");
+                bump(snapshot, Counter::PingSendErrors);
             }
         }
     }
@@ -543,7 +543,7 @@ pub async fn run(
                 }
                 let (seq, packet) = outbox.seal(&mut message, &authenticator);
                 broadcast(&links, &packet, &snapshot);
-                bump(&snapshot, "messages_sent");
+                bump(&snapshot, Counter::MessagesSent);
                 if request.to.as_deref().is_none_or(|to| to == options.node) {
                     let delivery = Delivery { msg_type: request.msg_type.clone(), body: request.body.iter().cloned().collect() };
                     let _ = CommInterface::message_received(&emitter, &options.node, &delivery.msg_type, delivery.body).await;
@@ -604,23 +604,23 @@ pub async fn run(
                 let (length, from) = match result {
                     Ok((length, from)) => (length, from),
                     Err(error) => {
-                        bump(&snapshot, "receive_errors");
+                        bump(&snapshot, Counter::ReceiveErrors);
                         tracing::debug!(link = %links[index].name, "receive failed: {error}");
                         continue;
                     }
                 };
                 let now = Instant::now();
-                bump(&snapshot, "received");
+                bump(&snapshot, Counter::Received);
                 let link = &links[index].name;
                 match wire::receive(&datagram[..length], &authenticator, &limits) {
                     Err(error) => {
                         let reason = match error {
-                            WireError::Auth(_) | WireError::NoAuth => "dropped_forged",
-                            WireError::TooLarge(_) => "dropped_oversized",
-                            _ => "dropped_malformed",
+                            WireError::Auth(_) | WireError::NoAuth => Counter::DroppedForged,
+                            WireError::TooLarge(_) => Counter::DroppedOversized,
+                            _ => Counter::DroppedMalformed,
                         };
                         bump(&snapshot, reason);
-                        let forged = reason == "dropped_forged";
+                        let forged = reason == Counter::DroppedForged;
                         let source = if links[index].serial { link.clone() } else { from.ip().to_string() };
                         match reject_log.reject(source.clone(), now).map(|unlogged| (source, unlogged)) {
                             Some((source, unlogged)) if forged => {
@@ -635,7 +635,7 @@ pub async fn run(
                     }
                     Ok((message, _)) => {
                         let Some(src) = message.get("src") else {
-                            bump(&snapshot, "dropped_malformed");
+                            bump(&snapshot, Counter::DroppedMalformed);
                             continue;
                         };
                         if src == options.node {
@@ -653,7 +653,7 @@ pub async fn run(
                                 .members()
                                 .any(|(name, kind, _)| name == src && kind == NodeKind::Normal);
                             if !member {
-                                bump(&snapshot, "dropped_not_member");
+                                bump(&snapshot, Counter::DroppedNotMember);
                                 continue;
                             }
                             protocol_message(&message, &options.node, &mut outbox, &mut inbound, &links, &authenticator, &snapshot, &mut ordered, now);
@@ -661,7 +661,7 @@ pub async fn run(
                         };
                         match guard.check(src, hg, packet_seq, now) {
                             Verdict::Replay => {
-                                bump(&snapshot, "dropped_replay");
+                                bump(&snapshot, Counter::DroppedReplay);
                                 tracing::debug!(%link, src, hg, seq = packet_seq, "replayed packet dropped");
                             }
                             verdict => {
@@ -691,7 +691,7 @@ pub async fn run(
                                             tracing::error!("timerfd: {error}");
                                         } else {
                                             beat = Some(now + first);
-                                            bump(&snapshot, "heartbeats_early");
+                                            bump(&snapshot, Counter::HeartbeatsEarly);
                                         }
                                     }
                                 }
@@ -710,7 +710,7 @@ pub async fn run(
                                         ordered.extend(inbound.accept(src, hg, packet_seq, item, now));
                                     }
                                 } else {
-                                    bump(&snapshot, "duplicates");
+                                    bump(&snapshot, Counter::Duplicates);
                                 }
                             }
                         }
@@ -728,7 +728,7 @@ pub async fn run(
         let silent = woke.saturating_duration_since(last_beat);
         if silent > config.timing.deadtime {
             last_beat = woke;
-            bump(&snapshot, "local_stalls");
+            bump(&snapshot, Counter::LocalStalls);
             tracing::error!(silent_ms = silent.as_millis() as u64, "No local heartbeat: this node sent none for {:.2} s (deadtime {:.2} s) — hbcomm was not scheduled. Its peers may have declared it dead and taken its groups over: they are given up here", silent.as_secs_f64(), config.timing.deadtime.as_secs_f64());
             outputs.extend(membership.handle(Input::Stalled { gap: silent }, woke));
             let _ = CommInterface::no_local_heartbeat(
@@ -760,7 +760,7 @@ pub async fn run(
         for event in ordered {
             match event {
                 InboundOutput::Deliver { sender, item, .. } => {
-                    bump(&snapshot, "messages_delivered");
+                    bump(&snapshot, Counter::MessagesDelivered);
                     if item.msg_type == "reqnodes" && !left {
                         // Heartbeat 3.0.6 asks one peer for the node list when its links come
                         // up, and reports itself active only once answered.
@@ -775,7 +775,7 @@ pub async fn run(
                             .with("delnodelist", " ");
                         let (_, packet) = outbox.seal(&mut reply, &authenticator);
                         broadcast(&links, &packet, &snapshot);
-                        bump(&snapshot, "messages_sent");
+                        bump(&snapshot, Counter::MessagesSent);
                     }
                     if item.msg_type == "shutdone" {
                         tracing::info!(node = %sender, "Received shutdown notice from '{sender}'");
@@ -789,7 +789,7 @@ pub async fn run(
                         CommInterface::message_received(&emitter, &sender, &item.msg_type, item.body).await;
                 }
                 InboundOutput::Request { sender, first, last } => {
-                    bump(&snapshot, "rexmit_requested");
+                    bump(&snapshot, Counter::RexmitRequested);
                     let mut request = Message::new()
                         .with("t", "NS_rexmit")
                         .with("dest", sender.as_str())
@@ -798,7 +798,7 @@ pub async fn run(
                     broadcast(&links, &outbox.stamp(&mut request, &authenticator), &snapshot);
                 }
                 InboundOutput::Lost { sender, first, last } => {
-                    bump(&snapshot, "messages_lost");
+                    bump(&snapshot, Counter::MessagesLost);
                     tracing::warn!(node = %sender, "messages {first}..={last} from {sender} were lost and could not be retransmitted");
                 }
                 InboundOutput::Acknowledge { sender, seq } => {
@@ -852,7 +852,7 @@ pub async fn run(
                     tracing::warn!(node = %node, "node {node} is back after {} ms of silence (partition healed or node restarted)", silent_for.as_millis());
                 }
                 Output::Unknown { node } => {
-                    bump(&snapshot, "dropped_unknown_node");
+                    bump(&snapshot, Counter::DroppedUnknownNode);
                     // A foreign cluster on this segment sends many: once a minute per name.
                     if let Some(unlogged) = unknown_log.reject(node.clone(), Instant::now()) {
                         tracing::warn!(node = %node, unlogged, "heartbeat from {node:?}, which is not a configured node: another cluster on this segment with the same key and port? ({unlogged} more since the last line)");
@@ -882,12 +882,12 @@ fn watchdog_verdict(snapshot: &Mutex<Snapshot>, config: &ClusterConfig, starving
 }
 
 /// Counts one event in the counters the bus interface serves (no copy kept elsewhere).
-fn bump(snapshot: &Mutex<Snapshot>, key: &str) {
+fn bump(snapshot: &Mutex<Snapshot>, counter: Counter) {
     if let Ok(mut shared) = snapshot.lock() {
-        match shared.counters.get_mut(key) {
+        match shared.counters.get_mut(counter.as_str()) {
             Some(count) => *count += 1,
             None => {
-                shared.counters.insert(key.to_owned(), 1);
+                shared.counters.insert(counter.as_str().to_owned(), 1);
             }
         }
     }
