@@ -22,9 +22,23 @@ pub fn resolve(device_type: &str) -> Option<Arc<dyn Family>> {
     Some(family)
 }
 
+/// The parameters of a device configured with a `hostlist` alone.
+fn hostlist_names<'a>() -> BoxFuture<'a, Result<Vec<String>, PluginError>> {
+    Box::pin(async { Ok(vec!["hostlist".into()]) })
+}
+
 /// The hosts of a device configured with a `hostlist`.
-fn hostlist(call: &Call<'_>) -> Vec<String> {
-    split_hosts(call.params.get("hostlist").map_or("", String::as_str))
+fn hostlist_hosts<'a>(call: &'a Call<'a>) -> BoxFuture<'a, Result<Vec<String>, PluginError>> {
+    Box::pin(async move {
+        Ok(split_hosts(
+            call.params.get("hostlist").map_or("", String::as_str),
+        ))
+    })
+}
+
+/// The status of a device with nothing to ask: it works.
+fn works<'a>() -> BoxFuture<'a, Result<(), PluginError>> {
+    Box::pin(async { Ok(()) })
 }
 
 /// `null`: pretends to fence whatever it is asked to.
@@ -33,15 +47,15 @@ pub struct Null;
 
 impl Family for Null {
     fn config_names(&self) -> BoxFuture<'_, Result<Vec<String>, PluginError>> {
-        Box::pin(async { Ok(vec!["hostlist".into()]) })
+        hostlist_names()
     }
 
     fn list_hosts<'a>(&'a self, call: &'a Call<'a>) -> BoxFuture<'a, Result<Vec<String>, PluginError>> {
-        Box::pin(async move { Ok(hostlist(call)) })
+        hostlist_hosts(call)
     }
 
     fn status<'a>(&'a self, _: &'a Call<'a>) -> BoxFuture<'a, Result<(), PluginError>> {
-        Box::pin(async { Ok(()) })
+        works()
     }
 
     fn fence<'a>(
@@ -88,7 +102,7 @@ impl Family for Suicide {
     }
 
     fn status<'a>(&'a self, _: &'a Call<'a>) -> BoxFuture<'a, Result<(), PluginError>> {
-        Box::pin(async { Ok(()) })
+        works()
     }
 
     fn fence<'a>(
@@ -139,15 +153,15 @@ pub struct Meatware;
 
 impl Family for Meatware {
     fn config_names(&self) -> BoxFuture<'_, Result<Vec<String>, PluginError>> {
-        Box::pin(async { Ok(vec!["hostlist".into()]) })
+        hostlist_names()
     }
 
     fn list_hosts<'a>(&'a self, call: &'a Call<'a>) -> BoxFuture<'a, Result<Vec<String>, PluginError>> {
-        Box::pin(async move { Ok(hostlist(call)) })
+        hostlist_hosts(call)
     }
 
     fn status<'a>(&'a self, _: &'a Call<'a>) -> BoxFuture<'a, Result<(), PluginError>> {
-        Box::pin(async { Ok(()) })
+        works()
     }
 
     fn fence<'a>(
@@ -207,15 +221,15 @@ pub struct Ssh;
 
 impl Family for Ssh {
     fn config_names(&self) -> BoxFuture<'_, Result<Vec<String>, PluginError>> {
-        Box::pin(async { Ok(vec!["hostlist".into()]) })
+        hostlist_names()
     }
 
     fn list_hosts<'a>(&'a self, call: &'a Call<'a>) -> BoxFuture<'a, Result<Vec<String>, PluginError>> {
-        Box::pin(async move { Ok(hostlist(call)) })
+        hostlist_hosts(call)
     }
 
     fn status<'a>(&'a self, _: &'a Call<'a>) -> BoxFuture<'a, Result<(), PluginError>> {
-        Box::pin(async { Ok(()) })
+        works()
     }
 
     fn fence<'a>(
