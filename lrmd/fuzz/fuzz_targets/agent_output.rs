@@ -1,4 +1,4 @@
-//! What agents print, read by lrmd and stonithd: a heartbeat-class status text, a fence
+//! What agents print, read by lrmd and the fencing library: a heartbeat-class status text, a fence
 //! agent's meta-data, a plugin's host list and `-p` parameter text. Whatever the text, the
 //! readers answer without panicking, and lrmd's result is a code it knows.
 #![no_main]
@@ -16,9 +16,9 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    let names = stonithd::plugin::fence_parameters(&text);
-    let hosts = stonithd::plugin::split_hosts(&text);
+    let names = fencing::fence_parameters(&text);
+    let hosts = fencing::split_hosts(&text);
     assert!(hosts.iter().all(|h| !h.is_empty()));
-    let _ = stonithd::plugin::parse_params(&text, &names);
-    let _ = stonithd::plugin::parse_params(&text, &hosts);
+    let _ = fencing::parse_params(&text, &names);
+    let _ = fencing::parse_params(&text, &hosts);
 });
