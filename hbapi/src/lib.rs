@@ -10,6 +10,8 @@
 pub mod bus;
 pub mod comm;
 pub mod config;
+#[cfg(feature = "contract")]
+pub mod contract;
 pub mod crmd;
 pub mod daemon;
 pub mod error;

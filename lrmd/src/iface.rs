@@ -176,4 +176,95 @@ mod tests {
             hbapi::names::lrmd::INTERFACE
         );
     }
+
+    /// The served interface and the hbapi proxy both match the checked-in XML.
+    #[tokio::test]
+    async fn served_and_proxy_match_the_checked_in_xml() {
+        use futures_util::StreamExt;
+        use hbapi::contract::{self, Calls};
+        use hbapi::lrmd::{AgentId, LrmdProxy, OpResult};
+        use hbapi::names::lrmd::{INTERFACE, OBJECT_PATH};
+        use std::collections::HashMap;
+        use zbus::object_server::SignalEmitter;
+
+        let state = tempfile::tempdir().unwrap();
+        let options = crate::executor::ExecutorOptions {
+            dirs: crate::agent::AgentDirs {
+                config_dir: state.path().into(),
+                rsc_tmp: state.path().join("rsc_tmp"),
+                ..crate::agent::AgentDirs::default()
+            },
+            max_parallel: 1,
+            kill_grace: std::time::Duration::from_secs(1),
+        };
+        let store = crate::store::Store::open(state.path()).unwrap();
+        let (executor, _results) = crate::executor::Executor::new(options, store);
+        let interface = super::LrmdInterface {
+            executor,
+            stop_timeouts: Default::default(),
+        };
+        let (server, client) = contract::serve_p2p(OBJECT_PATH, interface).await.unwrap();
+        contract::check_served(&client, OBJECT_PATH, INTERFACE)
+            .await
+            .unwrap();
+
+        let proxy = LrmdProxy::new(&client).await.unwrap();
+        let mut calls = Calls::new();
+        let agent = AgentId {
+            class: "heartbeat".into(),
+            provider: String::new(),
+            agent: "absent".into(),
+        };
+        let params = HashMap::from([("1".to_owned(), "192.0.2.1".to_owned())]);
+        // The operator's methods are refused (no caller uid on a bus-less connection): each is
+        // reached, and nothing runs.
+        let refused = [
+            calls
+                .call(
+                    "method Execute",
+                    proxy.execute("r", &agent, "start", params.clone(), 1000).await,
+                )
+                .is_none(),
+            calls
+                .call(
+                    "method StartMonitor",
+                    proxy.start_monitor("r", &agent, params, 1000, 1000).await,
+                )
+                .is_none(),
+            calls
+                .call("method StopMonitor", proxy.stop_monitor("r").await)
+                .is_none(),
+            calls.call("method Cancel", proxy.cancel(1).await).is_none(),
+            calls.call("method StopAll", proxy.stop_all().await).is_none(),
+        ];
+        assert!(refused.iter().all(|r| *r), "{refused:?}");
+        calls.call("method ListAgents", proxy.list_agents("heartbeat").await);
+        calls.call("method MetaData", proxy.meta_data(&agent).await);
+        calls.call("method History", proxy.history("r").await);
+        let resources = calls.call("method Resources", proxy.resources().await).unwrap();
+        assert!(resources.is_empty(), "{resources:?}");
+
+        let mut completed = proxy.receive_operation_completed().await.unwrap();
+        let emitter = SignalEmitter::new(&server, OBJECT_PATH).unwrap();
+        let result = OpResult {
+            op_id: 3,
+            resource: "r".into(),
+            action: "start".into(),
+            interval_ms: 0,
+            status: "done".into(),
+            rc: 0,
+            output: String::new(),
+            duration_ms: 1,
+            finished: 2,
+        };
+        super::LrmdInterface::operation_completed(&emitter, result)
+            .await
+            .unwrap();
+        let signal = completed.next().await.unwrap();
+        calls.signal(
+            "signal OperationCompleted",
+            signal.args().map(|a| assert_eq!(a.result().op_id, 3)),
+        );
+        calls.verdict(INTERFACE).unwrap();
+    }
 }

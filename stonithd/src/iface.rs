@@ -93,4 +93,74 @@ mod tests {
             hbapi::names::stonithd::INTERFACE
         );
     }
+
+    /// The served interface and the hbapi proxy both match the checked-in XML.
+    #[tokio::test]
+    async fn served_and_proxy_match_the_checked_in_xml() {
+        use futures_util::StreamExt;
+        use hbapi::contract::{self, Calls};
+        use hbapi::names::stonithd::{INTERFACE, OBJECT_PATH};
+        use hbapi::stonith::{FenceRecord, StonithProxy};
+        use zbus::object_server::SignalEmitter;
+
+        let state = tempfile::tempdir().unwrap();
+        let (fencer, _events) = crate::fencer::Fencer::new("alpha", Vec::new(), state.path());
+        let dirs = fencing::PluginDirs {
+            external: state.path().join("external"),
+            fence_agents: state.path().join("sbin"),
+        };
+        let interface = super::StonithInterface { fencer, dirs };
+        let (server, client) = contract::serve_p2p(OBJECT_PATH, interface).await.unwrap();
+        contract::check_served(&client, OBJECT_PATH, INTERFACE)
+            .await
+            .unwrap();
+
+        let proxy = StonithProxy::new(&client).await.unwrap();
+        let mut calls = Calls::new();
+        let types = calls.call("method ListTypes", proxy.list_types().await).unwrap();
+        assert!(types.iter().any(|t| t == "meatware"), "{types:?}");
+        calls.call("method ListDevices", proxy.list_devices().await);
+        calls.call("method History", proxy.history().await);
+        // Refused (no caller uid on a bus-less connection): reached, and nothing fenced.
+        assert!(calls
+            .call("method Fence", proxy.fence("bravo", "reboot", "contract").await)
+            .is_none());
+        assert!(calls
+            .call("method ConfirmMeatware", proxy.confirm_meatware("bravo").await)
+            .is_none());
+
+        let mut started = proxy.receive_fence_started().await.unwrap();
+        let mut finished = proxy.receive_fence_finished().await.unwrap();
+        let emitter = SignalEmitter::new(&server, OBJECT_PATH).unwrap();
+        super::StonithInterface::fence_started(&emitter, 7, "bravo", "reboot", "contract")
+            .await
+            .unwrap();
+        let record = FenceRecord {
+            op_id: 7,
+            target: "bravo".into(),
+            action: "reboot".into(),
+            reason: "contract".into(),
+            requested_by: 0,
+            device: "meatware".into(),
+            ok: true,
+            message: String::new(),
+            started: 1,
+            duration_ms: 2,
+            confirmed_by: -1,
+        };
+        super::StonithInterface::fence_finished(&emitter, record)
+            .await
+            .unwrap();
+        let signal = started.next().await.unwrap();
+        calls.signal(
+            "signal FenceStarted",
+            signal.args().map(|a| assert_eq!(*a.op_id(), 7)),
+        );
+        let signal = finished.next().await.unwrap();
+        calls.signal(
+            "signal FenceFinished",
+            signal.args().map(|a| assert_eq!(a.record().target, "bravo")),
+        );
+        calls.verdict(INTERFACE).unwrap();
+    }
 }
