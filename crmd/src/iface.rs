@@ -330,4 +330,79 @@ mod tests {
             hbapi::names::crmd::INTERFACE
         );
     }
+
+    /// The served interface and the hbapi proxy both match the checked-in XML.
+    #[tokio::test]
+    async fn served_and_proxy_match_the_checked_in_xml() {
+        use futures_util::StreamExt;
+        use hbapi::contract::{self, Calls};
+        use hbapi::crmd::CrmdProxy;
+        use hbapi::names::crmd::{INTERFACE, OBJECT_PATH};
+        use std::os::unix::fs::PermissionsExt;
+        use std::sync::{Arc, Mutex};
+        use zbus::object_server::SignalEmitter;
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ha.cf"), "node alpha bravo\nbcast lo\n").unwrap();
+        std::fs::write(dir.path().join("haresources"), "alpha Dummy::web\n").unwrap();
+        let keys = dir.path().join("authkeys");
+        std::fs::write(&keys, "auth 1\n1 sha1 contract\n").unwrap();
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let config = hbapi::config::load_dir(dir.path()).unwrap().config;
+        let (commands, mut received) = tokio::sync::mpsc::unbounded_channel();
+        let shared = Arc::new(Mutex::new(super::Shared::default()));
+        shared.lock().unwrap().record("start web alpha", "contract");
+        let interface = super::CrmdInterface {
+            local: "alpha".into(),
+            shared,
+            commands,
+            config: Arc::new(config),
+        };
+        let (server, client) = contract::serve_p2p(OBJECT_PATH, interface).await.unwrap();
+        contract::check_served(&client, OBJECT_PATH, INTERFACE)
+            .await
+            .unwrap();
+
+        let proxy = CrmdProxy::new(&client).await.unwrap();
+        let mut calls = Calls::new();
+        calls.call("property DecisionMaker", proxy.decision_maker().await);
+        calls.call("property InTransition", proxy.in_transition().await);
+        let history = calls.call("method History", proxy.history().await).unwrap();
+        assert_eq!(history.len(), 1, "{history:?}");
+        calls.call("method Groups", proxy.groups().await);
+        calls.call("method Holds", proxy.holds().await);
+        calls.call("method NodeStates", proxy.node_states().await);
+        calls.call("method FailCounts", proxy.fail_counts().await);
+        // The operator's methods are refused (no caller uid on a bus-less connection).
+        calls.call("method Standby", proxy.standby("all").await);
+        calls.call("method Takeover", proxy.takeover("all").await);
+        calls.call("method MoveGroup", proxy.move_group("Dummy::web", "bravo").await);
+        calls.call("method Cleanup", proxy.cleanup("").await);
+        calls.call("method Connectivity", proxy.connectivity(true, "contract").await);
+        calls.call("method StopServices", proxy.stop_services().await);
+        calls.call("method ForceStart", proxy.force_start().await);
+        calls.call("method ClearError", proxy.clear_error().await);
+        assert!(received.try_recv().is_err(), "a refused call reached crmd's loop");
+
+        let mut completed = proxy.receive_transition_completed().await.unwrap();
+        let mut changed = proxy.receive_group_changed().await.unwrap();
+        let emitter = SignalEmitter::new(&server, OBJECT_PATH).unwrap();
+        super::CrmdInterface::transition_completed(&emitter, 2)
+            .await
+            .unwrap();
+        super::CrmdInterface::group_changed(&emitter, "Dummy::web", "alpha", "started")
+            .await
+            .unwrap();
+        let signal = completed.next().await.unwrap();
+        calls.signal(
+            "signal TransitionCompleted",
+            signal.args().map(|a| assert_eq!(*a.actions(), 2)),
+        );
+        let signal = changed.next().await.unwrap();
+        calls.signal(
+            "signal GroupChanged",
+            signal.args().map(|a| assert_eq!(*a.state(), "started")),
+        );
+        calls.verdict(INTERFACE).unwrap();
+    }
 }

@@ -147,4 +147,74 @@ mod tests {
             hbapi::names::master::INTERFACE
         );
     }
+
+    /// The served interface and the hbapi proxy both match the checked-in XML.
+    #[tokio::test]
+    async fn served_and_proxy_match_the_checked_in_xml() {
+        use futures_util::StreamExt;
+        use hbapi::contract::{self, Calls};
+        use hbapi::master::{ChildInfo, HeartbeatProxy};
+        use hbapi::names::master::{INTERFACE, OBJECT_PATH};
+        use zbus::object_server::SignalEmitter;
+
+        let child = ChildInfo {
+            name: "hbcomm".into(),
+            pid: 42,
+            state: "running".into(),
+            restarts: 0,
+            last_exit: String::new(),
+            command: "/usr/lib/heartbeat-rs/hbcomm".into(),
+            core: true,
+        };
+        let (_children_tx, children) = tokio::sync::watch::channel(vec![child.clone()]);
+        let (_parameters_tx, parameters) =
+            tokio::sync::watch::channel(vec![("deadtime".to_owned(), "30".to_owned())]);
+        let (commands, mut received) = tokio::sync::mpsc::unbounded_channel();
+        let interface = super::MasterInterface {
+            node_name: "alpha".into(),
+            children,
+            commands,
+            parameters,
+        };
+        let (server, client) = contract::serve_p2p(OBJECT_PATH, interface).await.unwrap();
+        contract::check_served(&client, OBJECT_PATH, INTERFACE)
+            .await
+            .unwrap();
+
+        let proxy = HeartbeatProxy::new(&client).await.unwrap();
+        let mut calls = Calls::new();
+        assert_eq!(
+            calls.call("property NodeName", proxy.node_name().await).unwrap(),
+            "alpha"
+        );
+        calls.call("property Version", proxy.version().await);
+        calls.call("property Pid", proxy.pid().await);
+        assert_eq!(
+            calls
+                .call("method ListChildren", proxy.list_children().await)
+                .unwrap(),
+            std::slice::from_ref(&child)
+        );
+        calls.call("method Parameters", proxy.parameters().await);
+        // The operator's methods are refused (no caller uid on a bus-less connection).
+        calls.call("method Reload", proxy.reload().await);
+        calls.call("method Shutdown", proxy.shutdown().await);
+        calls.call("method RestartChild", proxy.restart_child("hbcomm").await);
+        assert!(
+            received.try_recv().is_err(),
+            "a refused call reached the master's loop"
+        );
+
+        let mut changed = proxy.receive_child_state_changed().await.unwrap();
+        let emitter = SignalEmitter::new(&server, OBJECT_PATH).unwrap();
+        super::MasterInterface::child_state_changed(&emitter, child)
+            .await
+            .unwrap();
+        let signal = changed.next().await.unwrap();
+        calls.signal(
+            "signal ChildStateChanged",
+            signal.args().map(|a| assert_eq!(a.child().pid, 42)),
+        );
+        calls.verdict(INTERFACE).unwrap();
+    }
 }

@@ -439,4 +439,46 @@ mod tests {
         save_gave_up(dir.path(), false);
         assert!(!load_gave_up(dir.path()));
     }
+
+    /// The served interface and the hbapi proxy both match the checked-in XML.
+    #[tokio::test]
+    async fn served_and_proxy_match_the_checked_in_xml() {
+        use futures_util::StreamExt;
+        use hbapi::contract::{self, Calls};
+        use hbapi::ipfail::{IpfailProxy, IpfailState};
+        use hbapi::names::ipfail::{INTERFACE, OBJECT_PATH};
+        use zbus::object_server::SignalEmitter;
+
+        let state = IpfailState {
+            ping_nodes: 2,
+            counts: Vec::new(),
+            gave_up: false,
+            pending: false,
+            last_decision: String::new(),
+        };
+        let interface = super::IpfailInterface {
+            state: std::sync::Arc::new(std::sync::Mutex::new(state)),
+        };
+        let (server, client) = contract::serve_p2p(OBJECT_PATH, interface).await.unwrap();
+        contract::check_served(&client, OBJECT_PATH, INTERFACE)
+            .await
+            .unwrap();
+        let proxy = IpfailProxy::new(&client).await.unwrap();
+        let mut calls = Calls::new();
+        assert_eq!(
+            calls
+                .call("method State", proxy.state().await)
+                .unwrap()
+                .ping_nodes,
+            2
+        );
+        let mut decided = proxy.receive_decided().await.unwrap();
+        let emitter = SignalEmitter::new(&server, OBJECT_PATH).unwrap();
+        super::IpfailInterface::decided(&emitter, true, "contract")
+            .await
+            .unwrap();
+        let signal = decided.next().await.unwrap();
+        calls.signal("signal Decided", signal.args().map(|a| assert!(*a.gave_up())));
+        calls.verdict(INTERFACE).unwrap();
+    }
 }

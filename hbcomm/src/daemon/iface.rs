@@ -325,4 +325,111 @@ mod tests {
             hbapi::names::comm::INTERFACE
         );
     }
+
+    /// The served interface and the hbapi proxy both match the checked-in XML.
+    #[tokio::test]
+    async fn served_and_proxy_match_the_checked_in_xml() {
+        use futures_util::StreamExt;
+        use hbapi::comm::CommProxy;
+        use hbapi::contract::{self, Calls};
+        use hbapi::names::comm::{INTERFACE, OBJECT_PATH};
+        use std::sync::{Arc, Mutex};
+        use zbus::object_server::SignalEmitter;
+
+        let (outgoing, mut sent) = tokio::sync::mpsc::channel(4);
+        let (control, mut controlled) = tokio::sync::mpsc::channel(4);
+        let interface = super::CommInterface {
+            local_node: "alpha".into(),
+            generation: 5,
+            snapshot: Arc::new(Mutex::new(super::Snapshot::default())),
+            nodes: vec!["alpha".into(), "bravo".into()],
+            outgoing,
+            control,
+        };
+        let (server, client) = contract::serve_p2p(OBJECT_PATH, interface).await.unwrap();
+        contract::check_served(&client, OBJECT_PATH, INTERFACE)
+            .await
+            .unwrap();
+
+        let proxy = CommProxy::new(&client).await.unwrap();
+        let mut calls = Calls::new();
+        assert_eq!(
+            calls
+                .call("property LocalNode", proxy.local_node().await)
+                .unwrap(),
+            "alpha"
+        );
+        assert_eq!(
+            calls
+                .call("property Generation", proxy.generation().await)
+                .unwrap(),
+            5
+        );
+        calls.call("method ListNodes", proxy.list_nodes().await);
+        calls.call("method Counters", proxy.counters().await);
+        calls.call("method HeartbeatTiming", proxy.heartbeat_timing().await);
+        // The operator's methods are refused (no caller uid on a bus-less connection).
+        let body = HashMap::from([("k".to_owned(), "v".to_owned())]);
+        calls.call(
+            "method SendMessage",
+            proxy.send_message("", "contract", body.clone()).await,
+        );
+        calls.call("method Leave", proxy.leave().await);
+        calls.call("method Join", proxy.join().await);
+        calls.call(
+            "method SetWatchdogState",
+            proxy.set_watchdog_state(true, "").await,
+        );
+        assert!(
+            sent.try_recv().is_err() && controlled.try_recv().is_err(),
+            "a refused call reached the loop"
+        );
+
+        let mut received = proxy.receive_message_received().await.unwrap();
+        let mut status = proxy.receive_node_status_changed().await.unwrap();
+        let mut link = proxy.receive_link_status_changed().await.unwrap();
+        let mut mismatch = proxy.receive_config_mismatch().await.unwrap();
+        let mut stalled = proxy.receive_no_local_heartbeat().await.unwrap();
+        let emitter = SignalEmitter::new(&server, OBJECT_PATH).unwrap();
+        type Iface = super::CommInterface;
+        Iface::message_received(&emitter, "bravo", "contract", body)
+            .await
+            .unwrap();
+        Iface::node_status_changed(&emitter, "bravo", "up", "active")
+            .await
+            .unwrap();
+        Iface::link_status_changed(&emitter, "bravo", "eth0", true)
+            .await
+            .unwrap();
+        Iface::config_mismatch(&emitter, "bravo", "ab", "cd")
+            .await
+            .unwrap();
+        Iface::no_local_heartbeat(&emitter, 1500, 1000).await.unwrap();
+        let signal = received.next().await.unwrap();
+        calls.signal(
+            "signal MessageReceived",
+            signal.args().map(|a| assert_eq!(a.body()["k"], "v")),
+        );
+        let signal = status.next().await.unwrap();
+        calls.signal(
+            "signal NodeStatusChanged",
+            signal.args().map(|a| assert_eq!(*a.new(), "active")),
+        );
+        let signal = link.next().await.unwrap();
+        calls.signal(
+            "signal LinkStatusChanged",
+            signal.args().map(|a| assert!(*a.up())),
+        );
+        let signal = mismatch.next().await.unwrap();
+        calls.signal(
+            "signal ConfigMismatch",
+            signal.args().map(|a| assert_eq!(*a.ours(), "cd")),
+        );
+        let signal = stalled.next().await.unwrap();
+        calls.signal(
+            "signal NoLocalHeartbeat",
+            signal.args().map(|a| assert_eq!(*a.silent_ms(), 1500)),
+        );
+        calls.verdict(INTERFACE).unwrap();
+    }
 }
