@@ -342,12 +342,7 @@ pub fn parse_scenario(text: &str) -> Result<(ClusterView, Vec<String>), String> 
         match words.as_slice() {
             ["expect"] => in_expect = true,
             ["auto_failback", value] => {
-                auto_failback = match *value {
-                    "on" => AutoFailback::On,
-                    "off" => AutoFailback::Off,
-                    "legacy" => AutoFailback::Legacy,
-                    _ => return Err(error("auto_failback on|off|legacy")),
-                }
+                auto_failback = value.parse().map_err(|_| error("auto_failback on|off|legacy"))?
             }
             ["fencing", value] => fencing = *value == "yes",
             ["group", name, "preferred", preferred, rest @ ..] => groups.push(GroupView {

@@ -1051,12 +1051,7 @@ fn parse(text: &str) -> Result<Scenario, String> {
                 settings.groups.push(((*name).to_owned(), (*node).to_owned()))
             }
             ["auto_failback", value] => {
-                settings.auto_failback = match *value {
-                    "on" => AutoFailback::On,
-                    "off" => AutoFailback::Off,
-                    "legacy" => AutoFailback::Legacy,
-                    _ => return Err(error("auto_failback on|off|legacy")),
-                }
+                settings.auto_failback = value.parse().map_err(|_| error("auto_failback on|off|legacy"))?
             }
             ["fencing", "yes"] => settings.fencing = true,
             ["watchdog", "yes"] => settings.watchdog = true,

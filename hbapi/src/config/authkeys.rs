@@ -73,7 +73,7 @@ pub fn parse_authkeys(path: &Path, text: &str) -> Result<(AuthKeys, Vec<Diagnost
             );
             continue;
         };
-        let Some(method) = AuthMethod::parse(method_name) else {
+        let Ok(method) = method_name.parse::<AuthMethod>() else {
             diag.error(
                 at,
                 Some(fields[0]),

@@ -558,17 +558,10 @@ impl Parser<'_> {
             },
             "auto_failback" => {
                 self.note_single(line, directive_column, directive);
-                self.config.auto_failback = match parse_bool(text) {
-                    Some(true) => AutoFailback::On,
-                    Some(false) => AutoFailback::Off,
-                    None if text.eq_ignore_ascii_case("legacy") => AutoFailback::Legacy,
-                    None => {
-                        self.error(
-                            line,
-                            column,
-                            directive,
-                            format!("expected on, off or legacy, found {text:?}"),
-                        );
+                self.config.auto_failback = match text.parse::<AutoFailback>() {
+                    Ok(value) => value,
+                    Err(error) => {
+                        self.error(line, column, directive, error.to_string());
                         return;
                     }
                 };

@@ -233,6 +233,34 @@ impl AutoFailback {
     }
 }
 
+/// A word that names none of an enum's values: what was expected, what was found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected {expected}, found {found:?}")]
+pub struct UnknownWord {
+    /// The accepted spellings, for the message.
+    pub expected: &'static str,
+    /// What was written.
+    pub found: String,
+}
+
+impl std::str::FromStr for AutoFailback {
+    type Err = UnknownWord;
+
+    /// `on`/`off` in any of Heartbeat's boolean spellings (`yes`, `true`, `1`…), or `legacy`;
+    /// the one parser for ha.cf, ha.toml and crmd's scenarios.
+    fn from_str(text: &str) -> Result<Self, UnknownWord> {
+        match super::hacf::parse_bool(text) {
+            Some(true) => Ok(AutoFailback::On),
+            Some(false) => Ok(AutoFailback::Off),
+            None if text.eq_ignore_ascii_case("legacy") => Ok(AutoFailback::Legacy),
+            None => Err(UnknownWord {
+                expected: "on, off or legacy",
+                found: text.to_owned(),
+            }),
+        }
+    }
+}
+
 /// Whose semantics apply where Heartbeat and FreeHA disagree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Style {
@@ -522,15 +550,56 @@ impl AuthMethod {
             AuthMethod::Sha256 => "sha256",
         }
     }
+}
 
-    /// Parses the authkeys spelling.
-    pub fn parse(text: &str) -> Option<Self> {
+impl std::str::FromStr for AuthMethod {
+    type Err = UnknownWord;
+
+    /// The authkeys spelling (authkeys and ha.toml).
+    fn from_str(text: &str) -> Result<Self, UnknownWord> {
         match text {
-            "crc" => Some(AuthMethod::Crc),
-            "md5" => Some(AuthMethod::Md5),
-            "sha1" => Some(AuthMethod::Sha1),
-            "sha256" => Some(AuthMethod::Sha256),
-            _ => None,
+            "crc" => Ok(AuthMethod::Crc),
+            "md5" => Ok(AuthMethod::Md5),
+            "sha1" => Ok(AuthMethod::Sha1),
+            "sha256" => Ok(AuthMethod::Sha256),
+            _ => Err(UnknownWord {
+                expected: "crc, md5, sha1 or sha256",
+                found: text.to_owned(),
+            }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{AuthMethod, AutoFailback};
+
+    #[test]
+    fn auto_failback_takes_heartbeats_boolean_spellings_and_legacy() {
+        for (text, value) in [
+            ("on", AutoFailback::On),
+            ("Yes", AutoFailback::On),
+            ("1", AutoFailback::On),
+            ("off", AutoFailback::Off),
+            ("false", AutoFailback::Off),
+            ("LEGACY", AutoFailback::Legacy),
+        ] {
+            assert_eq!(text.parse::<AutoFailback>(), Ok(value), "{text}");
+        }
+        let error = "maybe".parse::<AutoFailback>().unwrap_err();
+        assert_eq!(error.to_string(), "expected on, off or legacy, found \"maybe\"");
+    }
+
+    #[test]
+    fn auth_methods_round_trip_their_authkeys_spelling() {
+        for method in [
+            AuthMethod::Crc,
+            AuthMethod::Md5,
+            AuthMethod::Sha1,
+            AuthMethod::Sha256,
+        ] {
+            assert_eq!(method.as_str().parse::<AuthMethod>(), Ok(method));
+        }
+        assert!("SHA1".parse::<AuthMethod>().is_err());
     }
 }

@@ -482,19 +482,23 @@ pub fn parse_toml(
             Style::Heartbeat
         }
     };
-    let auto_failback = match raw.cluster.auto_failback.as_deref() {
+    let auto_failback = match raw
+        .cluster
+        .auto_failback
+        .as_deref()
+        .map(str::parse::<AutoFailback>)
+    {
         None if style == Style::FreeHa => AutoFailback::Off,
-        Some("on") => AutoFailback::On,
-        Some("off") => AutoFailback::Off,
-        None | Some("legacy") => {
+        Some(Ok(value @ (AutoFailback::On | AutoFailback::Off))) => value,
+        None | Some(Ok(AutoFailback::Legacy)) => {
             diag.warn(Location::file(path), Some("cluster.auto_failback"), "deprecated 'legacy' auto_failback is in effect (it is the default); please set \"on\" or \"off\"");
             AutoFailback::Legacy
         }
-        Some(other) => {
+        Some(Err(error)) => {
             diag.error(
                 Location::file(path),
                 Some("cluster.auto_failback"),
-                format!("expected \"on\", \"off\" or \"legacy\", found {other:?}"),
+                error.to_string(),
             );
             AutoFailback::Off
         }
@@ -696,7 +700,7 @@ pub fn parse_toml(
         (None, false) => {
             let mut keys = BTreeMap::new();
             for key in &raw.auth.keys {
-                let method = AuthMethod::parse(&key.method);
+                let method = key.method.parse::<AuthMethod>().ok();
                 match method {
                     None => diag.error(
                         Location::file(path),
