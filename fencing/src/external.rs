@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use hbapi::process::{is_executable, Job};
 
-use crate::run::{base_env, run_plugin, DESCRIBE_TIMEOUT};
+use crate::run::{base_env, device_status, run_plugin, DESCRIBE_TIMEOUT};
 use crate::{
     glue_meta_data, split_hosts, valid_name, BoxFuture, Call, Family, Operator, PluginDirs, PluginError,
     OWN_PARAMS,
@@ -124,22 +124,7 @@ impl Family for External {
     }
 
     fn status<'a>(&'a self, call: &'a Call<'a>) -> BoxFuture<'a, Result<(), PluginError>> {
-        Box::pin(async move {
-            let (code, output) = run_plugin(
-                self.job(call.params, &["status"]),
-                call.timeout,
-                std::future::pending(),
-            )
-            .await?;
-            if code == 0 {
-                Ok(())
-            } else {
-                Err(PluginError::Failed(format!(
-                    "device status: exit {code}: {}",
-                    output.trim()
-                )))
-            }
-        })
+        Box::pin(device_status(self.job(call.params, &["status"]), call.timeout))
     }
 
     fn fence<'a>(

@@ -18,6 +18,20 @@ pub(crate) fn base_env() -> Vec<(String, String)> {
     ]
 }
 
+/// A device's status check (`stonith -S`): the job's exit 0 says it works; anything else is
+/// a failure with what the program printed.
+pub(crate) async fn device_status(job: Job, timeout: Duration) -> Result<(), PluginError> {
+    let (code, output) = run_plugin(job, timeout, std::future::pending()).await?;
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(PluginError::Failed(format!(
+            "device status: exit {code}: {}",
+            output.trim()
+        )))
+    }
+}
+
 /// Runs a plugin action with the given limits; returns (exit code, output).
 pub(crate) async fn run_plugin(
     job: Job,
