@@ -27,27 +27,19 @@ pub fn main() -> std::process::ExitCode {
         println!("usage: crmd\nStarted by the heartbeat master, which passes the node and its directories in the environment.");
         return ExitCode::SUCCESS;
     }
-    let config_dir = hbapi::daemon::env_or(names::env::CONFIG_DIR, "/etc/ha.d");
-    let loaded = match hbapi::config::load_dir(std::path::Path::new(&config_dir)) {
+    let loaded = match hbapi::daemon::read_config("crmd") {
         Ok(loaded) => loaded,
-        Err(error) => {
-            eprintln!("crmd: configuration refused:\n{error}");
-            return hbapi::daemon::no_respawn();
-        }
+        Err(code) => return code,
     };
     hbapi::logging::init_with(
         "crmd",
         hbapi::logging::level_for_debug(loaded.config.logging.debug),
         &loaded.config.logging,
     );
-    let Ok(node) = std::env::var(names::env::NODE_NAME) else {
-        tracing::error!("no node name: crmd is started by the heartbeat master");
-        return hbapi::daemon::no_respawn();
-    };
-    let run_dir = PathBuf::from(hbapi::daemon::env_or(names::env::RUN_DIR, "/run/heartbeat"));
-    let Some(bus_address) = hbapi::bus::find_address(&run_dir) else {
-        tracing::error!("no bus address: crmd is started by the heartbeat master");
-        return hbapi::daemon::no_respawn();
+    let (node, (run_dir, bus_address)) = match (hbapi::daemon::node_name("crmd"), hbapi::daemon::bus("crmd"))
+    {
+        (Ok(node), Ok(bus)) => (node, bus),
+        (Err(code), _) | (_, Err(code)) => return code,
     };
     let status_file = std::env::var_os(names::env::STATUS_FILE)
         .map(PathBuf::from)

@@ -59,3 +59,36 @@ pub fn follow_log_level() {
     }
     tokio::spawn(crate::logging::follow_level_signals(config_dir, debug));
 }
+
+/// The configuration directory the master named (`/etc/ha.d` by default), read and checked.
+/// Refused: every error on stderr (logging is not set up before the configuration says
+/// where it goes) and `Err` with the exit code that stops respawns — a configuration that
+/// cannot be read will not read better on a respawn.
+pub fn read_config(daemon: &str) -> Result<crate::config::Loaded, ExitCode> {
+    let config_dir = env_or(crate::names::env::CONFIG_DIR, "/etc/ha.d");
+    crate::config::load_dir(std::path::Path::new(&config_dir)).map_err(|error| {
+        eprintln!("{daemon}: configuration refused:\n{error}");
+        no_respawn()
+    })
+}
+
+/// This node's name, as the master passes it; missing, logged and `Err` (no respawn).
+pub fn node_name(daemon: &str) -> Result<String, ExitCode> {
+    std::env::var(crate::names::env::NODE_NAME).map_err(|_| {
+        tracing::error!("no node name: {daemon} is started by the heartbeat master");
+        no_respawn()
+    })
+}
+
+/// The node's run directory and the bus the master provides there; no bus, logged and `Err`
+/// (no respawn).
+pub fn bus(daemon: &str) -> Result<(std::path::PathBuf, String), ExitCode> {
+    let run_dir = std::path::PathBuf::from(env_or(crate::names::env::RUN_DIR, "/run/heartbeat"));
+    match crate::bus::find_address(&run_dir) {
+        Some(address) => Ok((run_dir, address)),
+        None => {
+            tracing::error!("no bus address: {daemon} is started by the heartbeat master");
+            Err(no_respawn())
+        }
+    }
+}

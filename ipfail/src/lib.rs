@@ -372,9 +372,9 @@ pub fn main() -> ExitCode {
         hbapi::logging::level_for_debug(debug),
         &hbapi::config::Logging::default(),
     );
-    let Ok(node) = std::env::var(names::env::NODE_NAME) else {
-        tracing::error!("no node name: ipfail is started by the heartbeat master");
-        return hbapi::daemon::no_respawn();
+    let node = match hbapi::daemon::node_name("ipfail") {
+        Ok(node) => node,
+        Err(code) => return code,
     };
     let run_dir = PathBuf::from(hbapi::daemon::env_or(names::env::RUN_DIR, "/run/heartbeat"));
     let state_dir = PathBuf::from(hbapi::daemon::env_or(names::env::STATE_DIR, "/var/lib/heartbeat"));

@@ -253,10 +253,9 @@ pub fn main() -> std::process::ExitCode {
         .map(|r| (r.id.clone(), r.ops.stop_timeout))
         .collect();
     hbapi::logging::init_with("lrmd", hbapi::logging::level_for_debug(debug), &logging);
-    let run_dir = PathBuf::from(hbapi::daemon::env_or(names::env::RUN_DIR, "/run/heartbeat"));
-    let Some(bus_address) = hbapi::bus::find_address(&run_dir) else {
-        tracing::error!("no bus address: lrmd is started by the heartbeat master");
-        return hbapi::daemon::no_respawn();
+    let (run_dir, bus_address) = match hbapi::daemon::bus("lrmd") {
+        Ok(bus) => bus,
+        Err(code) => return code,
     };
     let options = LrmdOptions {
         node: hbapi::daemon::env_or(names::env::NODE_NAME, ""),

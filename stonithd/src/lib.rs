@@ -130,27 +130,21 @@ pub fn main() -> std::process::ExitCode {
         println!("usage: stonithd\nStarted by the heartbeat master, which passes the node and its directories in the environment; devices come from ha.cf's stonith and stonith_host lines (or ha.toml's [[stonith]]).");
         return ExitCode::SUCCESS;
     }
-    let config_dir = hbapi::daemon::env_or(names::env::CONFIG_DIR, "/etc/ha.d");
-    let loaded = match hbapi::config::load_dir(Path::new(&config_dir)) {
+    let loaded = match hbapi::daemon::read_config("stonithd") {
         Ok(loaded) => loaded,
-        Err(error) => {
-            eprintln!("stonithd: configuration refused:\n{error}");
-            return hbapi::daemon::no_respawn();
-        }
+        Err(code) => return code,
     };
     hbapi::logging::init_with(
         "stonithd",
         hbapi::logging::level_for_debug(loaded.config.logging.debug),
         &loaded.config.logging,
     );
-    let Ok(node) = std::env::var(names::env::NODE_NAME) else {
-        tracing::error!("no node name: stonithd is started by the heartbeat master");
-        return hbapi::daemon::no_respawn();
-    };
-    let run_dir = PathBuf::from(hbapi::daemon::env_or(names::env::RUN_DIR, "/run/heartbeat"));
-    let Some(bus_address) = hbapi::bus::find_address(&run_dir) else {
-        tracing::error!("no bus address: stonithd is started by the heartbeat master");
-        return hbapi::daemon::no_respawn();
+    let (node, (_, bus_address)) = match (
+        hbapi::daemon::node_name("stonithd"),
+        hbapi::daemon::bus("stonithd"),
+    ) {
+        (Ok(node), Ok(bus)) => (node, bus),
+        (Err(code), _) | (_, Err(code)) => return code,
     };
     let options = StonithdOptions {
         node,
