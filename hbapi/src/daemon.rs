@@ -65,8 +65,15 @@ pub fn follow_log_level() {
 /// where it goes) and `Err` with the exit code that stops respawns — a configuration that
 /// cannot be read will not read better on a respawn.
 pub fn read_config(daemon: &str) -> Result<crate::config::Loaded, ExitCode> {
-    let config_dir = env_or(crate::names::env::CONFIG_DIR, "/etc/ha.d");
-    crate::config::load_dir(std::path::Path::new(&config_dir)).map_err(|error| {
+    read_config_in(
+        daemon,
+        std::path::Path::new(&env_or(crate::names::env::CONFIG_DIR, "/etc/ha.d")),
+    )
+}
+
+/// [`read_config`] from a directory given otherwise (a daemon's own flag).
+pub fn read_config_in(daemon: &str, config_dir: &std::path::Path) -> Result<crate::config::Loaded, ExitCode> {
+    crate::config::load_dir(config_dir).map_err(|error| {
         eprintln!("{daemon}: configuration refused:\n{error}");
         no_respawn()
     })

@@ -994,13 +994,9 @@ pub fn main() -> std::process::ExitCode {
             }
         }
     }
-    let loaded = match hbapi::config::load_dir(std::path::Path::new(&config_dir)) {
+    let loaded = match hbapi::daemon::read_config_in("hbcomm", std::path::Path::new(&config_dir)) {
         Ok(loaded) => loaded,
-        Err(error) => {
-            eprintln!("hbcomm: configuration refused:\n{error}");
-            // A configuration that cannot be read will not read better on a respawn.
-            return hbapi::daemon::no_respawn();
-        }
+        Err(code) => return code,
     };
     // Before any thread exists: the policy is per thread and threads inherit it.
     let realtime = hbapi::realtime::apply(&loaded.config.realtime);
@@ -1014,11 +1010,9 @@ pub fn main() -> std::process::ExitCode {
         tracing::error!("no node name: set {} or pass --node", names::env::NODE_NAME);
         return hbapi::daemon::no_respawn();
     };
-    let Some(bus_address) = hbapi::bus::find_address(std::path::Path::new(
-        &std::env::var(names::env::RUN_DIR).unwrap_or_else(|_| "/run/heartbeat".into()),
-    )) else {
-        tracing::error!("no bus address: hbcomm is started by the heartbeat master");
-        return hbapi::daemon::no_respawn();
+    let bus_address = match hbapi::daemon::bus("hbcomm") {
+        Ok((_, address)) => address,
+        Err(code) => return code,
     };
     let bind = match bind.filter(|b| !b.is_empty()).map(|b| b.parse::<IpAddr>()) {
         Some(Ok(address)) => Some(address),
