@@ -13,52 +13,10 @@ use super::diag::{Collector, ConfigError, Diagnostic, Location};
 use super::duration::{format_time, parse_time};
 use super::model::*;
 
-/// Everything `ha.cf` says, validated, with Heartbeat's defaults applied.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HaCf {
-    /// See [`ClusterConfig::cluster_name`].
-    pub cluster_name: String,
-    /// See [`ClusterConfig::nodes`].
-    pub nodes: Vec<String>,
-    /// See [`ClusterConfig::media`].
-    pub media: Vec<Medium>,
-    /// See [`ClusterConfig::udp_port`].
-    pub udp_port: u16,
-    /// See [`ClusterConfig::baud`].
-    pub baud: u32,
-    /// See [`ClusterConfig::timing`].
-    pub timing: Timing,
-    /// See [`ClusterConfig::ping_nodes`].
-    pub ping_nodes: Vec<PingNode>,
-    /// See [`ClusterConfig::auto_failback`].
-    pub auto_failback: AutoFailback,
-    /// See [`ClusterConfig::respawn`].
-    pub respawn: Vec<RespawnSpec>,
-    /// See [`ClusterConfig::env`].
-    pub env: Vec<(String, String)>,
-    /// See [`ClusterConfig::stonith`].
-    pub stonith: Vec<StonithSpec>,
-    /// See [`ClusterConfig::api_auth`].
-    pub api_auth: Vec<ApiAuth>,
-    /// See [`ClusterConfig::logging`].
-    pub logging: Logging,
-    /// See [`ClusterConfig::watchdog`].
-    pub watchdog: Option<String>,
-    /// See [`ClusterConfig::realtime`].
-    pub realtime: Realtime,
-    /// See [`ClusterConfig::max_rexmit_delay`].
-    pub max_rexmit_delay: Duration,
-    /// See [`ClusterConfig::msgfmt`].
-    pub msgfmt: MsgFormat,
-    /// See [`ClusterConfig::hopfudge`].
-    pub hopfudge: u8,
-    /// See [`ClusterConfig::autojoin`].
-    pub autojoin: AutoJoin,
-    /// See [`ClusterConfig::generation_method`].
-    pub generation_method: GenerationMethod,
-    /// See [`ClusterConfig::lost_node_wait`].
-    pub lost_node_wait: Option<Duration>,
-}
+/// Everything `ha.cf` says, validated, with Heartbeat's defaults applied: a [`ClusterConfig`]
+/// whose resource groups and keys are still empty ([`ClusterConfig::heartbeat_defaults`]) —
+/// haresources and authkeys fill them in. One struct, so that a new directive is one field.
+pub type HaCf = ClusterConfig;
 
 /// Heartbeat's defaults and limits.
 pub mod defaults {
@@ -319,35 +277,7 @@ pub(crate) fn parse_ha_cf_lenient(path: &Path, text: &str) -> (HaCf, Collector) 
         diag: Collector::default(),
         timing: TimingLines::default(),
         ipfail_line: None,
-        config: HaCf {
-            cluster_name: defaults::CLUSTER_NAME.into(),
-            nodes: Vec::new(),
-            media: Vec::new(),
-            udp_port: defaults::UDP_PORT,
-            baud: defaults::BAUD,
-            timing: Timing {
-                keepalive: defaults::KEEPALIVE,
-                deadtime: defaults::DEADTIME,
-                warntime: defaults::DEADTIME / 2,
-                initdead: defaults::DEADTIME,
-                deadping: defaults::DEADTIME,
-            },
-            ping_nodes: Vec::new(),
-            auto_failback: AutoFailback::Legacy,
-            respawn: Vec::new(),
-            env: Vec::new(),
-            stonith: Vec::new(),
-            api_auth: Vec::new(),
-            logging: Logging::default(),
-            watchdog: None,
-            realtime: Realtime::default(),
-            max_rexmit_delay: defaults::MAX_REXMIT_DELAY,
-            msgfmt: MsgFormat::Classic,
-            hopfudge: 1,
-            autojoin: AutoJoin::None,
-            generation_method: GenerationMethod::File,
-            lost_node_wait: None,
-        },
+        config: ClusterConfig::heartbeat_defaults(),
         seen_single: Vec::new(),
     };
     let mut auto_failback_line = None;

@@ -158,32 +158,9 @@ pub fn load_classic(dir: &Path) -> Result<Loaded, ConfigError> {
 
 fn assemble(ha_cf: HaCf, groups: Vec<ResourceGroup>, auth: AuthKeys) -> ClusterConfig {
     ClusterConfig {
-        cluster_name: ha_cf.cluster_name,
-        nodes: ha_cf.nodes,
-        media: ha_cf.media,
-        udp_port: ha_cf.udp_port,
-        baud: ha_cf.baud,
-        timing: ha_cf.timing,
-        ping_nodes: ha_cf.ping_nodes,
-        auto_failback: ha_cf.auto_failback,
-        respawn: ha_cf.respawn,
-        env: ha_cf.env,
-        stonith: ha_cf.stonith,
-        api_auth: ha_cf.api_auth,
-        logging: ha_cf.logging,
-        watchdog: ha_cf.watchdog,
-        realtime: ha_cf.realtime,
-        max_rexmit_delay: ha_cf.max_rexmit_delay,
-        msgfmt: ha_cf.msgfmt,
-        hopfudge: ha_cf.hopfudge,
-        autojoin: ha_cf.autojoin,
-        generation_method: ha_cf.generation_method,
-        style: Style::Heartbeat,
-        oops_timeout: hacf::defaults::OOPS_TIMEOUT,
-        lost_node_wait: ha_cf.lost_node_wait,
-        freeha_bindir: hacf::defaults::FREEHA_BINDIR.into(),
         groups,
         auth,
+        ..ha_cf
     }
 }
 

@@ -70,6 +70,49 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
+    /// Heartbeat's defaults for every directive, no resource group and no key yet: where the
+    /// ha.cf parser starts (haresources and authkeys are read into it afterwards).
+    pub fn heartbeat_defaults() -> Self {
+        use super::hacf::defaults;
+        ClusterConfig {
+            cluster_name: defaults::CLUSTER_NAME.into(),
+            nodes: Vec::new(),
+            media: Vec::new(),
+            udp_port: defaults::UDP_PORT,
+            baud: defaults::BAUD,
+            timing: Timing {
+                keepalive: defaults::KEEPALIVE,
+                deadtime: defaults::DEADTIME,
+                warntime: defaults::DEADTIME / 2,
+                initdead: defaults::DEADTIME,
+                deadping: defaults::DEADTIME,
+            },
+            ping_nodes: Vec::new(),
+            auto_failback: AutoFailback::Legacy,
+            respawn: Vec::new(),
+            env: Vec::new(),
+            stonith: Vec::new(),
+            api_auth: Vec::new(),
+            logging: Logging::default(),
+            watchdog: None,
+            realtime: Realtime::default(),
+            max_rexmit_delay: defaults::MAX_REXMIT_DELAY,
+            msgfmt: MsgFormat::Classic,
+            hopfudge: 1,
+            autojoin: AutoJoin::None,
+            generation_method: GenerationMethod::File,
+            style: Style::Heartbeat,
+            oops_timeout: defaults::OOPS_TIMEOUT,
+            lost_node_wait: None,
+            freeha_bindir: defaults::FREEHA_BINDIR.into(),
+            groups: Vec::new(),
+            auth: AuthKeys {
+                active: 0,
+                keys: BTreeMap::new(),
+            },
+        }
+    }
+
     /// The watchdog's timeout when a device is configured.
     pub fn watchdog_timeout(&self) -> Option<Duration> {
         self.watchdog
