@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use hbapi::process::{is_executable, Job};
 
-use crate::run::{base_env, device_status, run_plugin, DESCRIBE_TIMEOUT};
+use crate::run::{base_env, device_status, fence_by_program, run_plugin, DESCRIBE_TIMEOUT};
 use crate::{
     glue_meta_data, split_hosts, valid_name, BoxFuture, Call, Family, Operator, PluginDirs, PluginError,
     OWN_PARAMS,
@@ -135,21 +135,13 @@ impl Family for External {
         operator: Operator<'a>,
     ) -> BoxFuture<'a, Result<String, PluginError>> {
         Box::pin(async move {
-            let (code, output) = run_plugin(
+            fence_by_program(
                 self.job(call.params, &[action, host]),
                 call.timeout,
                 operator.cancel,
+                format!("{} {action} {host}", call.device_type),
             )
-            .await?;
-            if code == 0 {
-                Ok(output.trim().to_owned())
-            } else {
-                Err(PluginError::Failed(format!(
-                    "{} {action} {host}: exit {code}: {}",
-                    call.device_type,
-                    output.trim()
-                )))
-            }
+            .await
         })
     }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use hbapi::process::{is_executable, Job};
 
-use crate::run::{base_env, device_status, run_plugin, DESCRIBE_TIMEOUT};
+use crate::run::{base_env, device_status, fence_by_program, run_plugin, DESCRIBE_TIMEOUT};
 use crate::{valid_name, BoxFuture, Call, Family, Operator, PluginDirs, PluginError, OWN_PARAMS};
 
 /// The agent `device_type` (`fence_…`) in `dirs`, if there is one.
@@ -149,21 +149,13 @@ impl Family for FenceAgent {
         Box::pin(async move {
             let fence_action = if action == "reset" { "reboot" } else { action };
             let port = self.wants_port().await.then_some(host);
-            let (code, output) = run_plugin(
+            fence_by_program(
                 self.job(call.params, fence_action, port),
                 call.timeout,
                 operator.cancel,
+                format!("{} {fence_action} {host}", call.device_type),
             )
-            .await?;
-            if code == 0 {
-                Ok(output.trim().to_owned())
-            } else {
-                Err(PluginError::Failed(format!(
-                    "{} {fence_action} {host}: exit {code}: {}",
-                    call.device_type,
-                    output.trim()
-                )))
-            }
+            .await
         })
     }
 

@@ -18,6 +18,25 @@ pub(crate) fn base_env() -> Vec<(String, String)> {
     ]
 }
 
+/// One fencing attempt by a program: exit 0 is done (with what it printed), anything else a
+/// failure naming the device type, action and host.
+pub(crate) async fn fence_by_program(
+    job: Job,
+    timeout: Duration,
+    cancel: impl Future<Output = ()>,
+    what: String,
+) -> Result<String, PluginError> {
+    let (code, output) = run_plugin(job, timeout, cancel).await?;
+    if code == 0 {
+        Ok(output.trim().to_owned())
+    } else {
+        Err(PluginError::Failed(format!(
+            "{what}: exit {code}: {}",
+            output.trim()
+        )))
+    }
+}
+
 /// A device's status check (`stonith -S`): the job's exit 0 says it works; anything else is
 /// a failure with what the program printed.
 pub(crate) async fn device_status(job: Job, timeout: Duration) -> Result<(), PluginError> {
