@@ -187,6 +187,9 @@ pub enum InboundOutput<T> {
     },
 }
 
+/// Most gaps of one sender asked for at once.
+pub const GAPS_PER_REQUEST: usize = 16;
+
 /// Acknowledge every this many in-order messages (Heartbeat's ACK_MSG_DIV).
 pub const ACK_EVERY: u64 = 10;
 
@@ -257,8 +260,18 @@ impl<T> Inbound<T> {
             // Too far behind to catch up: give up the oldest gap rather than hold forever.
             Self::skip_gap(sender, order, &mut out, now);
         }
+        // The highest number seen before this one: a packet beyond it past a hole opens a gap
+        // of its own, asked for at once (as Heartbeat does) rather than after the ones below.
+        let highest_before = Self::last_held(order).unwrap_or(order.next.saturating_sub(1));
         order.held.insert(seq, item);
-        Self::drain(sender, order, &mut out, now);
+        let asked = Self::drain(sender, order, &mut out, now);
+        if !asked && seq > order.next && highest_before + 1 < seq && order.gap_since.is_some() {
+            out.push(InboundOutput::Request {
+                sender: sender.to_owned(),
+                first: (highest_before + 1).max(order.next),
+                last: seq - 1,
+            });
+        }
         out
     }
 
@@ -291,13 +304,7 @@ impl<T> Inbound<T> {
                 .is_none_or(|at| now.saturating_duration_since(at) >= self.rerequest_after)
             {
                 order.requested_at = Some(now);
-                if let Some(held) = Self::first_held(order) {
-                    out.push(InboundOutput::Request {
-                        sender: sender.clone(),
-                        first: order.next,
-                        last: held - 1,
-                    });
-                }
+                Self::request_gaps(sender, order, &mut out);
             }
         }
         out
@@ -324,6 +331,32 @@ impl<T> Inbound<T> {
         order.held.keys().next().copied()
     }
 
+    fn last_held(order: &Order<T>) -> Option<u64> {
+        order.held.keys().next_back().copied()
+    }
+
+    /// Asks for every missing range below the highest held message, the first
+    /// [`GAPS_PER_REQUEST`] of them: under loss many gaps are open at once, and asking for one
+    /// per round trip would take as many round trips as there are gaps.
+    fn request_gaps(sender: &str, order: &Order<T>, out: &mut Vec<InboundOutput<T>>) {
+        let mut expected = order.next;
+        let mut asked = 0;
+        for &held in order.held.keys() {
+            if held > expected {
+                out.push(InboundOutput::Request {
+                    sender: sender.to_owned(),
+                    first: expected,
+                    last: held - 1,
+                });
+                asked += 1;
+                if asked == GAPS_PER_REQUEST {
+                    return;
+                }
+            }
+            expected = held + 1;
+        }
+    }
+
     fn skip_gap(sender: &str, order: &mut Order<T>, out: &mut Vec<InboundOutput<T>>, now: Instant) {
         if let Some(held) = Self::first_held(order) {
             if held > order.next {
@@ -340,7 +373,8 @@ impl<T> Inbound<T> {
 
     /// Delivers what is now in order; a gap still open after that (or newly opened) is asked
     /// for at once and timed from `now`.
-    fn drain(sender: &str, order: &mut Order<T>, out: &mut Vec<InboundOutput<T>>, now: Instant) {
+    /// Whether it asked for the gaps.
+    fn drain(sender: &str, order: &mut Order<T>, out: &mut Vec<InboundOutput<T>>, now: Instant) -> bool {
         let before = order.next;
         while let Some(item) = order.held.remove(&order.next) {
             let seq = order.next;
@@ -363,17 +397,15 @@ impl<T> Inbound<T> {
             None => {
                 order.gap_since = None;
                 order.requested_at = None;
+                false
             }
-            Some(held) if order.gap_since.is_none() || order.next != before => {
+            Some(_) if order.gap_since.is_none() || order.next != before => {
                 order.gap_since = Some(now);
                 order.requested_at = Some(now);
-                out.push(InboundOutput::Request {
-                    sender: sender.to_owned(),
-                    first: order.next,
-                    last: held - 1,
-                });
+                Self::request_gaps(sender, order, out);
+                true
             }
-            Some(_) => {}
+            Some(_) => false,
         }
     }
 }
@@ -468,6 +500,55 @@ mod tests {
             ["two", "three", "four", "five"]
         );
         assert!(inbound.next_deadline().is_none());
+    }
+
+    #[test]
+    fn every_gap_is_asked_for_when_it_opens_and_again_together() {
+        let t0 = Instant::now();
+        let mut inbound = Inbound::new(ms(250), ms(2000));
+        inbound.accept("b", 1, 1, Some("one"), t0);
+        inbound.accept("b", 1, 4, Some("four"), t0 + ms(1));
+        let request = |first, last| InboundOutput::Request {
+            sender: "b".into(),
+            first,
+            last,
+        };
+        assert_eq!(
+            inbound.accept("b", 1, 7, Some("seven"), t0 + ms(2)),
+            vec![request(5, 6)],
+            "a second gap is asked for at once, not after the first is filled"
+        );
+        assert!(
+            inbound.accept("b", 1, 5, Some("five"), t0 + ms(3)).is_empty(),
+            "filling part of a known gap opens none"
+        );
+        assert_eq!(inbound.tick(t0 + ms(251)), vec![request(2, 3), request(6, 6)]);
+        assert_eq!(
+            delivered(&inbound.accept("b", 1, 2, Some("two"), t0 + ms(260))),
+            ["two"],
+            "progress asks for what is still missing"
+        );
+        assert_eq!(
+            inbound.accept("b", 1, 3, Some("three"), t0 + ms(261)),
+            vec![
+                InboundOutput::Deliver {
+                    sender: "b".into(),
+                    seq: 3,
+                    item: "three"
+                },
+                InboundOutput::Deliver {
+                    sender: "b".into(),
+                    seq: 4,
+                    item: "four"
+                },
+                InboundOutput::Deliver {
+                    sender: "b".into(),
+                    seq: 5,
+                    item: "five"
+                },
+                request(6, 6),
+            ]
+        );
     }
 
     #[test]

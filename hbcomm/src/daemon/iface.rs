@@ -11,30 +11,8 @@ use zbus::{interface, Connection};
 use hbapi::comm::{HeartbeatTiming, NodeInfo};
 use hbapi::error::HbError;
 
-/// Field names the messaging layer itself uses; a client's body may not set them.
-pub const RESERVED_FIELDS: &[&str] = &[
-    "t",
-    "st",
-    "src",
-    "srcuuid",
-    "dest",
-    "destuuid",
-    "seq",
-    "hg",
-    "ts",
-    "ttl",
-    "ld",
-    "dt",
-    "auth",
-    "protocol",
-    "firstseq",
-    "lastseq",
-    "ackseq",
-    "from_id",
-    "to_id",
-    "client_gen",
-    "hbrs_cfd",
-];
+use crate::wire::RESERVED_FIELDS;
+
 /// Longest message type and field name.
 const MAX_NAME: usize = 64;
 

@@ -86,3 +86,28 @@ impl Message {
         self.fields.retain(|(n, _)| n != name);
     }
 }
+
+/// Field names the messaging layer itself uses; a client's body may not set them.
+pub const RESERVED_FIELDS: &[&str] = &[
+    "t",
+    "st",
+    "src",
+    "srcuuid",
+    "dest",
+    "destuuid",
+    "seq",
+    "hg",
+    "ts",
+    "ttl",
+    "ld",
+    "dt",
+    "auth",
+    "protocol",
+    "firstseq",
+    "lastseq",
+    "ackseq",
+    "from_id",
+    "to_id",
+    "client_gen",
+    "hbrs_cfd",
+];

@@ -7,4 +7,4 @@ pub mod message;
 
 pub use auth::{AuthError, Authenticator};
 pub use codec::{decode, encode, frame, receive, Format, Framed, Limits, WireError};
-pub use message::{Message, Value};
+pub use message::{Message, Value, RESERVED_FIELDS};
