@@ -11,6 +11,7 @@
 //! decoding ([`crate::wire::receive`]).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use hbapi::comm::{Counter, HeartbeatTiming, LinkGap, LinkInfo, NodeGaps, NodeInfo};
@@ -163,18 +164,25 @@ impl Outbox {
     /// The fields are set in place: a message sealed again (the heartbeat) keeps its fields.
     fn seal(&mut self, message: &mut Message, authenticator: &Authenticator) -> (u64, Vec<u8>) {
         self.seq += 1;
-        message.set("seq", format!("{:x}", self.seq));
-        let packet = self.stamp(message, authenticator);
+        let packet = self.sign(message, Some(self.seq), authenticator);
         self.history.record(self.seq, packet.clone());
         (self.seq, packet)
     }
 
-    /// Signs a message with the sender's fields Heartbeat requires of every message
-    /// (`process_clustermsg` refuses one without `src`, `ts` and `t`); the messaging layer's
-    /// own messages (`NS_*`) go so, without a sequence number.
+    /// Signs one of the messaging layer's own messages (`NS_*`): the sender's fields and no
+    /// sequence number.
     fn stamp(&self, message: &mut Message, authenticator: &Authenticator) -> Vec<u8> {
+        self.sign(message, None, authenticator)
+    }
+
+    /// The sender's fields Heartbeat requires of every message (`process_clustermsg` refuses
+    /// one without `src`, `ts` and `t`), in Heartbeat's order, then the signature.
+    fn sign(&self, message: &mut Message, seq: Option<u64>, authenticator: &Authenticator) -> Vec<u8> {
         message.set("src", self.node.as_str());
         message.set_binary("srcuuid", &self.uuid);
+        if let Some(seq) = seq {
+            message.set("seq", format!("{seq:x}"));
+        }
         message.set("hg", self.generation_hex.as_str());
         message.set("ts", format!("{:x}", (self.wall_clock)()));
         message.set("ttl", "3");
@@ -245,7 +253,6 @@ pub struct Node {
 }
 
 /// What one event leads to before the common steps ([`Node::finish`]).
-#[derive(Default)]
 struct Step {
     effects: Vec<Effect>,
     outputs: Vec<Output>,
@@ -253,6 +260,19 @@ struct Step {
     /// This node's heartbeat goes now; the one after it is due at this time.
     beat: Option<Instant>,
     deadline_checks: bool,
+}
+
+impl Default for Step {
+    fn default() -> Self {
+        Step {
+            // Room for what a heartbeat received or sent leads to, without growing.
+            effects: Vec::with_capacity(8),
+            outputs: Vec::new(),
+            ordered: Vec::new(),
+            beat: None,
+            deadline_checks: false,
+        }
+    }
 }
 
 impl Step {
@@ -466,12 +486,23 @@ impl Node {
         self.finish(step, now)
     }
 
-    /// A datagram arrived on `link` from `source` (an address, or the tty of a serial link).
-    pub fn on_datagram(&mut self, now: Instant, link: &str, source: &str, bytes: &[u8]) -> Vec<Effect> {
+    /// A datagram arrived on `link` from the address `from` (`None` on a serial link: its
+    /// packets come from the tty, which the link is named after).
+    pub fn on_datagram(
+        &mut self,
+        now: Instant,
+        link: &str,
+        from: Option<IpAddr>,
+        bytes: &[u8],
+    ) -> Vec<Effect> {
         let mut step = Step::default();
         step.count(Counter::Received);
         match wire::receive(bytes, &self.authenticator, &self.limits) {
-            Err(error) => self.rejected(&mut step, now, link, source, bytes, &error),
+            Err(error) => {
+                // Rejects are logged per source: the sender's address, or the tty.
+                let source = from.map_or_else(|| link.to_owned(), |address| address.to_string());
+                self.rejected(&mut step, now, link, &source, bytes, &error)
+            }
             Ok((message, _)) => self.received(&mut step, now, link, &message),
         }
         self.finish(step, now)

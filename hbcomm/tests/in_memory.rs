@@ -260,7 +260,9 @@ impl Net {
     /// Delivers `packet` to `to` now, as if it came off the wire.
     fn inject(&mut self, to: usize, packet: &[u8]) {
         let now = self.now;
-        let effects = self.members[to].node.on_datagram(now, LINK, "192.0.2.9", packet);
+        let effects = self.members[to]
+            .node
+            .on_datagram(now, LINK, Some([192, 0, 2, 9].into()), packet);
         self.apply(to, effects);
     }
 
@@ -309,11 +311,11 @@ impl Net {
                     if self.members[flight.to].crashed {
                         continue;
                     }
-                    let source = format!("192.0.2.{}", flight.from + 1);
+                    let source = std::net::IpAddr::from([192, 0, 2, flight.from as u8 + 1]);
                     let effects =
                         self.members[flight.to]
                             .node
-                            .on_datagram(now, LINK, &source, &flight.packet);
+                            .on_datagram(now, LINK, Some(source), &flight.packet);
                     self.apply(flight.to, effects);
                 }
                 Event::Keepalive(index) => {

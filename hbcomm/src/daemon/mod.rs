@@ -392,8 +392,8 @@ pub async fn run(
                 let link = &links[index];
                 match result {
                     Ok((length, from)) => {
-                        let source = if link.serial { link.name.clone() } else { from.ip().to_string() };
-                        node.on_datagram(Instant::now(), &link.name, &source, &datagram[..length])
+                        let from = (!link.serial).then(|| from.ip());
+                        node.on_datagram(Instant::now(), &link.name, from, &datagram[..length])
                     }
                     Err(error) => {
                         tracing::debug!(link = %link.name, "receive failed: {error}");
