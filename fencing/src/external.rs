@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use hbapi::process::{is_executable, Job};
 
-use crate::run::{base_env, device_status, fence_by_program, run_plugin, DESCRIBE_TIMEOUT};
+use crate::run::{base_env, describe, device_status, fence_by_program, run_plugin, DESCRIBE_TIMEOUT};
 use crate::{
     glue_meta_data, split_hosts, valid_name, BoxFuture, Call, Family, Operator, PluginDirs, PluginError,
     OWN_PARAMS,
@@ -89,18 +89,7 @@ impl External {
 impl Family for External {
     fn config_names(&self) -> BoxFuture<'_, Result<Vec<String>, PluginError>> {
         Box::pin(async move {
-            let (code, output) = run_plugin(
-                self.job(&BTreeMap::new(), &["getconfignames"]),
-                DESCRIBE_TIMEOUT,
-                std::future::pending(),
-            )
-            .await?;
-            if code != 0 {
-                return Err(PluginError::Failed(format!(
-                    "{}: getconfignames exited {code}",
-                    self.path.display()
-                )));
-            }
+            let output = describe(self.job(&BTreeMap::new(), &["getconfignames"]), "getconfignames").await?;
             Ok(output.split_whitespace().map(str::to_owned).collect())
         })
     }

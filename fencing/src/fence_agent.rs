@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use hbapi::process::{is_executable, Job};
 
-use crate::run::{base_env, device_status, fence_by_program, run_plugin, DESCRIBE_TIMEOUT};
+use crate::run::{base_env, describe, device_status, fence_by_program, run_plugin};
 use crate::{valid_name, BoxFuture, Call, Family, Operator, PluginDirs, PluginError, OWN_PARAMS};
 
 /// The agent `device_type` (`fence_…`) in `dirs`, if there is one.
@@ -69,19 +69,7 @@ impl FenceAgent {
     }
 
     async fn metadata(&self) -> Result<String, PluginError> {
-        let (code, output) = run_plugin(
-            self.job(&BTreeMap::new(), "metadata", None),
-            DESCRIBE_TIMEOUT,
-            std::future::pending(),
-        )
-        .await?;
-        if code != 0 {
-            return Err(PluginError::Failed(format!(
-                "{}: metadata exited {code}",
-                self.path.display()
-            )));
-        }
-        Ok(output)
+        describe(self.job(&BTreeMap::new(), "metadata", None), "metadata").await
     }
 
     /// Whether it takes the target as `port` (fence_dummy, for one, does not).

@@ -51,6 +51,19 @@ pub(crate) async fn device_status(job: Job, timeout: Duration) -> Result<(), Plu
     }
 }
 
+/// What a program says of itself when asked `question` (`getconfignames`, `metadata`): its
+/// output, or a failure naming the program and the question when it exits other than 0.
+pub(crate) async fn describe(job: Job, question: &str) -> Result<String, PluginError> {
+    let program = job.program.display().to_string();
+    let (code, output) = run_plugin(job, DESCRIBE_TIMEOUT, std::future::pending()).await?;
+    if code != 0 {
+        return Err(PluginError::Failed(format!(
+            "{program}: {question} exited {code}"
+        )));
+    }
+    Ok(output)
+}
+
 /// Runs a plugin action with the given limits; returns (exit code, output).
 pub(crate) async fn run_plugin(
     job: Job,
