@@ -148,6 +148,7 @@ pub enum Effect {
 
 /// What every sequenced message this node sends carries, and the history kept of them.
 struct Outbox {
+    /// This node's name: the `src` of all it sends.
     node: String,
     uuid: Vec<u8>,
     generation_hex: String,
@@ -222,7 +223,6 @@ pub fn unix_time() -> u64 {
 
 /// One node's messaging layer.
 pub struct Node {
-    local: String,
     timing: Timing,
     authenticator: Authenticator,
     limits: Limits,
@@ -309,7 +309,6 @@ impl Node {
             now,
         );
         Node {
-            local: identity.node.clone(),
             timing: config.timing,
             authenticator,
             limits: Limits::default(),
@@ -351,7 +350,7 @@ impl Node {
 
     /// This node's name.
     pub fn local(&self) -> &str {
-        &self.local
+        &self.outbox.node
     }
 
     /// Whether this node has left the cluster (sent its shutdown notice).
@@ -362,11 +361,6 @@ impl Node {
     /// What a peer's status is in this node's view.
     pub fn status(&self, node: &str) -> Option<NodeStatus> {
         self.membership.status(node)
-    }
-
-    /// When the keepalive timer fires next at the latest.
-    pub fn next_tick(&self) -> Instant {
-        self.next_tick
     }
 
     /// When a deadline (a peer's warntime or deadtime, a gap to ask for again) falls before
@@ -446,9 +440,9 @@ impl Node {
         let (seq, packet) = self.outbox.seal(&mut message, &self.authenticator);
         step.effects.push(Effect::Send(packet));
         step.count(Counter::MessagesSent);
-        if request.to.as_deref().is_none_or(|to| to == self.local) {
+        if request.to.as_deref().is_none_or(|to| to == self.outbox.node) {
             step.effects.push(Effect::Deliver {
-                sender: self.local.clone(),
+                sender: self.outbox.node.clone(),
                 message: Delivery {
                     msg_type: request.msg_type,
                     body: request.body.into_iter().collect(),
@@ -540,7 +534,7 @@ impl Node {
             step.count(Counter::DroppedMalformed);
             return;
         };
-        if src == self.local {
+        if src == self.outbox.node {
             return;
         }
         let (Some(hg), Some(packet_seq)) = (
@@ -617,7 +611,7 @@ impl Node {
                 });
             }
         }
-        let for_us = !is_status && message.get("dest").is_none_or(|dest| dest == self.local);
+        let for_us = !is_status && message.get("dest").is_none_or(|dest| dest == self.outbox.node);
         let item = for_us.then(|| Delivery::from_message(message));
         if self.membership.status(src).is_some() {
             step.ordered
@@ -632,7 +626,7 @@ impl Node {
     fn protocol_message(&mut self, step: &mut Step, now: Instant, message: &Message, src: &str) {
         let kind = message.get("t").unwrap_or("untyped");
         step.count(Counter::received(kind));
-        if message.get("dest") != Some(self.local.as_str()) {
+        if message.get("dest") != Some(self.outbox.node.as_str()) {
             return;
         }
         match kind {
@@ -835,7 +829,7 @@ impl Node {
     /// The members as the bus shows them, this node first.
     pub fn nodes(&self, now: Instant) -> Vec<NodeInfo> {
         let mut nodes = vec![NodeInfo {
-            name: self.local.clone(),
+            name: self.outbox.node.clone(),
             kind: NodeKind::Normal.as_str().into(),
             status: NodeStatus::Active.as_str().into(),
             links: Vec::new(),
