@@ -372,6 +372,18 @@ pub async fn run(
     let mut stalls = comm.receive_no_local_heartbeat().await?;
     let mut messages = comm.receive_message_received().await?;
     let mut fences = stonith.receive_fence_finished().await?;
+    // Where the engine decides quorum (Corosync), its verdict; asked again whenever hbcomm
+    // comes back (a respawned one does not repeat it).
+    let mut quorum_changes = comm.receive_quorum_changed().await?;
+    let mut comm_back = zbus::fdo::DBusProxy::new(&connection)
+        .await?
+        .receive_name_owner_changed_with_args(&[(0, names::comm::BUS_NAME)])
+        .await?;
+    let engine_quorum = |quorum: zbus::Result<(bool, bool)>| match quorum {
+        Ok((true, quorate)) => Some(Event::EngineQuorum { quorate }),
+        _ => None,
+    };
+    let first_quorum = engine_quorum(comm.quorum().await);
     let members: Vec<(String, NodeStatus)> = comm
         .list_nodes()
         .await
@@ -409,6 +421,10 @@ pub async fn run(
         },
     );
     edges.execute(&mut core, effects).await;
+    if let Some(event) = first_quorum {
+        let effects = core.handle(now(), event);
+        edges.execute(&mut core, effects).await;
+    }
     // A Heartbeat peer answers this with what it holds (ours ignore it: it carries the
     // marker). Once per life of the peer: Heartbeat logs an error for a second `starting`
     // while it negotiates. One that is not active yet ignores it, and gets another.
@@ -570,6 +586,20 @@ pub async fn run(
                 Some(Event::FenceFinished { op_id: record.op_id, ok: record.ok, message: record.message })
             }
             Some(command) = commands.recv() => Some(Event::Command(command)),
+            Some(signal) = quorum_changes.next() => {
+                let Ok(args) = signal.args() else { continue };
+                Some(Event::EngineQuorum { quorate: args.quorate })
+            }
+            Some(change) = comm_back.next() => {
+                let back = change.args().is_ok_and(|args| args.new_owner().is_some());
+                if !back {
+                    continue;
+                }
+                match engine_quorum(comm.quorum().await) {
+                    Some(event) => Some(event),
+                    None => continue,
+                }
+            }
             Some(signal) = stalls.next() => {
                 let Ok(args) = signal.args() else { continue };
                 Some(Event::NoLocalHeartbeat { silent: std::time::Duration::from_millis(args.silent_ms) })

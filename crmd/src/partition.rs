@@ -171,6 +171,12 @@ pub enum Event {
         /// How long this node was silent.
         silent: Duration,
     },
+    /// The messaging engine decides quorum (Corosync's quorum API) and says this partition
+    /// has it or not; crmd's own count no longer applies.
+    EngineQuorum {
+        /// Whether this partition is quorate.
+        quorate: bool,
+    },
     /// Time passed.
     Tick,
     /// The daemon is told to stop.
@@ -346,6 +352,8 @@ pub struct Partition {
     next_retry: Instant,
     last_tick: Instant,
     view: Arc<ClusterView>,
+    /// The messaging engine's quorum verdict, where it decides (Corosync); `None`: counted.
+    engine_quorum: Option<bool>,
 }
 
 impl Partition {
@@ -393,6 +401,7 @@ impl Partition {
                 auto_failback: AutoFailback::Off,
                 fencing,
             }),
+            engine_quorum: None,
         };
         partition.refresh_group_views();
         partition.view = Arc::new(partition.view_now());
@@ -632,6 +641,24 @@ impl Partition {
                     format!("no local heartbeat for {:.2} s", silent.as_secs_f64()),
                     false,
                 )
+            }
+            Event::EngineQuorum { quorate } => {
+                let changed = self.engine_quorum != Some(quorate);
+                self.engine_quorum = Some(quorate);
+                self.report_due |= changed;
+                if changed {
+                    let verdict = if quorate { "has" } else { "does not have" };
+                    tracing::warn!(
+                        quorate,
+                        "the messaging engine says this partition {verdict} quorum"
+                    );
+                    (
+                        format!("engine quorum {}", if quorate { "yes" } else { "no" }),
+                        false,
+                    )
+                } else {
+                    (String::new(), false)
+                }
             }
             Event::Tick => self.on_tick(&mut effects),
             Event::Shutdown => {
@@ -1458,6 +1485,9 @@ impl Partition {
     }
 
     fn has_quorum(&self) -> bool {
+        if let Some(quorate) = self.engine_quorum {
+            return quorate;
+        }
         let total = self.config.nodes.len();
         total < 3 || self.config.nodes.iter().filter(|n| self.is_member(n)).count() * 2 > total
     }

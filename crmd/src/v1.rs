@@ -653,6 +653,8 @@ impl Mixed {
                 );
                 self.standby_request(Hold::ALL, "no local heartbeat");
             }
+            // Heartbeat's v1 protocol is for two nodes on Heartbeat's engine: no quorum.
+            Event::EngineQuorum { .. } => {}
             Event::Tick => self.tick(),
             Event::Shutdown => self.shutdown(),
         }

@@ -569,6 +569,18 @@ impl World {
                 ));
                 self.stall(node, silent);
             }
+            ["engine-quorum", node, verdict] => {
+                if !known(node) {
+                    return Err(error("unknown node"));
+                }
+                let quorate = match *verdict {
+                    "yes" => true,
+                    "no" => false,
+                    _ => return Err(error("expected yes or no")),
+                };
+                self.log(format!("Corosync tells {node}: quorate {verdict}"));
+                self.feed(node, Event::EngineQuorum { quorate });
+            }
             ["crash", node] => {
                 if !known(node) {
                     return Err(error("unknown node"));

@@ -317,6 +317,11 @@ pub trait Comm {
     /// while no group runs here or no reason holds, and crmd is on the bus. Root only.
     fn set_watchdog_state(&self, groups_here: bool, hold: &str) -> zbus::Result<()>;
 
+    /// Who decides quorum, and its verdict: `(false, _)` with Heartbeat's engine, where
+    /// crmd counts the members itself; `(true, quorate)` with Corosync's, whose quorum API
+    /// decides.
+    fn quorum(&self) -> zbus::Result<(bool, bool)>;
+
     /// A cluster message for this node: each once, in its sender's order.
     #[zbus(signal)]
     fn message_received(
@@ -343,4 +348,8 @@ pub trait Comm {
     /// taken its groups over; crmd gives them up.
     #[zbus(signal)]
     fn no_local_heartbeat(&self, silent_ms: u64, deadtime_ms: u64) -> zbus::Result<()>;
+
+    /// The engine's quorum verdict changed (Corosync's engine only).
+    #[zbus(signal)]
+    fn quorum_changed(&self, quorate: bool) -> zbus::Result<()>;
 }

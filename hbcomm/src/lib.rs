@@ -4,6 +4,7 @@
 //! [`cadence`], [`watchdog`]) and the wire format ([`wire`]).
 
 pub mod cadence;
+pub mod cpg_view;
 pub mod daemon;
 pub mod membership;
 pub mod node;

@@ -57,7 +57,7 @@ pub struct Delivery {
 
 impl Delivery {
     /// The client's part of a received message (binary and nested fields are not passed on).
-    fn from_message(message: &Message) -> Self {
+    pub(crate) fn from_message(message: &Message) -> Self {
         Delivery {
             msg_type: message.get("t").unwrap_or_default().to_owned(),
             body: message
@@ -144,6 +144,9 @@ pub enum Effect {
     MembersChanged,
     /// A peer's lateness changed ([`Node::timing`]).
     TimingChanged,
+    /// The engine's quorum verdict changed (Corosync's; Heartbeat's engine leaves the count
+    /// to crmd and never says this).
+    Quorum(bool),
 }
 
 /// What every sequenced message this node sends carries, and the history kept of them.

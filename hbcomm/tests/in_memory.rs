@@ -223,6 +223,7 @@ impl Net {
                 Effect::LinkStatus { .. }
                 | Effect::Beat
                 | Effect::Ping
+                | Effect::Quorum(_)
                 | Effect::MembersChanged
                 | Effect::TimingChanged => {}
             }

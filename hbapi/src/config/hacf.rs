@@ -139,6 +139,8 @@ const KNOWN: &[&str] = &[
     "lost_node_wait",
     "crm",
     "pacemaker",
+    // heartbeat-rs's own: what carries membership and messages (Heartbeat 3.0.6 rejects it).
+    "engine",
 ];
 
 const SYSLOG_FACILITIES: &[&str] = &[
@@ -664,6 +666,13 @@ impl Parser<'_> {
                     format!("expected none, other or any, found {text:?}"),
                 ),
             },
+            "engine" => {
+                self.note_single(line, directive_column, directive);
+                match Engine::parse(text) {
+                    Ok(engine) => self.config.engine = engine,
+                    Err(reason) => self.error(line, column, directive, reason),
+                }
+            }
             "hbgenmethod" => match text {
                 "file" => self.config.generation_method = GenerationMethod::File,
                 "time" => self.config.generation_method = GenerationMethod::Time,
@@ -991,11 +1000,18 @@ impl Parser<'_> {
 
     fn finish(mut self, auto_failback_line: Option<usize>) -> (HaCf, Collector) {
         let file = Location::file(self.path);
-        if self.config.media.is_empty() {
+        if self.config.media.is_empty() && self.config.engine == Engine::Heartbeat {
             self.diag.error(
                 file.clone(),
                 None,
-                "no heartbeat media defined: add a bcast, mcast, mcast6, ucast, ucast6 or serial line",
+                "no heartbeat media defined: add a bcast, mcast, mcast6, ucast, ucast6 or serial line (or `engine corosync`)",
+            );
+        }
+        if !self.config.media.is_empty() && self.config.engine != Engine::Heartbeat {
+            self.diag.warn(
+                file.clone(),
+                Some("engine"),
+                "the heartbeat media lines are not used: Corosync carries membership and messages",
             );
         }
         if let Some(conflict) = serial_format_conflict(&self.config.media, self.config.msgfmt) {
@@ -1326,6 +1342,45 @@ mod tests {
             assert!(error.contains(expected), "{line}: {error}");
             assert!(error.starts_with("/etc/ha.d/ha.cf:4:"), "{line}: {error}");
         }
+    }
+
+    #[test]
+    fn engine_corosync_needs_no_media_and_ignores_them_with_a_warning() {
+        let (config, warnings) = parse("node alpha bravo\nauto_failback off\nengine corosync\n").unwrap();
+        assert_eq!(
+            config.engine,
+            Engine::Corosync {
+                group: "heartbeat-rs".into()
+            }
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let (config, warnings) = parse(&format!("{MINIMAL}engine corosync:ha-web\n")).unwrap();
+        assert_eq!(
+            config.engine,
+            Engine::Corosync {
+                group: "ha-web".into()
+            }
+        );
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.to_string().contains("media lines are not used")),
+            "{warnings:?}"
+        );
+        for (line, expected) in [
+            ("engine openais", "expected heartbeat, corosync or corosync:GROUP"),
+            ("engine corosync:a/b", "CPG group \"a/b\""),
+        ] {
+            let error = parse(&format!("{MINIMAL}{line}\n")).unwrap_err().to_string();
+            assert!(
+                error.contains(expected) && error.contains("ha.cf:4:"),
+                "{line}: {error}"
+            );
+        }
+        let error = parse("node alpha bravo\nengine heartbeat\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("no heartbeat media defined"), "{error}");
     }
 
     #[test]

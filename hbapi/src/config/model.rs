@@ -50,6 +50,8 @@ pub struct ClusterConfig {
     pub autojoin: AutoJoin,
     /// `hbgenmethod`: how the generation number is kept.
     pub generation_method: GenerationMethod,
+    /// `engine`: what carries membership and cluster messages.
+    pub engine: Engine,
     /// Whose operating semantics apply where Heartbeat and FreeHA disagree (ha.toml's
     /// `style`; ha.cf is Heartbeat's file, so it always means Heartbeat's).
     pub style: Style,
@@ -101,6 +103,7 @@ impl ClusterConfig {
             hopfudge: 1,
             autojoin: AutoJoin::None,
             generation_method: GenerationMethod::File,
+            engine: Engine::Heartbeat,
             style: Style::Heartbeat,
             oops_timeout: defaults::OOPS_TIMEOUT,
             lost_node_wait: None,
@@ -438,6 +441,59 @@ pub enum GenerationMethod {
     File,
     /// Derived from the wall clock.
     Time,
+}
+
+/// What carries membership and cluster messages (ha.cf's and ha.toml's `engine`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Engine {
+    /// Heartbeat's own protocol on the configured links (the default).
+    #[default]
+    Heartbeat,
+    /// A running Corosync 3: membership from one CPG group, messages in agreed order through
+    /// it, names from its nodelist. hbcomm needs the `corosync` build feature.
+    Corosync {
+        /// The CPG group (never one of Pacemaker's).
+        group: String,
+    },
+}
+
+impl Engine {
+    /// The CPG group heartbeat-rs uses unless told otherwise.
+    pub const DEFAULT_GROUP: &'static str = "heartbeat-rs";
+
+    /// Reads `heartbeat`, `corosync` or `corosync:GROUP`.
+    pub fn parse(text: &str) -> Result<Engine, String> {
+        let valid_group = |group: &str| {
+            // A CPG name holds at most 128 bytes.
+            !group.is_empty()
+                && group.len() <= 127
+                && group
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        };
+        match text.split_once(':') {
+            None if text == "heartbeat" => Ok(Engine::Heartbeat),
+            None if text == "corosync" => Ok(Engine::Corosync {
+                group: Engine::DEFAULT_GROUP.into(),
+            }),
+            Some(("corosync", group)) if valid_group(group) => Ok(Engine::Corosync { group: group.into() }),
+            Some(("corosync", group)) => Err(format!(
+                "CPG group {group:?}: expected 1-127 of A-Z a-z 0-9 - _ ."
+            )),
+            _ => Err(format!(
+                "expected heartbeat, corosync or corosync:GROUP, found {text:?}"
+            )),
+        }
+    }
+
+    /// The form [`Engine::parse`] reads.
+    pub fn as_text(&self) -> String {
+        match self {
+            Engine::Heartbeat => "heartbeat".into(),
+            Engine::Corosync { group } if group == Engine::DEFAULT_GROUP => "corosync".into(),
+            Engine::Corosync { group } => format!("corosync:{group}"),
+        }
+    }
 }
 
 /// A resource group: started left to right on one node, stopped right to left.

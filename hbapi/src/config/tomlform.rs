@@ -156,6 +156,9 @@ pub struct TomlCluster {
     /// `file` or `time`.
     #[serde(default = "default_generation_method")]
     pub generation_method: String,
+    /// `heartbeat`, `corosync` or `corosync:GROUP`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
     /// Watchdog device.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watchdog: Option<String>,
@@ -535,6 +538,15 @@ pub fn parse_toml(
         }
     };
 
+    let engine = match raw.cluster.engine.as_deref().map(Engine::parse) {
+        None => Engine::Heartbeat,
+        Some(Ok(engine)) => engine,
+        Some(Err(reason)) => {
+            diag.error(Location::file(path), Some("cluster.engine"), reason);
+            Engine::Heartbeat
+        }
+    };
+
     let mut media = Vec::new();
     for (index, link) in raw.links.iter().enumerate() {
         let key = format!("link[{index}]");
@@ -600,11 +612,11 @@ pub fn parse_toml(
     if let Some(conflict) = serial_format_conflict(&media, msgfmt) {
         diag.error(Location::file(path), Some("cluster.msgfmt"), conflict);
     }
-    if media.is_empty() {
+    if media.is_empty() && engine == Engine::Heartbeat {
         diag.error(
             Location::file(path),
             Some("link"),
-            "no heartbeat links: add a [[link]] table (bcast, mcast, ucast or serial)",
+            "no heartbeat links: add a [[link]] table (bcast, mcast, ucast or serial), or engine = \"corosync\"",
         );
     }
 
@@ -865,6 +877,7 @@ pub fn parse_toml(
         hopfudge: raw.cluster.hopfudge,
         autojoin: AutoJoin::None,
         generation_method,
+        engine,
         style,
         oops_timeout: raw.cluster.oops_timeout.map_or(defaults::OOPS_TIMEOUT, |t| t.0),
         lost_node_wait: raw.cluster.lost_node_wait.map(|t| t.0),
@@ -1001,6 +1014,7 @@ pub fn to_toml(config: &ClusterConfig, authkeys_file: &str) -> String {
                 GenerationMethod::File => "file".into(),
                 GenerationMethod::Time => "time".into(),
             },
+            engine: (config.engine != Engine::Heartbeat).then(|| config.engine.as_text()),
             watchdog: config.watchdog.clone(),
             realtime: config.realtime.enabled,
             rtprio: config.realtime.priority,
@@ -1193,6 +1207,28 @@ mod tests {
         assert_eq!(config.groups[0].preferred_node, "alpha");
         let error = read(text("heartbeat")).unwrap_err().to_string();
         assert!(error.contains("group[0].preferred_node: missing"), "{error}");
+    }
+
+    #[test]
+    fn engine_corosync_is_read_and_written_and_needs_no_link() {
+        let text = |engine: &str| {
+            format!(
+                "[cluster]\nnodes = [\"alpha\", \"bravo\"]\nauto_failback = \"off\"\nengine = \"{engine}\"\n\n[auth]\nactive = 1\nkeys = [{{ id = 1, method = \"sha256\", secret = \"s3cret\" }}]\n"
+            )
+        };
+        let read = |text: String| {
+            parse_toml(Path::new("/etc/ha.d/ha.toml"), &text, &|_| {
+                unreachable!("keys are inline")
+            })
+        };
+        let (config, _) = read(text("corosync:web")).unwrap();
+        assert_eq!(config.engine, Engine::Corosync { group: "web".into() });
+        let written = to_toml(&config, "authkeys");
+        assert!(written.contains("engine = \"corosync:web\""), "{written}");
+        let error = read(text("heartbeat")).unwrap_err().to_string();
+        assert!(error.contains("no heartbeat links"), "{error}");
+        let error = read(text("totem")).unwrap_err().to_string();
+        assert!(error.contains("cluster.engine"), "{error}");
     }
 
     #[test]

@@ -90,6 +90,8 @@ pub struct Snapshot {
     pub counters: HashMap<String, u64>,
     /// Timers and peers' gaps.
     pub timing: HeartbeatTiming,
+    /// The engine's quorum verdict (`None`: Heartbeat's engine, crmd counts).
+    pub quorum: Option<bool>,
 }
 
 /// The served object.
@@ -142,6 +144,13 @@ impl CommInterface {
     /// all links and per link (FAQ 12: deadtime should be 1.5–2 times the longest gap).
     fn heartbeat_timing(&self) -> HeartbeatTiming {
         self.snapshot.lock().map(|s| s.timing.clone()).unwrap_or_default()
+    }
+
+    /// Who decides quorum, and its verdict: (false, _) with Heartbeat's engine, where crmd
+    /// counts the members itself; (true, quorate) with Corosync's, whose quorum API decides.
+    fn quorum(&self) -> (bool, bool) {
+        let quorum = self.snapshot.lock().map(|s| s.quorum).unwrap_or_default();
+        (quorum.is_some(), quorum.unwrap_or(false))
     }
 
     /// Sends a cluster message to `to` (a node, or "" for every node, this one included) and
@@ -265,6 +274,10 @@ impl CommInterface {
         silent_ms: u64,
         deadtime_ms: u64,
     ) -> zbus::Result<()>;
+
+    /// The engine's quorum verdict changed (Corosync's engine only).
+    #[zbus(signal)]
+    pub async fn quorum_changed(emitter: &SignalEmitter<'_>, quorate: bool) -> zbus::Result<()>;
 }
 
 #[cfg(test)]
@@ -346,6 +359,11 @@ mod tests {
         calls.call("method ListNodes", proxy.list_nodes().await);
         calls.call("method Counters", proxy.counters().await);
         calls.call("method HeartbeatTiming", proxy.heartbeat_timing().await);
+        assert_eq!(
+            calls.call("method Quorum", proxy.quorum().await).unwrap(),
+            (false, false),
+            "Heartbeat's engine leaves quorum to crmd"
+        );
         // The operator's methods are refused (no caller uid on a bus-less connection).
         let body = HashMap::from([("k".to_owned(), "v".to_owned())]);
         calls.call(
@@ -368,6 +386,7 @@ mod tests {
         let mut link = proxy.receive_link_status_changed().await.unwrap();
         let mut mismatch = proxy.receive_config_mismatch().await.unwrap();
         let mut stalled = proxy.receive_no_local_heartbeat().await.unwrap();
+        let mut quorum = proxy.receive_quorum_changed().await.unwrap();
         let emitter = SignalEmitter::new(&server, OBJECT_PATH).unwrap();
         type Iface = super::CommInterface;
         Iface::message_received(&emitter, "bravo", "contract", body)
@@ -383,6 +402,7 @@ mod tests {
             .await
             .unwrap();
         Iface::no_local_heartbeat(&emitter, 1500, 1000).await.unwrap();
+        Iface::quorum_changed(&emitter, true).await.unwrap();
         let signal = received.next().await.unwrap();
         calls.signal(
             "signal MessageReceived",
@@ -407,6 +427,11 @@ mod tests {
         calls.signal(
             "signal NoLocalHeartbeat",
             signal.args().map(|a| assert_eq!(*a.silent_ms(), 1500)),
+        );
+        let signal = quorum.next().await.unwrap();
+        calls.signal(
+            "signal QuorumChanged",
+            signal.args().map(|a| assert!(*a.quorate())),
         );
         calls.verdict(INTERFACE).unwrap();
     }

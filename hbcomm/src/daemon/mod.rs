@@ -4,6 +4,8 @@
 //! timers, the watchdog device and the bus, feeds the node what arrives with the time it
 //! arrived, and carries out the effects it returns ([`Edges`]).
 
+#[cfg(feature = "corosync")]
+pub mod corosync;
 pub mod iface;
 pub mod media;
 pub mod ping;
@@ -23,7 +25,7 @@ use tokio::sync::mpsc;
 use zbus::object_server::SignalEmitter;
 
 use hbapi::comm::{Counter, HeartbeatTiming};
-use hbapi::config::{AuthMethod, ClusterConfig};
+use hbapi::config::{AuthMethod, ClusterConfig, Engine};
 use hbapi::names;
 
 use crate::node::{Effect, Identity, Node, Send};
@@ -121,11 +123,41 @@ impl LoadAverage {
     }
 }
 
+/// What an engine's core shows of its members and timers (Heartbeat's [`Node`], Corosync's
+/// [`crate::cpg_view::CpgView`]).
+pub(crate) trait View {
+    fn nodes(&self, now: Instant) -> Vec<hbapi::comm::NodeInfo>;
+    fn timing(&self) -> HeartbeatTiming;
+}
+
+impl View for Node {
+    fn nodes(&self, now: Instant) -> Vec<hbapi::comm::NodeInfo> {
+        Node::nodes(self, now)
+    }
+    fn timing(&self) -> HeartbeatTiming {
+        Node::timing(self)
+    }
+}
+
+/// Where an engine's packets go ([`Effect::Send`]).
+pub(crate) trait Transport {
+    fn send(&self, packet: &[u8], snapshot: &Mutex<Snapshot>);
+}
+
+/// Heartbeat's links: every packet to every destination of every link.
+struct Links<'a>(&'a [media::Link]);
+
+impl Transport for Links<'_> {
+    fn send(&self, packet: &[u8], snapshot: &Mutex<Snapshot>) {
+        broadcast(self.0, packet, snapshot);
+    }
+}
+
 /// What carries out the node's effects: the links, the keepalive timer, the ping sockets, the
 /// watchdog device and the bus.
-struct Edges<'a> {
+pub(crate) struct Edges<'a> {
     config: &'a ClusterConfig,
-    links: &'a [media::Link],
+    transport: &'a dyn Transport,
     snapshot: &'a Mutex<Snapshot>,
     emitter: &'a SignalEmitter<'static>,
     keepalive: &'a timer::FdTimer,
@@ -137,10 +169,10 @@ struct Edges<'a> {
 }
 
 impl Edges<'_> {
-    async fn carry_out(&mut self, node: &Node, effects: Vec<Effect>) {
+    async fn carry_out(&mut self, node: &dyn View, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
-                Effect::Send(packet) => broadcast(self.links, &packet, self.snapshot),
+                Effect::Send(packet) => self.transport.send(&packet, self.snapshot),
                 Effect::Count(counter) => bump(self.snapshot, counter),
                 Effect::Deliver { sender, message } => {
                     let _ = CommInterface::message_received(
@@ -190,7 +222,30 @@ impl Edges<'_> {
                     }
                 }
                 Effect::TimingChanged => publish_timing(self.snapshot, node),
+                Effect::Quorum(quorate) => {
+                    if let Ok(mut shared) = self.snapshot.lock() {
+                        shared.quorum = Some(quorate);
+                    }
+                    let _ = CommInterface::quorum_changed(self.emitter, quorate).await;
+                }
             }
+        }
+    }
+
+    /// crmd appeared on the bus or left it.
+    fn crmd_presence(&mut self, change: &zbus::fdo::NameOwnerChanged) {
+        if let Ok(args) = change.args() {
+            let present = args.new_owner().is_some();
+            if let Some(verdict) = self.guard.crmd_present(present) {
+                self.watchdog_verdict(verdict.as_deref());
+            }
+        }
+    }
+
+    /// A planned stop: the watchdog is disarmed unless groups are left running.
+    fn close(self) {
+        if let Some(device) = self.watchdog {
+            device.close(self.guard.may_disarm());
         }
     }
 
@@ -211,41 +266,31 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Runs hbcomm until `shutdown` resolves.
-pub async fn run(
-    options: CommOptions,
-    config: ClusterConfig,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> Result<(), CommError> {
-    let authenticator = Authenticator::from_keys(&config.auth)
-        .ok_or_else(|| CommError::Config("authkeys: the active key is missing".into()))?;
-    if authenticator.method() == AuthMethod::Crc && !options.insecure_crc {
-        return Err(CommError::Config(
-            "authkeys selects crc, which has no key: anyone who can send UDP to this cluster could forge heartbeats and take over resources. Use sha256 (or sha1 with Heartbeat nodes); start hbcomm with --insecure-crc only on a network nobody else can reach".into(),
-        ));
-    }
-    std::fs::create_dir_all(&options.state_dir)
-        .map_err(|e| CommError::Config(format!("{}: {e}", options.state_dir.display())))?;
-    let generation = state::next_generation(&options.state_dir)?;
-    let uuid = state::node_uuid(&options.state_dir)?;
-    // A configuration error will not read better on a respawn: exit 100, not 1.
-    hbapi::links::check(&config, options.bind).map_err(|e| CommError::Config(e.to_string()))?;
-    let links = media::open(&config, options.bind, &authenticator)?;
-    let link_names: Vec<String> = {
-        let mut names: Vec<String> = links.iter().map(|l| l.name.clone()).collect();
-        names.dedup();
-        names
-    };
-    let identity = Identity {
-        node: options.node.clone(),
-        uuid: uuid.to_vec(),
-        generation,
-    };
-    let mut node = Node::new(identity, &config, authenticator, &link_names, Instant::now());
+/// What every engine serves: the bus interface and its requests, the watchdog device, and
+/// crmd's presence (which matters to the watchdog only, see [`crate::watchdog`]).
+pub(crate) struct Served {
+    pub(crate) connection: zbus::Connection,
+    pub(crate) emitter: SignalEmitter<'static>,
+    pub(crate) snapshot: Arc<Mutex<Snapshot>>,
+    pub(crate) outgoing: mpsc::Receiver<Outgoing>,
+    pub(crate) control: mpsc::Receiver<Control>,
+    pub(crate) watchdog: Option<watchdog::Device>,
+    pub(crate) crmd_owner_changes: Option<zbus::fdo::NameOwnerChangedStream>,
+}
 
-    let snapshot = Arc::new(Mutex::new(Snapshot::default()));
-    let (outgoing_tx, mut outgoing) = mpsc::channel::<Outgoing>(64);
-    let (control_tx, mut control) = mpsc::channel::<Control>(4);
+/// Takes hbcomm's bus name and serves its interface, then opens the watchdog.
+async fn serve(
+    options: &CommOptions,
+    config: &ClusterConfig,
+    generation: u32,
+    quorum: Option<bool>,
+) -> Result<Served, CommError> {
+    let snapshot = Arc::new(Mutex::new(Snapshot {
+        quorum,
+        ..Snapshot::default()
+    }));
+    let (outgoing_tx, outgoing) = mpsc::channel::<Outgoing>(64);
+    let (control_tx, control) = mpsc::channel::<Control>(4);
     let interface = CommInterface {
         local_node: options.node.clone(),
         generation,
@@ -269,8 +314,7 @@ pub async fn run(
         }
         _ => None,
     };
-    // crmd's presence matters to the watchdog only (see crate::watchdog).
-    let mut crmd_owner_changes = match &watchdog {
+    let crmd_owner_changes = match &watchdog {
         Some(_) => Some(
             zbus::fdo::DBusProxy::new(&connection)
                 .await?
@@ -279,6 +323,108 @@ pub async fn run(
         ),
         None => None,
     };
+    Ok(Served {
+        connection,
+        emitter,
+        snapshot,
+        outgoing,
+        control,
+        watchdog,
+        crmd_owner_changes,
+    })
+}
+
+/// The next generation (peers take a higher one as a restart), falling back to the time.
+fn next_generation_or_time(state_dir: &std::path::Path) -> u32 {
+    match state::next_generation(state_dir) {
+        Ok(next) => next,
+        // Peers would ignore the old generation: a time-based one instead.
+        Err(error) => {
+            tracing::error!("generation not advanced on file: {error}");
+            u32::try_from(crate::node::unix_time()).unwrap_or(u32::MAX)
+        }
+    }
+}
+
+/// Runs hbcomm until `shutdown` resolves, on the engine the configuration names.
+pub async fn run(
+    options: CommOptions,
+    config: ClusterConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), CommError> {
+    let authenticator = Authenticator::from_keys(&config.auth)
+        .ok_or_else(|| CommError::Config("authkeys: the active key is missing".into()))?;
+    if authenticator.method() == AuthMethod::Crc && !options.insecure_crc {
+        return Err(CommError::Config(
+            "authkeys selects crc, which has no key: anyone who can send UDP to this cluster could forge heartbeats and take over resources. Use sha256 (or sha1 with Heartbeat nodes); start hbcomm with --insecure-crc only on a network nobody else can reach".into(),
+        ));
+    }
+    std::fs::create_dir_all(&options.state_dir)
+        .map_err(|e| CommError::Config(format!("{}: {e}", options.state_dir.display())))?;
+    let generation = state::next_generation(&options.state_dir)?;
+    match &config.engine {
+        Engine::Heartbeat => run_heartbeat(options, config.clone(), authenticator, generation, shutdown).await,
+        #[cfg(feature = "corosync")]
+        Engine::Corosync { group } => {
+            corosync::run(options, config.clone(), group, authenticator, generation, shutdown).await
+        }
+        #[cfg(not(feature = "corosync"))]
+        Engine::Corosync { .. } => Err(CommError::Config(
+            "engine corosync: this hbcomm was built without Corosync (cargo feature `corosync`); install a build with it, or use engine heartbeat".into(),
+        )),
+    }
+}
+
+/// crmd's word and presence, for the watchdog guard (both engines).
+async fn watchdog_word(edges: &mut Edges<'_>, control: Control) -> Option<Control> {
+    match control {
+        Control::WatchdogState {
+            groups_here,
+            hold,
+            reply,
+        } => {
+            if let Some(verdict) = edges.guard.crmd_says(groups_here, &hold) {
+                edges.watchdog_verdict(verdict.as_deref());
+            }
+            let _ = reply.send(());
+            None
+        }
+        other => Some(other),
+    }
+}
+
+/// Heartbeat's own protocol on the configured links.
+async fn run_heartbeat(
+    options: CommOptions,
+    config: ClusterConfig,
+    authenticator: Authenticator,
+    generation: u32,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), CommError> {
+    let uuid = state::node_uuid(&options.state_dir)?;
+    // A configuration error will not read better on a respawn: exit 100, not 1.
+    hbapi::links::check(&config, options.bind).map_err(|e| CommError::Config(e.to_string()))?;
+    let links = media::open(&config, options.bind, &authenticator)?;
+    let link_names: Vec<String> = {
+        let mut names: Vec<String> = links.iter().map(|l| l.name.clone()).collect();
+        names.dedup();
+        names
+    };
+    let identity = Identity {
+        node: options.node.clone(),
+        uuid: uuid.to_vec(),
+        generation,
+    };
+    let mut node = Node::new(identity, &config, authenticator, &link_names, Instant::now());
+    let Served {
+        connection: _connection,
+        emitter,
+        snapshot,
+        mut outgoing,
+        mut control,
+        watchdog,
+        mut crmd_owner_changes,
+    } = serve(&options, &config, generation, None).await?;
     tracing::info!(node = %options.node, generation, links = ?link_names, "hbcomm started");
     // Under systemd (Type=notify); the master gives its children no notify socket.
     let _ = hbapi::notify::notify("READY=1");
@@ -298,9 +444,10 @@ pub async fn run(
         .map_err(|e| CommError::Io(format!("timerfd: {e}")))?;
     let deadlines = timer::FdTimer::new().map_err(|e| CommError::Io(format!("timerfd: {e}")))?;
     let mut load = LoadAverage::open();
+    let transport = Links(&links);
     let mut edges = Edges {
         config: &config,
-        links: &links,
+        transport: &transport,
         snapshot: &snapshot,
         emitter: &emitter,
         keepalive: &keepalive,
@@ -345,39 +492,20 @@ pub async fn run(
                 continue;
             }
             Some(change) = async { crmd_owner_changes.as_mut()?.next().await }, if crmd_owner_changes.is_some() => {
-                if let Ok(args) = change.args() {
-                    let present = args.new_owner().is_some();
-                    if let Some(verdict) = edges.guard.crmd_present(present) {
-                        edges.watchdog_verdict(verdict.as_deref());
-                    }
-                }
+                edges.crmd_presence(&change);
                 continue;
             }
-            Some(request) = control.recv() => match request {
-                Control::WatchdogState { groups_here, hold, reply } => {
-                    if let Some(verdict) = edges.guard.crmd_says(groups_here, &hold) {
-                        edges.watchdog_verdict(verdict.as_deref());
-                    }
-                    let _ = reply.send(());
-                    continue;
-                }
-                Control::Leave(reply) => {
+            Some(request) = control.recv() => match watchdog_word(&mut edges, request).await {
+                None => continue,
+                Some(Control::Leave(reply)) => {
                     let effects = node.leave(Instant::now());
                     edges.carry_out(&node, effects).await;
                     let _ = reply.send(());
                     continue;
                 }
-                Control::Join(reply) => {
+                Some(Control::Join(reply)) => {
                     let effects = if node.has_left() {
-                        let generation = match state::next_generation(&options.state_dir) {
-                            Ok(next) => next,
-                            // Peers would ignore the old generation: a time-based one instead.
-                            Err(error) => {
-                                tracing::error!("generation not advanced on file: {error}");
-                                u32::try_from(crate::node::unix_time()).unwrap_or(u32::MAX)
-                            }
-                        };
-                        node.join(Instant::now(), generation)
+                        node.join(Instant::now(), next_generation_or_time(&options.state_dir))
                     } else {
                         Vec::new()
                     };
@@ -385,6 +513,7 @@ pub async fn run(
                     let _ = reply.send(());
                     continue;
                 }
+                Some(Control::WatchdogState { .. }) => continue,
             },
             Some(ping_node) = ping_replies.recv() => node.on_ping_reply(Instant::now(), &ping_node),
             (index, result) = std::future::poll_fn(|cx| socket::poll_any(&link_sockets, next_link, cx, &mut datagram)) => {
@@ -408,9 +537,7 @@ pub async fn run(
         };
         edges.carry_out(&node, effects).await;
     }
-    if let Some(device) = edges.watchdog {
-        device.close(edges.guard.may_disarm());
-    }
+    edges.close();
     tracing::info!("hbcomm stopping");
     Ok(())
 }
@@ -460,7 +587,7 @@ fn bump(snapshot: &Mutex<Snapshot>, counter: Counter) {
 }
 
 /// Publishes the timers and every peer's lateness, keeping the watchdog's part.
-fn publish_timing(snapshot: &Mutex<Snapshot>, node: &Node) {
+fn publish_timing(snapshot: &Mutex<Snapshot>, node: &dyn View) {
     let timing = node.timing();
     if let Ok(mut shared) = snapshot.lock() {
         let HeartbeatTiming {
