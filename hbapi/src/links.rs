@@ -65,6 +65,10 @@ pub fn check_serial_device(device: &str) -> Result<(), String> {
 
 /// Checks every link of `config` for a node bound to `bind` (or to every address).
 pub fn check(config: &ClusterConfig, bind: Option<IpAddr>) -> Result<(), LinkError> {
+    // On Corosync the links are Corosync's (ha.cf's media lines are not used).
+    if config.engine != crate::config::Engine::Heartbeat {
+        return Ok(());
+    }
     let own = local_addresses(bind);
     let mut usable = 0;
     for medium in &config.media {

@@ -5,6 +5,7 @@
 //! never on fixed sleeps. Timeouts exist only so that a broken build fails instead of hanging.
 
 pub mod container;
+pub mod corosync;
 pub mod faults;
 pub mod groups;
 pub mod ledger;

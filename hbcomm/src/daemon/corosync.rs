@@ -116,13 +116,23 @@ impl AsRawFd for LibraryFd {
     }
 }
 
-/// Calls `call` again while Corosync says "try again" (it is busy forming a membership), as
-/// Pacemaker's `cs_repeat` does: up to 20 times, 100 ms apart. Used at connection time only;
-/// sends are queued instead ([`Connection::flush`]).
-fn repeat<T>(what: &str, mut call: impl FnMut() -> cs::Result<T>) -> cs::Result<T> {
-    for attempt in 1.. {
+/// How often a call is made while Corosync says "try again" (it is busy forming a
+/// membership), 100 ms apart, as Pacemaker's `cs_repeat` does: at start-up, before anything is
+/// served, and for a planned leave. When hbcomm connects again from its loop it makes one
+/// attempt (the loop must keep feeding the watchdog) and tries the whole connection again a
+/// second later.
+const PATIENT: u32 = 20;
+
+/// How often hbcomm tries to connect again once Corosync is gone.
+const RECONNECT: Duration = Duration::from_secs(1);
+
+/// Calls `call` up to `attempts` times while Corosync says "try again". Sends are queued
+/// instead ([`CpgSender::flush`]).
+fn repeat<T>(attempts: u32, what: &str, mut call: impl FnMut() -> cs::Result<T>) -> cs::Result<T> {
+    let attempts = attempts.max(1);
+    for attempt in 1..=attempts {
         match call() {
-            Err(CsError::CsErrTryAgain) if attempt < 20 => {
+            Err(CsError::CsErrTryAgain) if attempt < attempts => {
                 tracing::debug!("{what}: Corosync says try again ({attempt})");
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -185,38 +195,41 @@ enum Ready {
 }
 
 impl Connection {
-    fn open(group: &str) -> Result<Connected, String> {
-        let names = repeat("cmap", nodelist).map_err(|e| format!("cmap (the nodelist): {e}"))?;
+    fn open(group: &str, attempts: u32) -> Result<Connected, String> {
+        let names = repeat(attempts, "cmap", nodelist).map_err(|e| format!("cmap (the nodelist): {e}"))?;
         let model = cpg::ModelData::ModelV1(cpg::Model1Data {
             flags: cpg::Model1Flags::None,
             deliver_fn: Some(on_deliver),
             confchg_fn: Some(on_configuration),
             totem_confchg_fn: None,
         });
-        let cpg = repeat("cpg_initialize", || cpg::initialize(&model, 0)).map_err(|e| format!("cpg: {e}"))?;
+        let cpg = repeat(attempts, "cpg_initialize", || cpg::initialize(&model, 0))
+            .map_err(|e| format!("cpg: {e}"))?;
         let local_id = u32::from(cpg::local_get(&cpg).map_err(|e| format!("cpg_local_get: {e}"))?);
         let model = quorum::ModelData::ModelV1(quorum::Model1Data {
             flags: quorum::Model1Flags::None,
             quorum_notification_fn: Some(on_quorum),
             nodelist_notification_fn: None,
         });
-        let (quorum, _) = repeat("quorum_initialize", || quorum::initialize(&model, 0))
+        let (quorum, _) = repeat(attempts, "quorum_initialize", || quorum::initialize(&model, 0))
             .map_err(|e| format!("quorum: {e}"))?;
-        let quorate = repeat("quorum_getquorate", || quorum::getquorate(&quorum))
+        let quorate = repeat(attempts, "quorum_getquorate", || quorum::getquorate(&quorum))
             .map_err(|e| format!("quorum_getquorate: {e}"))?;
-        repeat("quorum_trackstart", || {
+        repeat(attempts, "quorum_trackstart", || {
             quorum::trackstart(&quorum, cs::TrackFlags::Changes)
         })
         .map_err(|e| format!("quorum_trackstart: {e}"))?;
-        let cfg = repeat("cfg_initialize", || {
+        let cfg = repeat(attempts, "cfg_initialize", || {
             cfg::initialize(&cfg::Callbacks {
                 corosync_cfg_shutdown_callback_fn: Some(on_shutdown_request),
             })
         })
         .map_err(|e| format!("cfg: {e}"))?;
         // Asked before Corosync shuts down (corosync-cfgtool -H): see the loop.
-        repeat("cfg_trackstart", || cfg::track_start(&cfg, cfg::TrackFlags::None))
-            .map_err(|e| format!("cfg_trackstart: {e}"))?;
+        repeat(attempts, "cfg_trackstart", || {
+            cfg::track_start(&cfg, cfg::TrackFlags::None)
+        })
+        .map_err(|e| format!("cfg_trackstart: {e}"))?;
         let fd = |fd: cs::Result<i32>, what: &str| {
             let fd = fd.map_err(|e| format!("{what}_fd_get: {e}"))?;
             // SAFETY: the descriptor stays open until the handle is finalized, which happens
@@ -242,8 +255,8 @@ impl Connection {
         })
     }
 
-    fn join(&mut self) -> cs::Result<()> {
-        repeat("cpg_join", || cpg::join(&self.cpg, &self.group))?;
+    fn join(&mut self, attempts: u32) -> cs::Result<()> {
+        repeat(attempts, "cpg_join", || cpg::join(&self.cpg, &self.group))?;
         self.joined = true;
         Ok(())
     }
@@ -251,7 +264,7 @@ impl Connection {
     fn leave(&mut self, sender: &CpgSender) {
         if self.joined {
             sender.flush();
-            if let Err(error) = repeat("cpg_leave", || cpg::leave(&self.cpg, &self.group)) {
+            if let Err(error) = repeat(PATIENT, "cpg_leave", || cpg::leave(&self.cpg, &self.group)) {
                 tracing::warn!("cpg_leave: {error}");
             }
             self.joined = false;
@@ -364,13 +377,15 @@ fn connect(
     group: &str,
     authenticator: &Authenticator,
     generation: u32,
+    attempts: u32,
 ) -> Result<(Connection, CpgView, bool), CommError> {
     let Connected {
         mut connection,
         local_id,
         names,
         quorate,
-    } = Connection::open(group).map_err(|e| CommError::Io(format!("Corosync: {e}; is corosync running?")))?;
+    } = Connection::open(group, attempts)
+        .map_err(|e| CommError::Io(format!("Corosync: {e}; is corosync running?")))?;
     if names.get(&local_id) != Some(&options.node) {
         return Err(CommError::Config(format!(
             "Corosync's nodelist names this node (id {local_id}) {:?}, and heartbeat-rs calls it {:?}: give it the same name in corosync.conf (nodelist.node.N.name) and ha.cf (node)",
@@ -395,7 +410,7 @@ fn connect(
         )));
     }
     connection
-        .join()
+        .join(attempts)
         .map_err(|e| CommError::Io(format!("cpg_join {group}: {e}")))?;
     Ok((connection, view, quorate))
 }
@@ -409,7 +424,27 @@ pub(crate) async fn run(
     mut generation: u32,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), CommError> {
-    let (connection, mut view, quorate) = connect(&options, &config, group, &authenticator, generation)?;
+    tokio::pin!(shutdown);
+    // Corosync may start after this node's heartbeat-rs (or be restarting): waited for, as
+    // Pacemaker waits, before anything is served — crmd decides nothing until hbcomm is on the
+    // bus.
+    let mut attempts = 0u32;
+    let (connection, mut view, quorate) = loop {
+        match connect(&options, &config, group, &authenticator, generation, PATIENT) {
+            Ok(connected) => break connected,
+            Err(error @ CommError::Config(_)) => return Err(error),
+            Err(error) => {
+                if attempts % 10 == 0 {
+                    tracing::warn!("waiting for Corosync: {error}");
+                }
+                attempts += 1;
+            }
+        }
+        tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    };
     let mut connection = Some(connection);
     let Served {
         connection: bus,
@@ -452,7 +487,7 @@ pub(crate) async fn run(
     }
     let mut shutdown_requested = false;
     let mut armed: Option<Instant> = None;
-    tokio::pin!(shutdown);
+    let mut reconnect_at = tokio::time::Instant::now();
     loop {
         let deadline = view.next_deadline();
         if deadline != armed {
@@ -498,6 +533,7 @@ pub(crate) async fn run(
                         tracing::error!("Corosync dispatch: {error}");
                         connection = None;
                         sender.attach(None);
+                        reconnect_at = tokio::time::Instant::now() + RECONNECT;
                         effects.extend(view.on_disconnected(Instant::now()));
                     }
                 }
@@ -507,11 +543,12 @@ pub(crate) async fn run(
                 sender.flush();
                 continue;
             }
-            () = tokio::time::sleep(Duration::from_secs(1)), if connection.is_none() => {
+            () = tokio::time::sleep_until(reconnect_at), if connection.is_none() => {
+                reconnect_at = tokio::time::Instant::now() + RECONNECT;
                 // Back in the cluster as a new member: peers took this node's groups over
                 // when it disappeared; they are met as after a partition.
                 generation = super::next_generation_or_time(&options.state_dir);
-                match connect(&options, &config, group, &authenticator, generation) {
+                match connect(&options, &config, group, &authenticator, generation, 1) {
                     Ok((reconnected, fresh, quorate)) => {
                         tracing::warn!(generation, "connected to Corosync again");
                         connection = Some(reconnected);
@@ -548,7 +585,7 @@ pub(crate) async fn run(
                     }
                     Some(Control::Join(reply)) => {
                         if let Some(connection) = connection.as_mut().filter(|c| !c.joined) {
-                            if let Err(error) = connection.join() {
+                            if let Err(error) = connection.join(PATIENT) {
                                 tracing::error!("cpg_join: {error}");
                             }
                         }

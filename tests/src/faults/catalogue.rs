@@ -11,12 +11,17 @@ pub enum Shape {
     Fencing2,
     /// Three nodes, no fence device, each with the lab's watchdog ([`crate::watchdog`]).
     Watchdog3,
+    /// Three nodes on Corosync 3 (`engine corosync`, [`crate::corosync`]), no fence device:
+    /// Corosync's quorum keeps a lost node's resources single.
+    Corosync3,
 }
 
 impl Shape {
     pub(super) fn names(self) -> &'static [&'static str] {
         match self {
-            Shape::Quorum3 | Shape::Fencing3 | Shape::Watchdog3 => &["alpha", "bravo", "charlie"],
+            Shape::Quorum3 | Shape::Fencing3 | Shape::Watchdog3 | Shape::Corosync3 => {
+                &["alpha", "bravo", "charlie"]
+            }
             Shape::Fencing2 => &["alpha", "bravo"],
         }
     }
@@ -29,12 +34,17 @@ impl Shape {
         self == Shape::Watchdog3
     }
 
+    pub(super) fn corosync(self) -> bool {
+        self == Shape::Corosync3
+    }
+
     pub(super) fn label(self) -> &'static str {
         match self {
             Shape::Quorum3 => "3 nodes, quorum",
             Shape::Fencing3 => "3 nodes, fencing",
             Shape::Fencing2 => "2 nodes, fencing",
             Shape::Watchdog3 => "3 nodes, watchdog",
+            Shape::Corosync3 => "3 nodes, Corosync",
         }
     }
 }
@@ -140,6 +150,7 @@ impl Fault {
             Shape::Fencing3 => "fencing3",
             Shape::Fencing2 => "fencing2",
             Shape::Watchdog3 => "watchdog3",
+            Shape::Corosync3 => "corosync3",
         };
         format!("{kind}/{shape}")
     }
@@ -162,6 +173,8 @@ impl Fault {
             (StackKill, _) if self.shape == Shape::Quorum3 => Expect::DoubleStart,
             (StackKill, _) => Expect::Moves { victim: alpha },
             (LongStall, _) => Expect::Runs { victim: alpha },
+            // Corosync gone is alpha's failure: it stops web, its peers take it over.
+            (KillDaemon("corosync"), _) => Expect::Moves { victim: alpha },
             _ => Expect::Stays,
         }
     }
@@ -323,6 +336,27 @@ pub fn default_faults() -> Vec<Fault> {
         },
     ]);
     faults
+}
+
+/// The faults played on Corosync (`hb_lab::corosync`): a node's crash, its partition, and
+/// the daemons killed — Corosync itself among them.
+pub fn corosync_faults() -> Vec<Fault> {
+    use Kind::*;
+    [
+        Crash,
+        Partition,
+        KillDaemon("hbcomm"),
+        KillDaemon("crmd"),
+        KillDaemon("lrmd"),
+        KillDaemon("corosync"),
+        KillMaster,
+    ]
+    .into_iter()
+    .map(|kind| Fault {
+        kind,
+        shape: Shape::Corosync3,
+    })
+    .collect()
 }
 
 /// What a correct cluster does about a fault.

@@ -32,6 +32,8 @@ pub struct Cluster {
     /// The lab's watchdog of each node (Shape::Watchdog3), in node order.
     pub(super) watchdogs: Vec<crate::watchdog::StandIn>,
     pub(super) seen: Arc<Mutex<Vec<Seen>>>,
+    /// The Corosync instances (Shape::Corosync3), one per node, in its cgroup.
+    pub(super) corosync: Option<Mutex<crate::corosync::CorosyncLab>>,
     /// Ledger lines with when the harness first saw them.
     pub(super) ledger_seen: Arc<Mutex<Vec<(Instant, String)>>>,
     pub(super) watchers: Vec<tokio::task::JoinHandle<()>>,
@@ -89,13 +91,29 @@ impl Cluster {
             stop_timeout: OP_TIMEOUT,
             ..hbapi::config::OpSettings::default()
         };
+        let corosync = fault.shape.corosync().then(|| {
+            let mut corosync = crate::corosync::CorosyncLab::new(names, &format!("f{}", next_tag()));
+            for (index, cgroup) in cgroups.iter().enumerate() {
+                corosync.start(index, &cgroup.wrapper());
+            }
+            for index in 0..names.len() {
+                corosync
+                    .wait_quorate(index, Duration::from_secs(30))
+                    .expect("Corosync quorate");
+            }
+            corosync
+        });
         let index = std::cell::Cell::new(0usize);
-        let script = agent_script(&lab);
+        let script = ledger_agent(&lab);
         let nodes = start_cluster(names, |builder| {
             let me = index.get();
             index.set(me + 1);
             let mut wrapper = cgroups[me].wrapper();
-            wrapper.extend(namespace.wrapper().iter().map(|s| s.to_string()));
+            match &corosync {
+                // Each node beside its Corosync, in that instance's network namespace.
+                Some(corosync) => wrapper.extend(corosync.wrapper(me)),
+                None => wrapper.extend(namespace.wrapper().iter().map(|s| s.to_string())),
+            }
             let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
             let mut builder = builder
                 .wrapper(&wrapper)
@@ -103,6 +121,9 @@ impl Cluster {
                 .resource_script("Ledger", &script)
                 .resource_ops("Ledger::web", ops)
                 .resource_ops("Ledger::db", ops);
+            if corosync.is_some() {
+                builder = builder.links(Vec::new()).ha_cf("engine corosync");
+            }
             if fault.shape.fencing() {
                 builder = builder
                     .env("HB_STONITH_EXTERNAL_DIR", &device.path().display().to_string())
@@ -141,6 +162,7 @@ impl Cluster {
             mount,
             watchdogs,
             seen: Default::default(),
+            corosync: corosync.map(Mutex::new),
             ledger_seen: Default::default(),
             watchers: Vec::new(),
             port,
@@ -216,7 +238,13 @@ impl Cluster {
     pub(super) async fn agreement(&self) -> Result<(), String> {
         let mut views = Vec::new();
         for (node, cgroup) in self.nodes.iter().zip(&self.cgroups) {
-            if cgroup.procs().is_empty() {
+            // A node of which nothing is left but Corosync (its stack was killed) is no
+            // member either.
+            let stack_left = cgroup.procs().iter().any(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|comm| comm.trim() != "corosync")
+            });
+            if !stack_left {
                 continue;
             }
             let view = async {
@@ -276,6 +304,13 @@ impl Cluster {
     /// Drops UDP heartbeat traffic between `name` and every other node: into `name`, out of
     /// it, or both ways.
     pub(super) fn cut(&self, name: &str, into: bool, out_of: bool) {
+        if let Some(corosync) = &self.corosync {
+            corosync
+                .lock()
+                .expect("corosync")
+                .isolate(self.index(name), into, out_of, true);
+            return;
+        }
         let address = format!("127.0.0.{}", self.index(name) + 1);
         let port = self.port.to_string();
         for other in 0..self.nodes.len() {
@@ -301,6 +336,9 @@ impl Cluster {
 
     /// Removes every iptables rule.
     pub(super) fn heal(&self) {
+        if let Some(corosync) = &self.corosync {
+            corosync.lock().expect("corosync").heal();
+        }
         self.namespace.exec(&["iptables", "-F", "INPUT"]);
     }
 

@@ -28,7 +28,7 @@ mod table;
 
 use std::time::Duration;
 
-pub use catalogue::{default_faults, Fault, Kind, Shape};
+pub use catalogue::{corosync_faults, default_faults, Fault, Kind, Shape};
 pub use cgroup::{enter_cgroup, Cgroup, CgroupMount};
 pub use cluster::Cluster;
 pub use play::{play, Outcome};
@@ -52,7 +52,7 @@ const QUIET_WINDOW: Duration = Duration::from_secs(3);
 /// operation on one resource fail (`fail-start.NODE.RESOURCE`, `fail-stop.…`), hang
 /// (`hang-start.…`, `hang-stop.…`) or the resource die behind the cluster's back
 /// (`die.NODE.RESOURCE`: the next status finds it stopped and the ledger says "crash").
-fn agent_script(lab: &crate::ledger::Lab) -> String {
+pub fn ledger_agent(lab: &crate::ledger::Lab) -> String {
     include_str!("../../data/faults/ledger-agent.sh")
         .replace("@STATE@", &lab.state.display().to_string())
         .replace("@LEDGER@", &lab.ledger.display().to_string())

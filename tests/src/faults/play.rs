@@ -156,6 +156,7 @@ pub async fn play(fault: Fault) -> Outcome {
         device,
         mount,
         watchdogs,
+        corosync,
         ..
     } = cluster;
     for watcher in watchers {
@@ -164,6 +165,10 @@ pub async fn play(fault: Fault) -> Outcome {
     tokio::task::spawn_blocking(move || drop(nodes))
         .await
         .expect("stop nodes");
+    // Corosync goes after the nodes, as its unit stops after heartbeat's.
+    tokio::task::spawn_blocking(move || drop(corosync))
+        .await
+        .expect("stop Corosync");
     for cgroup in &cgroups {
         let left = cgroup.procs();
         if !left.is_empty() {
@@ -318,6 +323,10 @@ pub(super) async fn inject(fault: Fault, cluster: &Cluster) -> Result<(), String
             args.extend((1..=cluster.nodes.len()).map(|i| format!("127.0.0.{i}")));
             cluster.faultkit(&args).await;
         }
+        Kind::KillDaemon("corosync") => {
+            let corosync = cluster.corosync.as_ref().ok_or("no Corosync in this cluster")?;
+            corosync.lock().map_err(|e| e.to_string())?.kill(0);
+        }
         Kind::KillDaemon(daemon) => {
             let old = alpha.child_pid(daemon).await;
             let _ = nix::sys::signal::kill(
@@ -406,6 +415,16 @@ pub(super) async fn heal(fault: Fault, cluster: &Cluster) -> Result<(), String> 
         Kind::FenceLies => {
             cluster.cgroups[0].freeze(false);
             tokio::time::sleep(QUIET_WINDOW).await;
+        }
+        Kind::KillDaemon("corosync") => {
+            // Started again (in alpha's cgroup): alpha's hbcomm connects again and alpha
+            // rejoins as after a partition.
+            let index = cluster.index("alpha");
+            let corosync = cluster.corosync.as_ref().ok_or("no Corosync in this cluster")?;
+            corosync
+                .lock()
+                .map_err(|e| e.to_string())?
+                .start(index, &cluster.cgroups[index].wrapper());
         }
         Kind::Partition | Kind::AsymmetricPartition | Kind::UnheardNode | Kind::Loss(_) | Kind::PingLoss => {
             cluster.heal()
