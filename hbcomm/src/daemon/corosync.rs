@@ -434,7 +434,7 @@ pub(crate) async fn run(
             Ok(connected) => break connected,
             Err(error @ CommError::Config(_)) => return Err(error),
             Err(error) => {
-                if attempts % 10 == 0 {
+                if attempts.is_multiple_of(10) {
                     tracing::warn!("waiting for Corosync: {error}");
                 }
                 attempts += 1;
