@@ -25,7 +25,7 @@ pub struct Instance {
     pub address: String,
     conf: PathBuf,
     log: PathBuf,
-    process: Option<Child>,
+    process: std::sync::Mutex<Option<Child>>,
 }
 
 /// N Corosync instances on a bridge.
@@ -123,7 +123,7 @@ impl CorosyncLab {
                 address,
                 conf,
                 log: node_dir.join("corosync.log"),
-                process: None,
+                process: std::sync::Mutex::new(None),
             });
         }
         CorosyncLab {
@@ -135,8 +135,8 @@ impl CorosyncLab {
 
     /// Starts instance `index`, behind `prefix` (a cgroup's, so that a power-off ends it
     /// too).
-    pub fn start(&mut self, index: usize, prefix: &[String]) {
-        let instance = &mut self.instances[index];
+    pub fn start(&self, index: usize, prefix: &[String]) {
+        let instance = &self.instances[index];
         let script = format!(
             "mount -t tmpfs none /run && mkdir -p /run/corosync && exec corosync -f -c {}",
             instance.conf.display()
@@ -168,7 +168,7 @@ impl CorosyncLab {
             .stderr(log)
             .spawn()
             .expect("start corosync");
-        instance.process = Some(child);
+        *instance.process.lock().expect("process") = Some(child);
     }
 
     /// Waits until instance `index` answers and its partition is quorate.
@@ -226,16 +226,16 @@ impl CorosyncLab {
     }
 
     /// Kills instance `index` with SIGKILL (a crash of Corosync alone).
-    pub fn kill(&mut self, index: usize) {
-        if let Some(mut child) = self.instances[index].process.take() {
+    pub fn kill(&self, index: usize) {
+        if let Some(mut child) = self.instances[index].process.lock().expect("process").take() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 
     /// Stops instance `index` as its unit would (SIGTERM), waiting for it.
-    pub fn stop(&mut self, index: usize) {
-        if let Some(mut child) = self.instances[index].process.take() {
+    pub fn stop(&self, index: usize) {
+        if let Some(mut child) = self.instances[index].process.lock().expect("process").take() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(child.id() as i32),
                 nix::sys::signal::Signal::SIGTERM,

@@ -323,6 +323,7 @@ impl NodeBuilder {
             address,
             master,
             connection,
+            corosync: None,
         }
     }
 
@@ -593,6 +594,9 @@ pub struct Node {
     master: Child,
     /// A connection to its bus.
     pub connection: zbus::Connection,
+    /// The Corosync lab it runs on and its instance there ([`start_cluster`] on Corosync),
+    /// dropped after the node has stopped.
+    pub corosync: Option<(std::sync::Arc<corosync::CorosyncLab>, usize)>,
 }
 
 impl Drop for Node {
@@ -690,6 +694,10 @@ impl Node {
     /// Kills the master and every child at once with SIGKILL, as a crash or power loss would
     /// (a child killed alone would just be respawned).
     pub async fn crash(&self) {
+        // On Corosync the whole machine goes: its Corosync too.
+        if let Some((lab, index)) = &self.corosync {
+            lab.kill(*index);
+        }
         let children = self.master().await.list_children().await.expect("children");
         let pids = std::iter::once(self.master_pid())
             .chain(children.iter().map(|c| c.pid))
@@ -765,8 +773,16 @@ async fn outcome(mut command: Command) -> (i32, String, String) {
 
 /// A cluster of complete nodes on one host: node i binds 127.0.0.(i+1) on a UDP port of its
 /// own, with one ucast link to every node (each skips its own address).
+///
+/// With `HB_LAB_ENGINE=corosync` (and the `corosync` feature) the nodes run on Corosync
+/// instead: one Corosync instance per node in a network namespace of its own
+/// ([`corosync::CorosyncLab`]), `engine corosync`, no heartbeat links — the same tests on the
+/// other engine.
 pub async fn start_cluster(names: &[&str], configure: impl Fn(NodeBuilder) -> NodeBuilder) -> Vec<Node> {
     use std::sync::atomic::{AtomicU16, Ordering};
+    if std::env::var("HB_LAB_ENGINE").is_ok_and(|engine| engine == "corosync") {
+        return start_corosync_cluster(names, configure).await;
+    }
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let port = 20_000 + (std::process::id() % 400) as u16 * 100 + NEXT.fetch_add(1, Ordering::Relaxed) % 100;
     let address = |index: usize| format!("127.0.0.{}", index + 1);
@@ -780,6 +796,43 @@ pub async fn start_cluster(names: &[&str], configure: impl Fn(NodeBuilder) -> No
             .bind(&address(index))
             .links(links.clone());
         nodes.push(configure(builder).start().await);
+    }
+    nodes
+}
+
+/// [`start_cluster`] on Corosync.
+async fn start_corosync_cluster(names: &[&str], configure: impl Fn(NodeBuilder) -> NodeBuilder) -> Vec<Node> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let tag = format!("c{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    let lab = std::sync::Arc::new(corosync::CorosyncLab::new(names, &tag));
+    for index in 0..names.len() {
+        lab.start(index, &[]);
+    }
+    let lab_for_wait = lab.clone();
+    let count = names.len();
+    tokio::task::spawn_blocking(move || {
+        for index in 0..count {
+            lab_for_wait
+                .wait_quorate(index, Duration::from_secs(30))
+                .expect("Corosync quorate");
+        }
+    })
+    .await
+    .expect("wait for Corosync");
+    let mut nodes = Vec::new();
+    for (index, name) in names.iter().enumerate() {
+        let wrapper = lab.wrapper(index);
+        let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+        let builder = NodeBuilder::new(name)
+            .nodes(names)
+            .core_daemons()
+            .links(Vec::new())
+            .ha_cf("engine corosync")
+            .wrapper(&wrapper);
+        let mut node = configure(builder).start().await;
+        node.corosync = Some((lab.clone(), index));
+        nodes.push(node);
     }
     nodes
 }

@@ -33,7 +33,7 @@ pub struct Cluster {
     pub(super) watchdogs: Vec<crate::watchdog::StandIn>,
     pub(super) seen: Arc<Mutex<Vec<Seen>>>,
     /// The Corosync instances (Shape::Corosync3), one per node, in its cgroup.
-    pub(super) corosync: Option<Mutex<crate::corosync::CorosyncLab>>,
+    pub(super) corosync: Option<crate::corosync::CorosyncLab>,
     /// Ledger lines with when the harness first saw them.
     pub(super) ledger_seen: Arc<Mutex<Vec<(Instant, String)>>>,
     pub(super) watchers: Vec<tokio::task::JoinHandle<()>>,
@@ -92,7 +92,7 @@ impl Cluster {
             ..hbapi::config::OpSettings::default()
         };
         let corosync = fault.shape.corosync().then(|| {
-            let mut corosync = crate::corosync::CorosyncLab::new(names, &format!("f{}", next_tag()));
+            let corosync = crate::corosync::CorosyncLab::new(names, &format!("f{}", next_tag()));
             for (index, cgroup) in cgroups.iter().enumerate() {
                 corosync.start(index, &cgroup.wrapper());
             }
@@ -162,7 +162,7 @@ impl Cluster {
             mount,
             watchdogs,
             seen: Default::default(),
-            corosync: corosync.map(Mutex::new),
+            corosync,
             ledger_seen: Default::default(),
             watchers: Vec::new(),
             port,
@@ -305,10 +305,7 @@ impl Cluster {
     /// it, or both ways.
     pub(super) fn cut(&self, name: &str, into: bool, out_of: bool) {
         if let Some(corosync) = &self.corosync {
-            corosync
-                .lock()
-                .expect("corosync")
-                .isolate(self.index(name), into, out_of, true);
+            corosync.isolate(self.index(name), into, out_of, true);
             return;
         }
         let address = format!("127.0.0.{}", self.index(name) + 1);
@@ -337,7 +334,7 @@ impl Cluster {
     /// Removes every iptables rule.
     pub(super) fn heal(&self) {
         if let Some(corosync) = &self.corosync {
-            corosync.lock().expect("corosync").heal();
+            corosync.heal();
         }
         self.namespace.exec(&["iptables", "-F", "INPUT"]);
     }

@@ -325,7 +325,7 @@ pub(super) async fn inject(fault: Fault, cluster: &Cluster) -> Result<(), String
         }
         Kind::KillDaemon("corosync") => {
             let corosync = cluster.corosync.as_ref().ok_or("no Corosync in this cluster")?;
-            corosync.lock().map_err(|e| e.to_string())?.kill(0);
+            corosync.kill(0);
         }
         Kind::KillDaemon(daemon) => {
             let old = alpha.child_pid(daemon).await;
@@ -421,10 +421,7 @@ pub(super) async fn heal(fault: Fault, cluster: &Cluster) -> Result<(), String> 
             // rejoins as after a partition.
             let index = cluster.index("alpha");
             let corosync = cluster.corosync.as_ref().ok_or("no Corosync in this cluster")?;
-            corosync
-                .lock()
-                .map_err(|e| e.to_string())?
-                .start(index, &cluster.cgroups[index].wrapper());
+            corosync.start(index, &cluster.cgroups[index].wrapper());
         }
         Kind::Partition | Kind::AsymmetricPartition | Kind::UnheardNode | Kind::Loss(_) | Kind::PingLoss => {
             cluster.heal()
