@@ -647,11 +647,11 @@ impl Partition {
                 self.engine_quorum = Some(quorate);
                 self.report_due |= changed;
                 if changed {
-                    let verdict = if quorate { "has" } else { "does not have" };
-                    tracing::warn!(
-                        quorate,
-                        "the messaging engine says this partition {verdict} quorum"
-                    );
+                    if quorate {
+                        tracing::info!("the messaging engine says this partition has quorum");
+                    } else {
+                        tracing::warn!("the messaging engine says this partition does not have quorum");
+                    }
                     (
                         format!("engine quorum {}", if quorate { "yes" } else { "no" }),
                         false,

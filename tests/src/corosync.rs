@@ -15,6 +15,9 @@ use crate::netns::Namespace;
 /// Corosync's token timeout in the lab (ms): the issue's comparison with deadtime 1 s.
 pub const TOKEN_MS: u32 = 1000;
 
+/// An address every node reaches on the bridge, for `ping` lines.
+pub const PING_NODE: &str = "10.99.0.254";
+
 /// One Corosync instance.
 pub struct Instance {
     /// The node's name (nodelist `name`, and the heartbeat-rs node's).
@@ -68,6 +71,8 @@ impl CorosyncLab {
         let bridge = Namespace::new(&format!("{tag}br"));
         bridge.exec(&["ip", "link", "add", "br0", "type", "bridge"]);
         bridge.exec(&["ip", "link", "set", "br0", "up"]);
+        // The bridge's own address answers pings: the lab's ping node (ipfail).
+        bridge.exec(&["ip", "addr", "add", &format!("{PING_NODE}/24"), "dev", "br0"]);
         let key = dir.path().join("authkey");
         run(&["corosync-keygen", "-l", "-k", &key.display().to_string()])
             .unwrap_or_else(|e| panic!("corosync-keygen (apt-get install corosync): {e}"));
@@ -210,6 +215,11 @@ impl CorosyncLab {
             .collect()
     }
 
+    /// Instance `index`'s pid (Corosync's own: the lab's wrappers exec it).
+    pub fn pid(&self, index: usize) -> Option<u32> {
+        self.instances[index].process.lock().ok()?.as_ref().map(Child::id)
+    }
+
     /// Instance `index`'s log so far.
     pub fn log(&self, index: usize) -> String {
         std::fs::read_to_string(&self.instances[index].log).unwrap_or_default()
@@ -275,6 +285,14 @@ impl CorosyncLab {
         if out_of {
             namespace.exec(&["iptables", action, "OUTPUT", "-o", "eth0", "-j", "DROP"]);
         }
+    }
+
+    /// Drops (or stops dropping) the ping node's echo replies to instance `index`.
+    pub fn cut_pings(&self, index: usize, cut: bool) {
+        let action = if cut { "-A" } else { "-D" };
+        self.instances[index].namespace.exec(&[
+            "iptables", action, "INPUT", "-p", "icmp", "-s", PING_NODE, "-j", "DROP",
+        ]);
     }
 
     /// Removes every cut.

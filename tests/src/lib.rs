@@ -800,8 +800,12 @@ pub async fn start_cluster(names: &[&str], configure: impl Fn(NodeBuilder) -> No
     nodes
 }
 
-/// [`start_cluster`] on Corosync.
-async fn start_corosync_cluster(names: &[&str], configure: impl Fn(NodeBuilder) -> NodeBuilder) -> Vec<Node> {
+/// [`start_cluster`] on Corosync (whatever `HB_LAB_ENGINE` says); each node's
+/// [`Node::corosync`] is the lab and its instance.
+pub async fn start_corosync_cluster(
+    names: &[&str],
+    configure: impl Fn(NodeBuilder) -> NodeBuilder,
+) -> Vec<Node> {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let tag = format!("c{}", NEXT.fetch_add(1, Ordering::Relaxed));

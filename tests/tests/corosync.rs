@@ -15,7 +15,7 @@ const NAMES: [&str; 3] = ["alpha", "bravo", "charlie"];
 /// A three-node cluster on Corosync with web preferring alpha and db bravo (the fault
 /// harness's ledger agent).
 async fn cluster(tag: &str) -> (CorosyncLab, Vec<Node>, Lab) {
-    let mut corosync = CorosyncLab::new(&NAMES, tag);
+    let corosync = CorosyncLab::new(&NAMES, tag);
     for index in 0..NAMES.len() {
         corosync.start(index, &[]);
     }
@@ -92,4 +92,100 @@ async fn the_fault_harness_on_corosync_breaks_no_invariant() {
     let kept = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fault-table-corosync.txt");
     let _ = std::fs::write(kept, &table);
     assert!(passed(&rows), "{table}");
+}
+
+/// ipfail on Corosync, unchanged: the node that loses its ping node (the bridge's address)
+/// gives its group up to one that still reaches it.
+#[tokio::test]
+async fn ipfail_moves_the_group_off_the_node_that_lost_its_ping_node() {
+    let lab = Lab::new();
+    let script = hb_lab::faults::ledger_agent(&lab);
+    let nodes = hb_lab::start_corosync_cluster(&NAMES, |builder| {
+        builder
+            .haresources("alpha Ledger::web\n")
+            .resource_script("Ledger", &script)
+            .ha_cf(format!("ping {}", hb_lab::corosync::PING_NODE))
+            .ha_cf("deadping 1")
+            .ha_cf("respawn hacluster /usr/lib/heartbeat/ipfail --hysteresis 1s")
+    })
+    .await;
+    wait_running(&lab, "web", "alpha").await;
+    let ipfail = hbapi::ipfail::IpfailProxy::new(&nodes[0].connection)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Ok(state) = ipfail.state().await {
+                if state.counts.len() == 3 && state.counts.iter().all(|c| c.count == 1) {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("every ipfail counts the ping node");
+    let (corosync, _) = nodes[0].corosync.clone().unwrap();
+    corosync.cut_pings(0, true);
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while !lab.running().get("web").is_some_and(|node| node != "alpha") {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("web never left alpha: {:?}", lab.events()));
+    assert!(ipfail.state().await.unwrap().gave_up);
+    drop(nodes);
+    assert!(lab.double_starts().is_empty(), "{:?}", lab.double_starts());
+}
+
+/// `corosync-cfgtool -H` on bravo: Corosync asks heartbeat-rs first, bravo's stack stops and
+/// hands db over, and only then does Corosync stop.
+#[tokio::test]
+async fn corosync_cfgtool_shutdown_waits_until_the_groups_are_handed_over() {
+    let lab = Lab::new();
+    let script = hb_lab::faults::ledger_agent(&lab);
+    let mut nodes = hb_lab::start_corosync_cluster(&NAMES, |builder| {
+        builder
+            .haresources("alpha Ledger::web\nbravo Ledger::db\n")
+            .resource_script("Ledger", &script)
+    })
+    .await;
+    wait_running(&lab, "db", "bravo").await;
+    let (corosync, _) = nodes[1].corosync.clone().unwrap();
+    let shutdown = tokio::task::spawn_blocking(move || {
+        let answer = corosync.exec(1, &["corosync-cfgtool", "-H"]);
+        (answer, std::time::Instant::now())
+    });
+    let status = tokio::time::timeout(Duration::from_secs(30), nodes[1].wait_exit())
+        .await
+        .expect("bravo's heartbeat-rs stopped");
+    let stack_stopped = std::time::Instant::now();
+    assert!(status.success(), "{status:?}");
+    let (answered, corosync_stopped) = shutdown.await.unwrap();
+    assert!(answered.is_ok(), "corosync-cfgtool -H: {answered:?}");
+    // Corosync stopped after bravo's stack had (hbcomm says yes last, as it exits); the
+    // margin is the time this test takes to see the master's exit.
+    assert!(
+        corosync_stopped + Duration::from_millis(50) >= stack_stopped,
+        "Corosync stopped {:?} before bravo's heartbeat-rs",
+        stack_stopped - corosync_stopped
+    );
+    wait_running(&lab, "db", "alpha").await;
+    let events: Vec<String> = lab
+        .entries()
+        .into_iter()
+        .map(|(node, event, resource)| format!("{node} {event} {resource}"))
+        .collect();
+    let stopped = events
+        .iter()
+        .position(|e| e == "bravo stop db")
+        .unwrap_or_else(|| panic!("bravo never stopped db: {events:?}"));
+    let started = events
+        .iter()
+        .position(|e| e.ends_with(" start db") && !e.starts_with("bravo"))
+        .unwrap_or_else(|| panic!("db never started elsewhere: {events:?}"));
+    assert!(stopped < started, "{events:?}");
+    drop(nodes);
+    assert!(lab.double_starts().is_empty(), "{:?}", lab.double_starts());
 }

@@ -1370,6 +1370,7 @@ mod tests {
         for (line, expected) in [
             ("engine openais", "expected heartbeat, corosync or corosync:GROUP"),
             ("engine corosync:a/b", "CPG group \"a/b\""),
+            ("engine corosync:crmd", "Pacemaker's"),
         ] {
             let error = parse(&format!("{MINIMAL}{line}\n")).unwrap_err().to_string();
             assert!(

@@ -461,6 +461,17 @@ impl Engine {
     /// The CPG group heartbeat-rs uses unless told otherwise.
     pub const DEFAULT_GROUP: &'static str = "heartbeat-rs";
 
+    /// The CPG groups Pacemaker's daemons join (its 1.1 and 2.x names): never ours.
+    pub const PACEMAKER_GROUPS: &'static [&'static str] = &[
+        "pacemakerd",
+        "cib",
+        "crmd",
+        "attrd",
+        "stonith-ng",
+        "pcmk",
+        "pacemaker-controld",
+    ];
+
     /// Reads `heartbeat`, `corosync` or `corosync:GROUP`.
     pub fn parse(text: &str) -> Result<Engine, String> {
         let valid_group = |group: &str| {
@@ -476,6 +487,9 @@ impl Engine {
             None if text == "corosync" => Ok(Engine::Corosync {
                 group: Engine::DEFAULT_GROUP.into(),
             }),
+            Some(("corosync", group)) if Engine::PACEMAKER_GROUPS.contains(&group) => Err(format!(
+                "CPG group {group:?} is Pacemaker's: heartbeat-rs beside Pacemaker needs a group of its own"
+            )),
             Some(("corosync", group)) if valid_group(group) => Ok(Engine::Corosync { group: group.into() }),
             Some(("corosync", group)) => Err(format!(
                 "CPG group {group:?}: expected 1-127 of A-Z a-z 0-9 - _ ."
