@@ -59,6 +59,17 @@ pub struct Process {
     pub pid: u32,
 }
 
+/// What Corosync says of this node when it connects.
+#[derive(Debug, Clone)]
+pub struct Connected {
+    /// This node's node id.
+    pub local_id: u32,
+    /// The nodelist's names by node id (cmap's `nodelist.node.N`).
+    pub names: BTreeMap<u32, String>,
+    /// The quorum API's verdict.
+    pub quorate: bool,
+}
+
 /// One peer as this view knows it.
 #[derive(Debug, Clone)]
 struct Peer {
@@ -96,17 +107,20 @@ pub struct CpgView {
 }
 
 impl CpgView {
-    /// The view of node `local` (node id `local_id`), started at `now`; `names` maps the
-    /// nodelist's node ids to names.
+    /// The view of node `local`, started at `now` with what Corosync said on connecting.
     pub fn new(
         local: &str,
-        local_id: u32,
-        names: BTreeMap<u32, String>,
+        corosync: Connected,
         config: &ClusterConfig,
         authenticator: Authenticator,
         generation: u32,
         now: Instant,
     ) -> Self {
+        let Connected {
+            local_id,
+            names,
+            quorate,
+        } = corosync;
         let peers = config
             .nodes
             .iter()
@@ -132,7 +146,7 @@ impl CpgView {
             generation_hex: format!("{generation:x}"),
             seq: 0,
             initdead_until: now + config.timing.initdead,
-            quorate: false,
+            quorate,
             disconnected: false,
             mismatches_reported: BTreeSet::new(),
             unknown_senders: BTreeSet::new(),
@@ -532,7 +546,12 @@ mod tests {
         let config = config("");
         let names = BTreeMap::from([(1, "alpha".into()), (2, "bravo".into()), (3, "charlie".into())]);
         let authenticator = Authenticator::from_keys(&config.auth).unwrap();
-        CpgView::new(local, local_id, names, &config, authenticator, 7, now)
+        let corosync = Connected {
+            local_id,
+            names,
+            quorate: false,
+        };
+        CpgView::new(local, corosync, &config, authenticator, 7, now)
     }
 
     fn process(node_id: u32) -> Process {
@@ -657,10 +676,14 @@ mod tests {
         );
         // Another key: refused before it is decoded.
         let (other, _) = parse_authkeys(Path::new("authkeys"), "auth 1\n1 sha256 other\n").unwrap();
+        let corosync = Connected {
+            local_id: 1,
+            names: BTreeMap::from([(1, "alpha".into())]),
+            quorate: false,
+        };
         let mut forger = CpgView::new(
             "alpha",
-            1,
-            BTreeMap::from([(1, "alpha".into())]),
+            corosync,
             &config(""),
             Authenticator::from_keys(&other).unwrap(),
             1,
@@ -685,10 +708,14 @@ mod tests {
             ..alpha_group()
         });
         let names = BTreeMap::from([(1, "alpha".into()), (2, "bravo".into())]);
+        let corosync = Connected {
+            local_id: 2,
+            names,
+            quorate: false,
+        };
         let mut bravo = CpgView::new(
             "bravo",
-            2,
-            names,
+            corosync,
             &other,
             Authenticator::from_keys(&other.auth).unwrap(),
             1,
@@ -711,6 +738,24 @@ mod tests {
             hbapi::config::parse_haresources(Path::new("haresources"), "alpha IPaddr::10.0.0.1\n", &nodes)
                 .unwrap();
         groups.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn quorum_known_on_connecting_is_lost_with_the_connection() {
+        let start = Instant::now();
+        let config = config("");
+        let names = BTreeMap::from([(1, "alpha".into())]);
+        let authenticator = Authenticator::from_keys(&config.auth).unwrap();
+        let corosync = Connected {
+            local_id: 1,
+            names,
+            quorate: true,
+        };
+        let mut alpha = CpgView::new("alpha", corosync, &config, authenticator, 1, start);
+        assert!(alpha.quorate());
+        assert!(alpha.on_quorum(true).is_empty(), "no change");
+        assert!(alpha.on_disconnected(start).contains(&Effect::Quorum(false)));
+        assert!(!alpha.quorate());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio::io::unix::AsyncFd;
 use hbapi::comm::{Counter, HeartbeatTiming, NodeInfo};
 use hbapi::config::ClusterConfig;
 
-use crate::cpg_view::{CpgView, LeaveReason, Process};
+use crate::cpg_view::{Connected, CpgView, LeaveReason, Process};
 use crate::node::{Effect, Send};
 use crate::watchdog::Guard;
 use crate::wire::Authenticator;
@@ -179,12 +179,10 @@ pub(crate) struct Connection {
     joined: bool,
 }
 
-/// What a connection learnt when it was made.
-struct Connected {
+/// A connection, and what Corosync said when it was made.
+struct Opened {
     connection: Connection,
-    local_id: u32,
-    names: BTreeMap<u32, String>,
-    quorate: bool,
+    facts: Connected,
 }
 
 #[derive(Clone, Copy)]
@@ -195,7 +193,7 @@ enum Ready {
 }
 
 impl Connection {
-    fn open(group: &str, attempts: u32) -> Result<Connected, String> {
+    fn open(group: &str, attempts: u32) -> Result<Opened, String> {
         let names = repeat(attempts, "cmap", nodelist).map_err(|e| format!("cmap (the nodelist): {e}"))?;
         let model = cpg::ModelData::ModelV1(cpg::Model1Data {
             flags: cpg::Model1Flags::None,
@@ -247,11 +245,13 @@ impl Connection {
             group: group.to_owned(),
             joined: false,
         };
-        Ok(Connected {
+        Ok(Opened {
             connection,
-            local_id,
-            names,
-            quorate,
+            facts: Connected {
+                local_id,
+                names,
+                quorate,
+            },
         })
     }
 
@@ -379,24 +379,20 @@ fn connect(
     generation: u32,
     attempts: u32,
 ) -> Result<(Connection, CpgView, bool), CommError> {
-    let Connected {
-        mut connection,
-        local_id,
-        names,
-        quorate,
-    } = Connection::open(group, attempts)
-        .map_err(|e| CommError::Io(format!("Corosync: {e}; is corosync running?")))?;
-    if names.get(&local_id) != Some(&options.node) {
+    let Opened { mut connection, facts } =
+        Connection::open(group, attempts).map_err(|e| CommError::Io(format!("Corosync: {e}; is corosync running?")))?;
+    let local_id = facts.local_id;
+    if facts.names.get(&local_id) != Some(&options.node) {
         return Err(CommError::Config(format!(
             "Corosync's nodelist names this node (id {local_id}) {:?}, and heartbeat-rs calls it {:?}: give it the same name in corosync.conf (nodelist.node.N.name) and ha.cf (node)",
-            names.get(&local_id).map_or("nothing", String::as_str),
+            facts.names.get(&local_id).map_or("nothing", String::as_str),
             options.node
         )));
     }
+    let quorate = facts.quorate;
     let view = CpgView::new(
         &options.node,
-        local_id,
-        names,
+        facts,
         config,
         authenticator.clone(),
         generation,
@@ -554,9 +550,7 @@ pub(crate) async fn run(
                         connection = Some(reconnected);
                         sender.attach(connection.as_ref());
                         view = fresh;
-                        let mut effects = view.on_quorum(quorate);
-                        effects.push(Effect::MembersChanged);
-                        effects
+                        vec![Effect::Quorum(quorate), Effect::MembersChanged]
                     }
                     Err(error) => {
                         tracing::debug!("Corosync still unreachable: {error}");
