@@ -19,7 +19,8 @@
 //! - **Losing Corosync** is this node's failure, never a split: every peer becomes unknown
 //!   (`init`, which nothing is taken over for), quorum is lost, and crmd is told as for a
 //!   node that was not scheduled for longer than deadtime ([`Effect::NoLocalHeartbeat`]), so
-//!   it stops every group here.
+//!   it stops every group here. (A late tick alone is not reported so: a pause is
+//!   Corosync's to judge, by its token.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -100,7 +101,6 @@ pub struct CpgView {
     disconnected: bool,
     mismatches_reported: BTreeSet<String>,
     unknown_senders: BTreeSet<u32>,
-    last_tick: Instant,
     /// The ping nodes (ipfail's), judged as Heartbeat's engine judges them: Corosync knows
     /// nothing of them.
     pings: Membership,
@@ -150,7 +150,6 @@ impl CpgView {
             disconnected: false,
             mismatches_reported: BTreeSet::new(),
             unknown_senders: BTreeSet::new(),
-            last_tick: now,
             pings: Membership::new(
                 local,
                 &[local.to_owned()],
@@ -346,24 +345,12 @@ impl CpgView {
         )
     }
 
-    /// The keepalive tick: feeds the watchdog while Corosync is reachable, and notices when
-    /// this node was not scheduled for longer than deadtime.
+    /// The keepalive tick: feeds the watchdog while Corosync is reachable. A tick that comes
+    /// late is not taken for "no local heartbeat" as on Heartbeat's engine: Corosync judges a
+    /// pause by its token, and a node paused past it finds itself outside the membership and
+    /// without quorum when it runs again ([`CpgView::on_configuration`], [`CpgView::on_quorum`]).
     pub fn on_keepalive(&mut self, now: Instant) -> Vec<Effect> {
-        let silent = now.saturating_duration_since(self.last_tick);
-        self.last_tick = now;
         let mut effects = Vec::new();
-        if silent > self.timing.deadtime {
-            tracing::error!(
-                "no local heartbeat: this node was not scheduled for {:.2} s (deadtime {:.2} s)",
-                silent.as_secs_f64(),
-                self.timing.deadtime.as_secs_f64()
-            );
-            effects.push(Effect::Count(Counter::LocalStalls));
-            effects.push(Effect::NoLocalHeartbeat {
-                silent,
-                deadtime: self.timing.deadtime,
-            });
-        }
         if !self.disconnected {
             effects.push(Effect::Beat);
         }
@@ -420,16 +407,15 @@ impl CpgView {
     }
 
     /// The Corosync connection is gone: this node is the one that failed.
-    pub fn on_disconnected(&mut self, now: Instant) -> Vec<Effect> {
+    pub fn on_disconnected(&mut self) -> Vec<Effect> {
         if self.disconnected {
             return Vec::new();
         }
         self.disconnected = true;
         tracing::error!("lost the connection to Corosync: this node is out of the cluster; stopping every group here (its peers take them over)");
+        // Told as "no local heartbeat": crmd gives up every group here.
         let mut effects = vec![Effect::NoLocalHeartbeat {
-            silent: now
-                .saturating_duration_since(self.last_tick)
-                .max(self.timing.deadtime),
+            silent: self.timing.deadtime,
             deadtime: self.timing.deadtime,
         }];
         if self.quorate {
@@ -754,7 +740,7 @@ mod tests {
         let mut alpha = CpgView::new("alpha", corosync, &config, authenticator, 1, start);
         assert!(alpha.quorate());
         assert!(alpha.on_quorum(true).is_empty(), "no change");
-        assert!(alpha.on_disconnected(start).contains(&Effect::Quorum(false)));
+        assert!(alpha.on_disconnected().contains(&Effect::Quorum(false)));
         assert!(!alpha.quorate());
     }
 
@@ -764,7 +750,7 @@ mod tests {
         let mut alpha = view("alpha", 1, start);
         alpha.on_configuration(start, &[process(1), process(2), process(3)], &[]);
         assert_eq!(alpha.on_quorum(true), [Effect::Quorum(true)]);
-        let effects = alpha.on_disconnected(start + Duration::from_secs(1));
+        let effects = alpha.on_disconnected();
         assert!(effects
             .iter()
             .any(|e| matches!(e, Effect::NoLocalHeartbeat { .. })));

@@ -88,9 +88,13 @@ impl CorosyncLab {
             })
             .collect();
         let two_node = if names.len() == 2 { "    two_node: 1\n" } else { "" };
+        // Corosync raises itself to realtime round-robin at top priority (sched_rr, on by
+        // default), right for one instance per machine; dozens on the lab's two cores starve
+        // one another (instances "not scheduled" for over a minute at 64): off beyond eight.
+        let sched_rr = if names.len() > 8 { "no" } else { "yes" };
         let mut instances = Vec::new();
         for (index, name) in names.iter().enumerate() {
-            let namespace = Namespace::new(&format!("{tag}{index}"));
+            let namespace = Namespace::new(&format!("{tag}n{index}"));
             let port = format!("v{index}");
             namespace.exec(&[
                 "ip",
@@ -116,7 +120,7 @@ impl CorosyncLab {
             std::fs::write(
                 &conf,
                 format!(
-                    "totem {{\n    version: 2\n    cluster_name: hbrs-lab\n    transport: knet\n    token: {TOKEN_MS}\n    crypto_cipher: aes256\n    crypto_hash: sha256\n    keyfile: {}\n}}\nnodelist {{\n{nodelist}}}\nquorum {{\n    provider: corosync_votequorum\n{two_node}}}\nlogging {{\n    to_stderr: yes\n    to_syslog: no\n    timestamp: on\n}}\nsystem {{\n    state_dir: {}\n    allow_knet_handle_fallback: yes\n}}\n",
+                    "totem {{\n    version: 2\n    cluster_name: hbrs-lab\n    transport: knet\n    token: {TOKEN_MS}\n    crypto_cipher: aes256\n    crypto_hash: sha256\n    keyfile: {}\n}}\nnodelist {{\n{nodelist}}}\nquorum {{\n    provider: corosync_votequorum\n{two_node}}}\nlogging {{\n    to_stderr: yes\n    to_syslog: no\n    timestamp: on\n}}\nsystem {{\n    state_dir: {}\n    allow_knet_handle_fallback: yes\n    sched_rr: {sched_rr}\n}}\n",
                     key.display(),
                     node_dir.join("state").display()
                 ),

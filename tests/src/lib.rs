@@ -815,10 +815,13 @@ pub async fn start_corosync_cluster(
     }
     let lab_for_wait = lab.clone();
     let count = names.len();
+    // Corosync's knet brings its links up pairwise: on two cores, tens of instances take
+    // minutes, three take two seconds.
+    let patience = Duration::from_secs(30 + 5 * count as u64);
     tokio::task::spawn_blocking(move || {
         for index in 0..count {
             lab_for_wait
-                .wait_quorate(index, Duration::from_secs(30))
+                .wait_quorate(index, patience)
                 .expect("Corosync quorate");
         }
     })
@@ -973,4 +976,65 @@ pub async fn name_owner_pid(connection: &zbus::Connection, name: &str) -> Option
     let dbus = zbus::fdo::DBusProxy::new(connection).await.ok()?;
     let name = zbus::names::BusName::try_from(name).ok()?;
     dbus.get_connection_unix_process_id(name).await.ok()
+}
+
+/// What a cluster did while it was held untouched ([`hold`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Held {
+    /// Nodes declared dead by any node (nothing was killed: each is a false death).
+    pub deaths: u32,
+    /// CPU seconds per minute of the stack's processes (every master and its children).
+    pub stack_cpu_per_minute: f64,
+    /// The same for the `others` passed in (e.g. Corosync's processes).
+    pub others_cpu_per_minute: f64,
+    /// How many stack processes were measured.
+    pub stack_processes: usize,
+    /// Resident memory of the stack's processes at the end, KiB.
+    pub stack_rss_kib: u64,
+    /// The same for the `others`.
+    pub others_rss_kib: u64,
+}
+
+/// Watches `nodes` for `window` without touching them: every node status change to `dead`
+/// any node reports is counted, and the CPU their processes (and `others`) use is measured.
+pub async fn hold(nodes: &[Node], others: &[u32], window: Duration) -> Held {
+    use futures_util::StreamExt;
+    let mut streams = Vec::new();
+    for node in nodes {
+        let proxy = hbapi::comm::CommProxy::new(&node.connection)
+            .await
+            .expect("proxy");
+        streams.push(proxy.receive_node_status_changed().await.expect("subscribe"));
+    }
+    let mut merged = futures_util::stream::select_all(streams);
+    let mut stack = Vec::new();
+    for node in nodes {
+        stack.push(node.master_pid());
+        for child in node.master().await.list_children().await.expect("children") {
+            stack.push(child.pid);
+        }
+    }
+    let cpu = |pids: &[u32]| pids.iter().map(|p| process_usage(*p).0).sum::<f64>();
+    let (stack_before, others_before) = (cpu(&stack), cpu(others));
+    let watch = std::time::Instant::now();
+    let mut deaths = 0u32;
+    while watch.elapsed() < window {
+        if let Ok(Some(signal)) =
+            tokio::time::timeout(window.saturating_sub(watch.elapsed()), merged.next()).await
+        {
+            if signal.args().is_ok_and(|a| a.new == "dead") {
+                deaths += 1;
+            }
+        }
+    }
+    let per_minute = |now: f64, before: f64| (now - before) * 60.0 / watch.elapsed().as_secs_f64();
+    let rss = |pids: &[u32]| pids.iter().map(|p| process_usage(*p).1).sum::<u64>();
+    Held {
+        deaths,
+        stack_rss_kib: rss(&stack),
+        others_rss_kib: rss(others),
+        stack_cpu_per_minute: per_minute(cpu(&stack), stack_before),
+        others_cpu_per_minute: per_minute(cpu(others), others_before),
+        stack_processes: stack.len(),
+    }
 }

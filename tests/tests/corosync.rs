@@ -128,7 +128,7 @@ async fn ipfail_moves_the_group_off_the_node_that_lost_its_ping_node() {
     let (corosync, _) = nodes[0].corosync.clone().unwrap();
     corosync.cut_pings(0, true);
     tokio::time::timeout(Duration::from_secs(30), async {
-        while !lab.running().get("web").is_some_and(|node| node != "alpha") {
+        while lab.running().get("web").is_none_or(|node| node == "alpha") {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })

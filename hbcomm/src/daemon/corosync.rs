@@ -23,7 +23,7 @@ use crate::watchdog::Guard;
 use crate::wire::Authenticator;
 
 use super::iface::{Control, Snapshot};
-use super::{bump, listen_to_pings, ping, publish_timing, publish_watchdog, serve, timer, watchdog_word};
+use super::{bump, listen_to_pings, ping, serve, watchdog_word};
 use super::{CommError, CommOptions, Edges, Served, Transport, View};
 
 /// What the callbacks were told, in order.
@@ -379,8 +379,11 @@ fn connect(
     generation: u32,
     attempts: u32,
 ) -> Result<(Connection, CpgView, bool), CommError> {
-    let Opened { mut connection, facts } =
-        Connection::open(group, attempts).map_err(|e| CommError::Io(format!("Corosync: {e}; is corosync running?")))?;
+    let Opened {
+        mut connection,
+        facts,
+    } = Connection::open(group, attempts)
+        .map_err(|e| CommError::Io(format!("Corosync: {e}; is corosync running?")))?;
     let local_id = facts.local_id;
     if facts.names.get(&local_id) != Some(&options.node) {
         return Err(CommError::Config(format!(
@@ -456,11 +459,7 @@ pub(crate) async fn run(
 
     let pinger = ping::Pinger::open(&config.ping_nodes, options.bind)?.map(std::sync::Arc::new);
     let mut ping_replies = listen_to_pings(pinger.as_ref());
-    let keepalive = timer::FdTimer::new().map_err(|e| CommError::Io(format!("timerfd: {e}")))?;
-    keepalive
-        .set_periodic(Duration::ZERO, config.timing.keepalive)
-        .map_err(|e| CommError::Io(format!("timerfd: {e}")))?;
-    let deadlines = timer::FdTimer::new().map_err(|e| CommError::Io(format!("timerfd: {e}")))?;
+    let (keepalive, deadlines) = super::timers(&config)?;
     let sender = CpgSender::default();
     sender.attach(connection.as_ref());
     let mut edges = Edges {
@@ -474,13 +473,7 @@ pub(crate) async fn run(
         watchdog,
         guard: Guard::new(),
     };
-    if let Ok(mut shared) = snapshot.lock() {
-        shared.nodes = view.nodes();
-    }
-    publish_timing(&snapshot, &view);
-    if edges.watchdog.is_some() {
-        publish_watchdog(&snapshot, &config, None);
-    }
+    edges.publish_start(&view);
     let mut shutdown_requested = false;
     let mut armed: Option<Instant> = None;
     let mut reconnect_at = tokio::time::Instant::now();
@@ -530,7 +523,7 @@ pub(crate) async fn run(
                         connection = None;
                         sender.attach(None);
                         reconnect_at = tokio::time::Instant::now() + RECONNECT;
-                        effects.extend(view.on_disconnected(Instant::now()));
+                        effects.extend(view.on_disconnected());
                     }
                 }
                 effects

@@ -232,6 +232,17 @@ impl Edges<'_> {
         }
     }
 
+    /// What the bus shows before the first event: the members, the timers, the watchdog.
+    fn publish_start(&self, view: &dyn View) {
+        if let Ok(mut shared) = self.snapshot.lock() {
+            shared.nodes = view.nodes(Instant::now());
+        }
+        publish_timing(self.snapshot, view);
+        if self.watchdog.is_some() {
+            publish_watchdog(self.snapshot, self.config, None);
+        }
+    }
+
     /// crmd appeared on the bus or left it.
     fn crmd_presence(&mut self, change: &zbus::fdo::NameOwnerChanged) {
         if let Ok(args) = change.args() {
@@ -332,6 +343,16 @@ async fn serve(
         watchdog,
         crmd_owner_changes,
     })
+}
+
+/// The keepalive timer (running from now) and the deadline timer (not armed).
+fn timers(config: &ClusterConfig) -> Result<(timer::FdTimer, timer::FdTimer), CommError> {
+    let timerfd = |e: std::io::Error| CommError::Io(format!("timerfd: {e}"));
+    let keepalive = timer::FdTimer::new().map_err(timerfd)?;
+    keepalive
+        .set_periodic(Duration::ZERO, config.timing.keepalive)
+        .map_err(timerfd)?;
+    Ok((keepalive, timer::FdTimer::new().map_err(timerfd)?))
 }
 
 /// The next generation (peers take a higher one as a restart), falling back to the time.
@@ -438,11 +459,7 @@ async fn run_heartbeat(
     let pinger = ping::Pinger::open(&config.ping_nodes, options.bind)?.map(Arc::new);
     let mut ping_replies = listen_to_pings(pinger.as_ref());
 
-    let keepalive = timer::FdTimer::new().map_err(|e| CommError::Io(format!("timerfd: {e}")))?;
-    keepalive
-        .set_periodic(Duration::ZERO, config.timing.keepalive)
-        .map_err(|e| CommError::Io(format!("timerfd: {e}")))?;
-    let deadlines = timer::FdTimer::new().map_err(|e| CommError::Io(format!("timerfd: {e}")))?;
+    let (keepalive, deadlines) = timers(&config)?;
     let mut load = LoadAverage::open();
     let transport = Links(&links);
     let mut edges = Edges {
@@ -457,13 +474,7 @@ async fn run_heartbeat(
         guard: Guard::new(),
     };
     tokio::pin!(shutdown);
-    if let Ok(mut shared) = snapshot.lock() {
-        shared.nodes = node.nodes(Instant::now());
-    }
-    publish_timing(&snapshot, &node);
-    if edges.watchdog.is_some() {
-        publish_watchdog(&snapshot, &config, None);
-    }
+    edges.publish_start(&node);
     // When the deadline timer is set for. Each heartbeat received pushes the next deadline
     // out; rather than re-arming the timer for every packet, it is re-armed only to fire
     // sooner, and when it fires early the loop arms it for the real deadline. The keepalive

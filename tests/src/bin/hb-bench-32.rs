@@ -5,9 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use hb_lab::report::{record, Target};
-use hb_lab::{process_usage, start_cluster, Node};
+use hb_lab::{hold, start_cluster, Node};
 use hbapi::comm::CommProxy;
 
 const NODES: usize = 32;
@@ -47,39 +46,13 @@ async fn main() {
         return;
     }
     let formed = begun.elapsed();
-    let mut streams = Vec::new();
-    for node in &nodes {
-        let proxy = CommProxy::new(&node.connection).await.expect("proxy");
-        streams.push(proxy.receive_node_status_changed().await.expect("subscribe"));
-    }
-    let mut merged = futures_util::stream::select_all(streams);
-    let mut pids = Vec::new();
-    for node in &nodes {
-        pids.push(node.master_pid());
-        for child in node.master().await.list_children().await.expect("children") {
-            pids.push(child.pid);
-        }
-    }
-    let cpu = |pids: &[u32]| pids.iter().map(|p| process_usage(*p).0).sum::<f64>();
-    let cpu_before = cpu(&pids);
-    let window = Duration::from_secs(minutes * 60);
-    let watch = Instant::now();
-    let mut deaths = 0u32;
-    while watch.elapsed() < window {
-        if let Ok(Some(signal)) =
-            tokio::time::timeout(window.saturating_sub(watch.elapsed()), merged.next()).await
-        {
-            if signal.args().is_ok_and(|a| a.new == "dead") {
-                deaths += 1;
-            }
-        }
-    }
-    let per_minute = (cpu(&pids) - cpu_before) * 60.0 / watch.elapsed().as_secs_f64();
+    let held = hold(&nodes, &[], Duration::from_secs(minutes * 60)).await;
+    let (deaths, per_minute) = (held.deaths, held.stack_cpu_per_minute);
     println!(
         "32 nodes: started in {:.1} s, full membership everywhere after {:.1} s; over {minutes} min: {deaths} nodes declared dead (target 0); all {} processes together {per_minute:.1} CPU s/min",
         started.as_secs_f64(),
         formed.as_secs_f64(),
-        pids.len()
+        held.stack_processes
     );
     record(
         "32 nodes: full membership formed after start",

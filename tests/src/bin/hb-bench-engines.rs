@@ -8,12 +8,11 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use hb_lab::faults::{play, Fault, Kind, Shape};
 use hb_lab::groups::{changes, wait_group};
 use hb_lab::ledger::Lab;
 use hb_lab::report::{record, Target};
-use hb_lab::{process_usage, start_cluster, start_corosync_cluster, Node, NodeBuilder};
+use hb_lab::{hold, start_cluster, start_corosync_cluster, Node, NodeBuilder};
 use hbapi::comm::CommProxy;
 
 const RUNS: usize = 3;
@@ -153,44 +152,16 @@ async fn large(engine: Engine, count: usize, minutes: u64) {
         return;
     }
     let formed_after = began.elapsed();
-    let mut streams = Vec::new();
-    for node in &nodes {
-        let proxy = CommProxy::new(&node.connection).await.expect("proxy");
-        streams.push(proxy.receive_node_status_changed().await.expect("subscribe"));
-    }
-    let mut merged = futures_util::stream::select_all(streams);
-    let mut stack = Vec::new();
-    for node in &nodes {
-        stack.push(node.master_pid());
-        for child in node.master().await.list_children().await.expect("children") {
-            stack.push(child.pid);
-        }
-    }
     let corosyncs: Vec<u32> = nodes
         .iter()
         .filter_map(|n| n.corosync.as_ref().and_then(|(lab, index)| lab.pid(*index)))
         .collect();
-    let cpu = |pids: &[u32]| pids.iter().map(|p| process_usage(*p).0).sum::<f64>();
-    let rss_mb = |pids: &[u32]| pids.iter().map(|p| process_usage(*p).1).sum::<u64>() as f64 / 1024.0;
-    let (stack_before, corosync_before) = (cpu(&stack), cpu(&corosyncs));
-    let window = Duration::from_secs(minutes * 60);
-    let watch = Instant::now();
-    let mut deaths = 0u32;
-    while watch.elapsed() < window {
-        if let Ok(Some(signal)) =
-            tokio::time::timeout(window.saturating_sub(watch.elapsed()), merged.next()).await
-        {
-            if signal.args().is_ok_and(|a| a.new == "dead") {
-                deaths += 1;
-            }
-        }
-    }
-    let per_node_minute =
-        |now: f64, before: f64| (now - before) * 60.0 / watch.elapsed().as_secs_f64() / count as f64;
-    let stack_cpu = per_node_minute(cpu(&stack), stack_before);
-    let corosync_cpu = per_node_minute(cpu(&corosyncs), corosync_before);
-    let stack_rss = rss_mb(&stack) / count as f64;
-    let corosync_rss = rss_mb(&corosyncs) / count as f64;
+    let held = hold(&nodes, &corosyncs, Duration::from_secs(minutes * 60)).await;
+    let deaths = held.deaths;
+    let stack_cpu = held.stack_cpu_per_minute / count as f64;
+    let corosync_cpu = held.others_cpu_per_minute / count as f64;
+    let stack_rss = held.stack_rss_kib as f64 / 1024.0 / count as f64;
+    let corosync_rss = held.others_rss_kib as f64 / 1024.0 / count as f64;
     println!(
         "{label}: full membership everywhere {:.1} s after the start; over {minutes} min {deaths} nodes declared dead (target 0); per node heartbeat-rs {stack_cpu:.3} CPU s/min and {stack_rss:.1} MB{}",
         formed_after.as_secs_f64(),
