@@ -31,6 +31,9 @@ async fn stophasrv_by_hand_is_a_failure_and_sigusr2_clears_only_the_error_flag()
     .await;
     // RUNNING: the alphabetically first node runs the services; `-l` puts the status there.
     wait_status_file(&status_file, &["alpha ACTIVE hasrv", "bravo IDLE"]).await;
+    // The status file says ACTIVE once the start is ordered; the service runs once its
+    // script has (a stophasrv by hand before that finds nothing to stop).
+    lab.wait_for("alpha", "start").await;
     assert!(
         !nodes[0].run_dir.join(hbapi::names::run_files::STATUS).exists(),
         "-l PATH replaces the status file in the run directory"
