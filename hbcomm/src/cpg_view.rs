@@ -16,8 +16,9 @@
 //!   and are delivered then.
 //! - **Quorum**: the quorum API's verdict, passed on ([`Effect::Quorum`]); crmd uses it in place
 //!   of its own count.
-//! - **Losing Corosync** is this node's failure, never a split: every peer becomes unknown
-//!   (`init`, which nothing is taken over for), quorum is lost, and crmd is told as for a
+//! - **Losing Corosync** is this node's failure, never a split: quorum is lost, then every
+//!   peer (a partition where this node is alone: nothing is taken over, and the peers'
+//!   reports are asked for again when Corosync is back), and crmd is told as for a
 //!   node that was not scheduled for longer than deadtime ([`Effect::NoLocalHeartbeat`]), so
 //!   it stops every group here. (A late tick alone is not reported so: a pause is
 //!   Corosync's to judge, by its token.)
@@ -96,7 +97,14 @@ pub struct CpgView {
     seq: u64,
     /// Until then a peer never seen is `init`, not `dead`.
     initdead_until: Instant,
-    quorate: bool,
+    /// What Corosync's quorum API says.
+    corosync_quorate: bool,
+    /// Set by the first configuration change of this connection: until then this node does
+    /// not know who is in the group, and says it has no quorum (crmd, told it has quorum
+    /// while it knows no peer, would decide alone).
+    membership_known: bool,
+    /// What crmd was told ([`Effect::Quorum`]).
+    told_quorate: bool,
     /// Set once the Corosync connection is gone.
     disconnected: bool,
     mismatches_reported: BTreeSet<String>,
@@ -146,7 +154,9 @@ impl CpgView {
             generation_hex: format!("{generation:x}"),
             seq: 0,
             initdead_until: now + config.timing.initdead,
-            quorate,
+            corosync_quorate: quorate,
+            membership_known: false,
+            told_quorate: false,
             disconnected: false,
             mismatches_reported: BTreeSet::new(),
             unknown_senders: BTreeSet::new(),
@@ -171,9 +181,19 @@ impl CpgView {
             .collect()
     }
 
-    /// Whether Corosync said this partition has quorum.
+    /// Whether this node says its partition has quorum: Corosync says so, and this node
+    /// knows the group's membership.
     pub fn quorate(&self) -> bool {
-        self.quorate && !self.disconnected
+        self.told_quorate
+    }
+
+    /// Tells crmd when the verdict it may act on changes.
+    fn tell_quorum(&mut self, effects: &mut Vec<Effect>) {
+        let quorate = self.corosync_quorate && self.membership_known && !self.disconnected;
+        if quorate != self.told_quorate {
+            self.told_quorate = quorate;
+            effects.push(Effect::Quorum(quorate));
+        }
     }
 
     /// A peer's status (this node is always `active`).
@@ -244,22 +264,26 @@ impl CpgView {
                 .with(CONFIG_DIGEST_FIELD, self.digest.as_str());
             effects.push(Effect::Send(self.seal(announce)));
         }
+        // After the statuses: crmd learns who is there before it may act on quorum.
+        self.membership_known = true;
+        self.tell_quorum(&mut effects);
         effects.push(Effect::MembersChanged);
         effects
     }
 
     /// Corosync's quorum verdict.
     pub fn on_quorum(&mut self, quorate: bool) -> Vec<Effect> {
-        if quorate == self.quorate || self.disconnected {
-            return Vec::new();
+        if quorate != self.corosync_quorate {
+            tracing::info!(
+                quorate,
+                "Corosync: this partition {} quorum",
+                if quorate { "has" } else { "lost" }
+            );
         }
-        self.quorate = quorate;
-        tracing::info!(
-            quorate,
-            "Corosync: this partition {} quorum",
-            if quorate { "has" } else { "lost" }
-        );
-        vec![Effect::Quorum(quorate)]
+        self.corosync_quorate = quorate;
+        let mut effects = Vec::new();
+        self.tell_quorum(&mut effects);
+        effects
     }
 
     /// A message Corosync delivered from `process`.
@@ -418,15 +442,15 @@ impl CpgView {
             silent: self.timing.deadtime,
             deadtime: self.timing.deadtime,
         }];
-        if self.quorate {
-            self.quorate = false;
-            effects.push(Effect::Quorum(false));
-        }
+        self.tell_quorum(&mut effects);
+        // Then every peer is lost to this node, as in a partition where it is alone: crmd, told
+        // first that there is no quorum, takes nothing over, and forgets what the peers
+        // reported — when Corosync is back, it waits for their reports again instead of
+        // deciding on stale ones (what they run changed while this node was away).
         for (name, peer) in &mut self.peers {
             peer.processes.clear();
             peer.grace_until = None;
-            // Unknown, not dead: nothing is taken over for a peer this node cannot see.
-            change(&mut effects, name, peer, NodeStatus::Init);
+            change(&mut effects, name, peer, NodeStatus::Dead);
         }
         effects.push(Effect::MembersChanged);
         effects
@@ -730,7 +754,7 @@ mod tests {
     fn quorum_known_on_connecting_is_lost_with_the_connection() {
         let start = Instant::now();
         let config = config("");
-        let names = BTreeMap::from([(1, "alpha".into())]);
+        let names = BTreeMap::from([(1, "alpha".into()), (2, "bravo".into())]);
         let authenticator = Authenticator::from_keys(&config.auth).unwrap();
         let corosync = Connected {
             local_id: 1,
@@ -738,8 +762,22 @@ mod tests {
             quorate: true,
         };
         let mut alpha = CpgView::new("alpha", corosync, &config, authenticator, 1, start);
+        // Quorate by Corosync, but no member known yet: not said.
+        assert!(!alpha.quorate());
+        assert!(alpha.on_quorum(true).is_empty(), "still no membership");
+        let effects = alpha.on_configuration(start, &[process(1), process(2)], &[]);
+        let statuses_then_quorum: Vec<_> = effects
+            .iter()
+            .filter(|e| matches!(e, Effect::NodeStatus { .. } | Effect::Quorum(_)))
+            .collect();
+        assert!(
+            matches!(
+                statuses_then_quorum.as_slice(),
+                [Effect::NodeStatus { .. }, .., Effect::Quorum(true)]
+            ),
+            "{effects:?}"
+        );
         assert!(alpha.quorate());
-        assert!(alpha.on_quorum(true).is_empty(), "no change");
         assert!(alpha.on_disconnected().contains(&Effect::Quorum(false)));
         assert!(!alpha.quorate());
     }
@@ -755,12 +793,19 @@ mod tests {
             .iter()
             .any(|e| matches!(e, Effect::NoLocalHeartbeat { .. })));
         assert!(effects.contains(&Effect::Quorum(false)));
-        // Peers are unknown, not dead: nothing is taken over for them.
+        // Quorum lost first, then every peer lost: nothing is taken over, and their reports
+        // are not trusted when Corosync is back.
+        let quorum_lost = effects.iter().position(|e| *e == Effect::Quorum(false)).unwrap();
+        let first_death = effects
+            .iter()
+            .position(|e| matches!(e, Effect::NodeStatus { .. }))
+            .unwrap();
+        assert!(quorum_lost < first_death, "{effects:?}");
         assert_eq!(
             statuses(&effects),
             [
-                ("bravo".into(), NodeStatus::Init),
-                ("charlie".into(), NodeStatus::Init)
+                ("bravo".into(), NodeStatus::Dead),
+                ("charlie".into(), NodeStatus::Dead)
             ]
         );
         assert!(statuses(&alpha.on_deadline(start + Duration::from_secs(60))).is_empty());

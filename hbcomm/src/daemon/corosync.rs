@@ -453,7 +453,7 @@ pub(crate) async fn run(
         mut control,
         watchdog,
         mut crmd_owner_changes,
-    } = serve(&options, &config, generation, Some(quorate)).await?;
+    } = serve(&options, &config, generation, Some(view.quorate())).await?;
     tracing::info!(node = %options.node, generation, group, node_id = view.local_id(), quorate, "hbcomm started on Corosync");
     let _ = hbapi::notify::notify("READY=1");
 
@@ -538,12 +538,13 @@ pub(crate) async fn run(
                 // when it disappeared; they are met as after a partition.
                 generation = super::next_generation_or_time(&options.state_dir);
                 match connect(&options, &config, group, &authenticator, generation, 1) {
-                    Ok((reconnected, fresh, quorate)) => {
+                    Ok((reconnected, fresh, _)) => {
                         tracing::warn!(generation, "connected to Corosync again");
                         connection = Some(reconnected);
                         sender.attach(connection.as_ref());
                         view = fresh;
-                        vec![Effect::Quorum(quorate), Effect::MembersChanged]
+                        // Quorum is said once the group's membership is known.
+                        vec![Effect::Quorum(view.quorate()), Effect::MembersChanged]
                     }
                     Err(error) => {
                         tracing::debug!("Corosync still unreachable: {error}");
