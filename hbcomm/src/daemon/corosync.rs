@@ -19,7 +19,6 @@ use hbapi::config::ClusterConfig;
 
 use crate::cpg_view::{Connected, CpgView, LeaveReason, Process};
 use crate::node::{Effect, Send};
-use crate::watchdog::Guard;
 use crate::wire::Authenticator;
 
 use super::iface::{Control, Snapshot};
@@ -462,17 +461,15 @@ pub(crate) async fn run(
     let (keepalive, deadlines) = super::timers(&config)?;
     let sender = CpgSender::default();
     sender.attach(connection.as_ref());
-    let mut edges = Edges {
-        config: &config,
-        transport: &sender,
-        snapshot: &snapshot,
-        emitter: &emitter,
-        keepalive: &keepalive,
-        pinger: pinger.as_deref(),
-        ping_seq: 0,
+    let mut edges = Edges::new(
+        &config,
+        &sender,
+        &snapshot,
+        &emitter,
+        &keepalive,
+        pinger.as_deref(),
         watchdog,
-        guard: Guard::new(),
-    };
+    );
     edges.publish_start(&view);
     let mut shutdown_requested = false;
     let mut armed: Option<Instant> = None;

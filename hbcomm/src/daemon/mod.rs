@@ -168,7 +168,30 @@ pub(crate) struct Edges<'a> {
     guard: Guard,
 }
 
-impl Edges<'_> {
+impl<'a> Edges<'a> {
+    /// The edges of one engine's loop: its transport, and what every engine shares.
+    fn new(
+        config: &'a ClusterConfig,
+        transport: &'a dyn Transport,
+        snapshot: &'a Mutex<Snapshot>,
+        emitter: &'a SignalEmitter<'static>,
+        keepalive: &'a timer::FdTimer,
+        pinger: Option<&'a ping::Pinger>,
+        watchdog: Option<watchdog::Device>,
+    ) -> Self {
+        Edges {
+            config,
+            transport,
+            snapshot,
+            emitter,
+            keepalive,
+            pinger,
+            ping_seq: 0,
+            watchdog,
+            guard: Guard::new(),
+        }
+    }
+
     async fn carry_out(&mut self, node: &dyn View, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
@@ -462,17 +485,15 @@ async fn run_heartbeat(
     let (keepalive, deadlines) = timers(&config)?;
     let mut load = LoadAverage::open();
     let transport = Links(&links);
-    let mut edges = Edges {
-        config: &config,
-        transport: &transport,
-        snapshot: &snapshot,
-        emitter: &emitter,
-        keepalive: &keepalive,
-        pinger: pinger.as_deref(),
-        ping_seq: 0,
+    let mut edges = Edges::new(
+        &config,
+        &transport,
+        &snapshot,
+        &emitter,
+        &keepalive,
+        pinger.as_deref(),
         watchdog,
-        guard: Guard::new(),
-    };
+    );
     tokio::pin!(shutdown);
     edges.publish_start(&node);
     // When the deadline timer is set for. Each heartbeat received pushes the next deadline
